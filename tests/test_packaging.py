@@ -1,0 +1,54 @@
+"""The house: environment.yml agrees with pyproject.toml, and notebooks follow the notebook conventions."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _norm(req: str) -> str:
+    """'Pillow>=10' -> 'pillow>=10' (name normalised as PEP 503, specifier kept)."""
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
+    assert m, f"cannot parse requirement {req!r}"
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() + m.group(2).replace(" ", "")
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_norm(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared |= {_norm(r) for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = {_norm(r) for r in pip_section if not r.startswith("-e")}
+    assert listed == declared, f"only in pyproject: {declared - listed}; only in environment.yml: {listed - declared}"
+
+
+def test_ci_parameters_name_existing_notebooks():
+    params = yaml.safe_load((ROOT / "notebooks" / "ci_parameters.yml").read_text()) or {}
+    stems = {p.stem for p in NOTEBOOKS}
+    assert set(params) <= stems, f"ci_parameters.yml names notebooks that do not exist: {set(params) - stems}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_conventions(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"].get("kernelspec", {}).get("name"), "papermill needs kernelspec metadata"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"exactly one cell tagged 'parameters', found {len(tagged)}"
+    for line in "".join(tagged[0]["source"]).splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert re.match(r"^[A-Z][A-Z0-9_]* = .+#", line), f"parameters are UPPER_CASE = value  # comment: {line!r}"
+    for c in code:
+        src = "".join(c["source"])
+        assert not re.search(r"^\s*(def|class)\s", src, re.M), "notebooks hold no def or class (logic lives in infodecomp)"
+    first = "".join(nb["cells"][0]["source"])
+    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("#"), "first cell: a title naming the paper section"
