@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Regenerate the README's results tables from the notebooks' recorded numbers.
+
+Reads every ``figures/<model>/<notebook-stem>.json`` (written by ``infodecomp.results.record``) and rewrites
+the part of README.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``; nothing else
+in the file changes. One table per notebook and model::
+
+    #### `03_localization` — `shapes-tiny`
+
+    | name | value ± stderr | provenance |
+    |---|---|---|
+    | miou_cmi | 0.412 ± 0.011 | model shapes-tiny, protocol faithful, seed 0, samples 64 |
+
+Usage::
+
+    python scripts/update_readme_results.py            # rewrite README.md
+    python scripts/update_readme_results.py --check    # exit 1 if README.md is out of date
+
+Standard library only, so it runs before the package is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+EMPTY = "No results are recorded yet."  # the README's placeholder line, kept word for word
+REPO = Path(__file__).resolve().parent.parent
+
+
+def format_value(value: float, stderr: float | None = None) -> str:
+    """``0.34123, 0.0104`` → ``"0.341 ± 0.010"`` (two significant digits of the stderr fix the decimals)."""
+    if stderr is None:
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
+            return str(int(value))
+        return f"{value:.4g}"
+    if stderr > 0:
+        decimals = min(12, max(0, 1 - math.floor(math.log10(stderr))))
+        return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
+    return f"{value:.4g} ± 0"
+
+
+def provenance_summary(prov: dict) -> str:
+    """Model, protocol, seed and sample count, as one short line (no dates: the README changes only with
+    the numbers)."""
+    parts = [f"model {prov.get('model_id') or prov.get('model', '?')}"]
+    if prov.get("revision"):
+        parts.append(f"revision {prov['revision']}")
+    for key, label in (("protocol", "protocol"), ("seed", "seed"), ("n_samples", "samples")):
+        if prov.get(key) is not None:
+            parts.append(f"{label} {prov[key]}")
+    return ", ".join(parts)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render(figures: Path) -> str:
+    """The markdown that goes between the markers (without them)."""
+    files = sorted(figures.glob("*/*.json")) if figures.is_dir() else []
+    tables = []
+    for path in sorted(files, key=lambda p: (p.stem, p.parent.name)):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"{path}: not valid JSON ({err})") from err
+        if not isinstance(data, dict):
+            raise SystemExit(f"{path}: expected a JSON object of name -> value")
+        prov = data.get("_provenance", {})
+        summary = _cell(provenance_summary({"model": path.parent.name, **prov}))
+        lines = [f"#### `{path.stem}` — `{path.parent.name}`", "", "| name | value ± stderr | provenance |",
+                 "|---|---|---|"]
+        for name, entry in data.items():
+            if name.startswith("_"):
+                continue
+            if isinstance(entry, dict):
+                text = format_value(entry["value"], entry.get("stderr"))
+            else:
+                text = format_value(entry)
+            lines.append(f"| {_cell(name)} | {text} | {summary} |")
+        tables.append("\n".join(lines))
+    if not tables:
+        return EMPTY
+    return "\n\n".join(tables)
+
+
+def updated_readme(readme_text: str, figures: Path) -> str:
+    """``readme_text`` with the block between the markers replaced by :func:`render`."""
+    start, end = readme_text.find(START), readme_text.find(END)
+    if start < 0 or end < 0 or end < start or readme_text.count(START) != 1 or readme_text.count(END) != 1:
+        raise SystemExit(f"README must contain exactly one {START!r} followed by one {END!r}")
+    head = readme_text[: start + len(START)]
+    tail = readme_text[end:]
+    return f"{head}\n{render(figures)}\n{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to update")
+    parser.add_argument("--figures", type=Path, default=REPO / "figures", help="folder of <model>/<stem>.json")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date; write nothing")
+    args = parser.parse_args(argv)
+    if not args.readme.is_file():
+        raise SystemExit(f"no README at {args.readme}")
+    old = args.readme.read_text(encoding="utf-8")
+    new = updated_readme(old, args.figures)
+    if args.check:
+        if new != old:
+            print(f"{args.readme} results tables are out of date; run scripts/update_readme_results.py", file=sys.stderr)
+            return 1
+        print(f"{args.readme} results tables are up to date")
+        return 0
+    if new != old:
+        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        os.replace(tmp, args.readme)  # atomic: a reader never sees half a README
+        print(f"updated {args.readme}")
+    else:
+        print(f"{args.readme} already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

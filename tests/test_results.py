@@ -1,0 +1,439 @@
+"""Tests of infodecomp.results (headline records, resumable sharded result store) and of
+scripts/update_readme_results.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from infodecomp import results as R
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# record()
+
+
+def test_record_round_trip_and_provenance(tmp_path):
+    path = R.record("03_localization", "shapes-tiny", "miou_cmi", np.float32(0.25), torch.tensor(0.0125),
+                    root=tmp_path, protocol="faithful", seed=7, n_samples=64, settings={"steps": (50, 100)})
+    assert path == tmp_path / "shapes-tiny" / "03_localization.json"
+    R.record("03_localization.ipynb", "shapes-tiny", "n_images", 500, root=tmp_path, protocol="faithful", seed=7)
+    data = json.loads(path.read_text())
+    assert data["miou_cmi"] == {"value": 0.25, "stderr": 0.0125}
+    assert data["n_images"] == 500 and isinstance(data["n_images"], int)
+    prov = data["_provenance"]
+    assert prov["model"] == "shapes-tiny" and prov["model_id"] == "shapes-tiny"
+    assert prov["protocol"] == "faithful" and prov["seed"] == 7 and prov["n_samples"] == 64
+    assert prov["settings"] == {"steps": [50, 100]}
+    assert prov["package_version"] and prov["date"].endswith("+00:00")
+    assert R.load_record("03_localization", "shapes-tiny", root=tmp_path) == data
+    # atomic writes leave no temporary files behind
+    assert sorted(p.name for p in path.parent.iterdir()) == ["03_localization.json"]
+
+
+def test_record_model_id_becomes_folder_slug(tmp_path):
+    path = R.record("05_x", "stabilityai/stable-diffusion-2-1-base", "acc", 0.7, root=tmp_path, revision="abc123")
+    assert path.parent.name == "stable-diffusion-2-1-base"
+    prov = json.loads(path.read_text())["_provenance"]
+    assert prov["model_id"] == "stabilityai/stable-diffusion-2-1-base" and prov["revision"] == "abc123"
+    assert R.model_slug("/data/weights/sd21/") == "sd21"
+    assert R.model_slug("sd21-base") == "sd21-base"
+
+
+@pytest.mark.parametrize("value, stderr, exc, match", [
+    (float("nan"), None, ValueError, "finite"),
+    (float("inf"), None, ValueError, "finite"),
+    (1.0, float("nan"), ValueError, "finite"),
+    (1.0, -0.1, ValueError, ">= 0"),
+    ("0.3", None, TypeError, "real number"),
+    (True, None, TypeError, "real number"),
+    (np.array([1.0, 2.0]), None, ValueError, "single number"),
+    (None, None, TypeError, "real number"),
+])
+def test_record_rejects_bad_values(tmp_path, value, stderr, exc, match):
+    with pytest.raises(exc, match=match):
+        R.record("01_x", "shapes-tiny", "v", value, stderr, root=tmp_path)
+    assert not (tmp_path / "shapes-tiny" / "01_x.json").exists()
+
+
+def test_record_rejects_bad_names_and_provenance(tmp_path):
+    with pytest.raises(ValueError, match="not starting with '_'"):
+        R.record("01_x", "shapes-tiny", "_provenance", 1.0, root=tmp_path)
+    with pytest.raises(ValueError, match="protocol"):
+        R.record("01_x", "shapes-tiny", "v", 1.0, root=tmp_path, protocol="exact")
+    with pytest.raises(ValueError, match="automatically"):
+        R.record("01_x", "shapes-tiny", "v", 1.0, root=tmp_path, date="yesterday")
+    with pytest.raises(TypeError, match="cannot store"):
+        R.record("01_x", "shapes-tiny", "v", 1.0, root=tmp_path, settings={"f": object()})
+    with pytest.raises(ValueError, match="notebook_stem"):
+        R.record("", "shapes-tiny", "v", 1.0, root=tmp_path)
+    with pytest.raises(ValueError, match="model"):
+        R.record("01_x", "  ", "v", 1.0, root=tmp_path)
+    # a notebook path is reduced to its stem
+    assert R.record("notebooks/01_x.ipynb", "shapes-tiny", "v", 1.0, root=tmp_path).name == "01_x.json"
+
+
+def test_record_new_run_replaces_results_of_other_run(tmp_path):
+    R.record("02_x", "shapes-tiny", "a", 1.0, root=tmp_path, seed=0)
+    R.record("02_x", "shapes-tiny", "b", 2.0, root=tmp_path, seed=0)  # same run: adds
+    R.record("02_x", "shapes-tiny", "c", 3.0, root=tmp_path)          # no seed given: keeps the stored seed
+    data = R.load_record("02_x", "shapes-tiny", root=tmp_path)
+    assert {k for k in data if not k.startswith("_")} == {"a", "b", "c"} and data["_provenance"]["seed"] == 0
+    with pytest.warns(UserWarning, match="dropping results of the earlier run: b, c"):
+        R.record("02_x", "shapes-tiny", "a", 5.0, root=tmp_path, seed=1)
+    data = R.load_record("02_x", "shapes-tiny", root=tmp_path)
+    assert data["a"] == 5.0 and "b" not in data and data["_provenance"]["seed"] == 1
+
+
+def test_recorder_record_many(tmp_path):
+    rec = R.Recorder("04_edit", "shapes-tiny", root=tmp_path, protocol="corrected", seed=3, n_samples=20)
+    rec.record("pearson_image", 0.31, 0.02)
+    rec.record_many({"pearson_pixel": (0.27, 0.002), "n": 100, "other": {"value": 1.5, "stderr": 0.5}})
+    data = json.loads(rec.path.read_text())
+    assert data["pearson_image"] == {"value": 0.31, "stderr": 0.02}
+    assert data["pearson_pixel"] == {"value": 0.27, "stderr": 0.002} and data["n"] == 100
+    assert data["other"] == {"value": 1.5, "stderr": 0.5} and data["_provenance"]["protocol"] == "corrected"
+    with pytest.raises(ValueError, match="finite"):
+        rec.record_many({"x": (float("nan"), 0.1)})
+    with pytest.raises(ValueError, match="protocol"):
+        R.Recorder("04_edit", "shapes-tiny", root=tmp_path, protocol="bogus")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ResultStore / run_sharded
+
+
+def toy_rows(batch):
+    """A deterministic per-example result, seeded by the example id: independent of batch and shard."""
+    rows = []
+    for ex in batch:
+        rng = np.random.default_rng(R.example_seed(11, ex["id"]))
+        rows.append({"score": float(rng.normal()), "label": ex["id"].upper(), "scores": rng.normal(size=3).tolist(),
+                     "map": rng.normal(size=(4, 4)).astype(np.float16)})
+    return rows
+
+
+EXAMPLES = [{"id": f"ex{i:02d}", "payload": i} for i in range(23)]
+SETTINGS = {"estimator": "orthogonal", "n_samples": 8, "clip": 3.0, "steps": (50, 100)}
+
+
+def assert_same_table(a: pd.DataFrame, b: pd.DataFrame):
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a.drop(columns=["map"]), b.drop(columns=["map"]))
+    for x, y in zip(a["map"], b["map"]):
+        assert x.dtype == np.float16 and np.array_equal(x, y)
+
+
+def reference_table(tmp_path) -> pd.DataFrame:
+    store = R.ResultStore(tmp_path / "reference", SETTINGS, model_id="toy", seed=11)
+    R.run_sharded(EXAMPLES, toy_rows, store, batch_size=4, process_index=0, num_processes=1, progress=False)
+    return store.merge(len(EXAMPLES))
+
+
+def test_store_round_trip_types_and_order(tmp_path):
+    frame = reference_table(tmp_path)
+    assert list(frame.columns) == ["index", "id", "score", "label", "scores", "map"]
+    assert frame["index"].tolist() == list(range(23)) and frame["id"].tolist() == [e["id"] for e in EXAMPLES]
+    assert frame["label"][5] == "EX05" and len(frame["scores"][0]) == 3
+    assert frame["map"][0].shape == (4, 4) and frame["map"][0].dtype == np.float16
+    store = R.ResultStore(tmp_path / "reference", SETTINGS, model_id="toy", seed=11)
+    assert store.done_ids() == {e["id"] for e in EXAMPLES} and len(store) == 23
+    assert store.array("map").shape == (23, 4, 4)
+    assert "map" not in store.to_frame(arrays=False).columns
+    # arrays are stored in .npz files beside the rows, not inline
+    row = json.loads((tmp_path / "reference" / "rows-000-of-001.jsonl").read_text().splitlines()[0])
+    assert "map" not in row and row["_npz"].startswith("arrays/")
+
+
+def test_store_resumes_after_kill_without_recomputing(tmp_path):
+    expected = reference_table(tmp_path)
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def flaky(batch):
+        if len(calls) == 3:
+            raise Killed("simulated kill during the 4th batch")
+        calls.append([ex["id"] for ex in batch])
+        return toy_rows(batch)
+
+    path = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        R.run_sharded(EXAMPLES, flaky, R.ResultStore(path, SETTINGS, model_id="toy", seed=11), batch_size=4,
+                      process_index=0, num_processes=1, progress=False)
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    assert store.done_indices() == set(range(12))  # three finished batches survived the kill
+    n_before = len(calls)
+
+    def counting(batch):
+        calls.append([ex["id"] for ex in batch])
+        return toy_rows(batch)
+
+    computed = R.run_sharded(EXAMPLES, counting, store, batch_size=4, process_index=0, num_processes=1,
+                             progress=False)
+    assert computed == 23 - 12
+    recomputed = [i for batch in calls[n_before:] for i in batch]
+    assert sorted(recomputed) == [e["id"] for e in EXAMPLES[12:]]  # nothing finished was computed again
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+    # a third run has nothing left to do
+    assert R.run_sharded(EXAMPLES, counting, store, batch_size=4, process_index=0, num_processes=1,
+                         progress=False) == 0
+
+
+def test_store_drops_a_row_cut_by_a_kill(tmp_path):
+    expected = reference_table(tmp_path)
+    path = tmp_path / "cut"
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    R.run_sharded(EXAMPLES[:8], toy_rows, store, batch_size=4, process_index=0, num_processes=1, progress=False)
+    shard = path / "rows-000-of-001.jsonl"
+    with open(shard, "ab") as f:
+        f.write(b'{"index": 8, "id": "ex08", "sco')  # a write interrupted in the middle of a line
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    assert store.done_indices() == set(range(8))
+    with pytest.warns(UserWarning, match="partial last row"):
+        R.run_sharded(EXAMPLES, toy_rows, store, batch_size=4, process_index=0, num_processes=1, progress=False)
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+
+
+def test_store_settings_mismatch_raises(tmp_path):
+    R.ResultStore(tmp_path / "s", SETTINGS, model_id="toy", seed=11)
+    R.ResultStore(tmp_path / "s", dict(SETTINGS), model_id="toy", seed=11)  # equal settings reopen fine
+    with pytest.raises(R.SettingsMismatchError, match=r"settings\['clip'\]: saved 3.0, now 4.0"):
+        R.ResultStore(tmp_path / "s", {**SETTINGS, "clip": 4.0}, model_id="toy", seed=11)
+    with pytest.raises(R.SettingsMismatchError, match="seed: saved 11, now 12"):
+        R.ResultStore(tmp_path / "s", SETTINGS, model_id="toy", seed=12)
+    with pytest.raises(R.SettingsMismatchError, match="revision"):
+        R.ResultStore(tmp_path / "s", SETTINGS, model_id="toy", revision="v2", seed=11)
+    with pytest.raises(R.SettingsMismatchError, match=r"settings\['extra'\]: saved '<missing>'"):
+        R.ResultStore(tmp_path / "s", {**SETTINGS, "extra": 1}, model_id="toy", seed=11)
+
+
+def test_store_settings_may_be_a_dataclass(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Sampling:
+        loc: float = 1.0
+        scale: float = 2.0
+        clip: float = 3.0
+
+    R.ResultStore(tmp_path / "dc", Sampling())
+    R.ResultStore(tmp_path / "dc", {"loc": 1.0, "scale": 2.0, "clip": 3.0})  # the same settings as a dict
+    with pytest.raises(R.SettingsMismatchError, match="clip"):
+        R.ResultStore(tmp_path / "dc", Sampling(clip=4.0))
+    with pytest.raises(TypeError, match="object array"):
+        R.ResultStore(tmp_path / "dc", Sampling()).append([{"index": 0, "x": np.array([None, 1])}])
+
+
+def test_store_rejects_duplicates_and_reports_incomplete(tmp_path):
+    store = R.ResultStore(tmp_path / "d", {"a": 1})
+    store.append([{"index": 0, "x": 1.0}, {"index": 2, "x": 3.0}])
+    with pytest.raises(ValueError, match="already has a row"):
+        store.append([{"index": 2, "x": 3.0}])
+    with pytest.raises(ValueError, match="index"):
+        store.append([{"x": 3.0}])
+    with pytest.raises(ValueError, match="reserved|not starting with '_'"):
+        store.append([{"index": 5, "_x": 3.0}])
+    with pytest.raises(R.IncompleteResultsError, match=r"missing 1 \(first: \[1\]\)"):
+        store.merge(3)
+    assert store.merge()["id"].tolist() == ["0", "2"]
+
+
+def test_fn_batch_must_return_one_row_per_example(tmp_path):
+    store = R.ResultStore(tmp_path / "f", {"a": 1})
+    with pytest.raises(ValueError, match="one row per example: got 1 rows for 2 examples"):
+        R.run_sharded(4, lambda b: [{"x": 1}], store, 2, process_index=0, num_processes=1, progress=False)
+
+
+def test_shards_in_process_merge_to_the_single_process_table(tmp_path):
+    expected = reference_table(tmp_path)
+    path = tmp_path / "sharded"
+    for p in range(3):
+        store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11, process_index=p, num_processes=3)
+        R.run_sharded(EXAMPLES, toy_rows, store, batch_size=2, process_index=p, num_processes=3, progress=False)
+    assert sorted(f.name for f in path.glob("rows-*.jsonl")) == [
+        "rows-000-of-003.jsonl", "rows-001-of-003.jsonl", "rows-002-of-003.jsonl"]
+    assert_same_table(R.ResultStore(path, SETTINGS, model_id="toy", seed=11).merge(len(EXAMPLES)), expected)
+    assert list(R.shard_indices(10, 1, 3)) == [1, 4, 7]
+
+
+def test_resume_with_a_different_number_of_processes(tmp_path):
+    expected = reference_table(tmp_path)
+    path = tmp_path / "mixed"
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    R.run_sharded(EXAMPLES, toy_rows, store, batch_size=3, process_index=1, num_processes=2, progress=False)
+    seen = []
+
+    def counting(batch):
+        seen.extend(ex["id"] for ex in batch)
+        return toy_rows(batch)
+
+    R.run_sharded(EXAMPLES, counting, store, batch_size=5, process_index=0, num_processes=1, progress=False)
+    assert seen == [e["id"] for e in EXAMPLES[0::2]]  # only what shard 1 of 2 had not done
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+
+
+def test_example_seed_is_stable():
+    assert R.example_seed(0, "abc") == R.example_seed(0, "abc")
+    assert R.example_seed(0, "abc") != R.example_seed(1, "abc") != R.example_seed(0, "abd")
+    # fixed value: the same on every machine and Python process (no salted hash())
+    assert R.example_seed(0, 5) == int.from_bytes(__import__("hashlib").sha256(b"0:5").digest()[:8], "little") & (2**63 - 1)
+
+
+TOY_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+from infodecomp import results as R
+
+EXAMPLES = [{{"id": f"ex{{i:02d}}", "payload": i}} for i in range(23)]
+SETTINGS = {settings!r}
+
+def toy_rows(batch):
+    rows = []
+    for ex in batch:
+        rng = np.random.default_rng(R.example_seed(11, ex["id"]))
+        rows.append({{"score": float(rng.normal()), "label": ex["id"].upper(), "scores": rng.normal(size=3).tolist(),
+                     "map": rng.normal(size=(4, 4)).astype(np.float16)}})
+    return rows
+
+store = R.ResultStore(sys.argv[1], SETTINGS, model_id="toy", seed=11)
+n = R.run_sharded(EXAMPLES, toy_rows, store, batch_size=4, progress=False)
+from accelerate import PartialState
+state = PartialState()
+print(f"process {{state.process_index}} of {{state.num_processes}} computed {{n}}", flush=True)
+if state.is_main_process:
+    store.merge(len(EXAMPLES))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_accelerate_two_process_cpu_run_matches_one_process(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (torchrun underneath; the state
+    becomes MULTI_CPU/gloo because run_sharded asks for cpu=True when there is no CUDA)."""
+    if torch.cuda.is_available():
+        pytest.skip("this test exercises the CPU-only launch path")
+    expected = reference_table(tmp_path)
+    script = tmp_path / "toy_experiment.py"
+    script.write_text(TOY_SCRIPT.format(repo=str(REPO), settings=SETTINGS))
+    out = tmp_path / "two_process"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(script), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "process 0 of 2 computed 12" in proc.stdout and "process 1 of 2 computed 11" in proc.stdout
+    assert sorted(f.name for f in out.glob("rows-*.jsonl")) == ["rows-000-of-002.jsonl", "rows-001-of-002.jsonl"]
+    assert_same_table(R.ResultStore(out, SETTINGS, model_id="toy", seed=11).merge(len(EXAMPLES)), expected)
+
+
+def test_launcher_with_single_process_state_is_refused(tmp_path, monkeypatch):
+    """Several launched processes that each see a one-process state would all compute everything: refuse."""
+
+    class OneProcessState:
+        process_index, num_processes, distributed_type = 0, 1, "NO"
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="sees only one"):
+        R.run_sharded(4, lambda b: [{} for _ in b], R.ResultStore(tmp_path / "w", {}), 2, state=OneProcessState())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scripts/update_readme_results.py
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("update_readme_results", REPO / "scripts" / "update_readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+README = textwrap.dedent("""\
+    # Title
+
+    Intro text | with a pipe.
+
+    ## Results
+    <!-- results:start -->
+    stale content
+    <!-- results:end -->
+
+    ## After
+    Footer.
+    """)
+
+
+def test_update_readme_results(tmp_path, capsys):
+    script = _load_script()
+    readme, figures = tmp_path / "README.md", tmp_path / "figures"
+    readme.write_text(README)
+    args = ["--readme", str(readme), "--figures", str(figures)]
+
+    # no JSON files yet: a line saying so, nothing else touched
+    assert script.main(args + ["--check"]) == 1
+    assert readme.read_text() == README  # --check writes nothing
+    assert script.main(args) == 0
+    text = readme.read_text()
+    assert "No results are recorded yet" in text and "stale content" not in text
+    assert text.split("<!-- results:start -->")[0] == README.split("<!-- results:start -->")[0]
+    assert text.split("<!-- results:end -->")[1] == README.split("<!-- results:end -->")[1]
+    assert script.main(args + ["--check"]) == 0
+
+    R.record("03_localization", "shapes-tiny", "miou_cmi", 0.34123, 0.0104, root=figures, protocol="faithful",
+             seed=0, n_samples=64)
+    R.record("03_localization", "shapes-tiny", "n_images", 500, root=figures, protocol="faithful", seed=0)
+    R.record("01_information_estimators", "sd21-base", "mi_nats", 12.5, root=figures, protocol="corrected",
+             revision="abc")
+    assert script.main(args + ["--check"]) == 1
+    assert script.main(args) == 0
+    text = readme.read_text()
+    block = text.split("<!-- results:start -->\n")[1].split("<!-- results:end -->")[0]
+    assert block.index("`01_information_estimators` — `sd21-base`") < block.index("`03_localization` — `shapes-tiny`")
+    assert "| miou_cmi | 0.341 ± 0.010 | model shapes-tiny, protocol faithful, seed 0, samples 64 |" in block
+    assert "| n_images | 500 | model shapes-tiny, protocol faithful, seed 0, samples 64 |" in block
+    assert "| mi_nats | 12.5 | model sd21-base, revision abc, protocol corrected |" in block
+    assert text.startswith("# Title\n\nIntro text | with a pipe.") and text.endswith("## After\nFooter.\n")
+    assert script.main(args + ["--check"]) == 0
+    # a new date alone does not make the README stale (dates are not shown)
+    R.record("03_localization", "shapes-tiny", "n_images", 500, root=figures, protocol="faithful", seed=0)
+    assert script.main(args + ["--check"]) == 0
+
+
+def test_update_readme_results_needs_markers(tmp_path):
+    script = _load_script()
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="results:start"):
+        script.main(["--readme", str(readme), "--figures", str(tmp_path)])
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_format_value():
+    script = _load_script()
+    assert script.format_value(0.34123, 0.0104) == "0.341 ± 0.010"
+    assert script.format_value(42.0, 3.0) == "42.0 ± 3.0"
+    assert script.format_value(0.5) == "0.5"
+    assert script.format_value(7) == "7"
+    assert script.format_value(1 / 3) == "0.3333"
