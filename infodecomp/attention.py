@@ -1,0 +1,297 @@
+"""Recording cross-attention maps (DAAM-style) through diffusers attention processors.
+
+Stable Diffusion's default attention processor (PyTorch SDPA) never materialises attention probabilities.
+:func:`record_cross_attention` swaps, for the duration of a ``with`` block, each selected cross-attention
+layer's processor for a :class:`RecordingAttnProcessor` that
+
+1. calls the layer's **original** processor to compute the layer's output — so recording leaves the model's
+   outputs bit-identical — and then
+2. recomputes the softmax probabilities ``softmax(q kᵀ / sqrt(d))`` ``[B, heads, h·w, L]`` from the same
+   inputs (in float32) and hands them to the recorder.
+
+On exit (also on an exception) the original processors are restored. Only public diffusers API is used:
+``unet.attn_processors``, ``unet.set_attn_processor`` (which pops entries out of the dict it is given, so it
+always gets a copy) and the ``Attention`` module's projections.
+
+Aggregation follows DAAM (Tang et al. 2023; PROTOCOL.md §5.2): at every UNet call, each layer's map of each
+head is upsampled to the latent grid (bicubic) and clamped at ≥ 0; maps are averaged over all (layer, head)
+pairs and summed over calls (denoising steps), giving per-token maps ``[B, L, h, w]`` at latent resolution.
+A word's map is the mean over its token positions (:func:`infodecomp.text.token_positions`).
+
+Differences from DAAM v0.1.0, as options: every head is kept by default; ``faithful_half_heads=True`` keeps
+only the second half of the heads of every layer (DAAM assumed a classifier-free-guidance-doubled batch and so
+dropped heads 0 … ⌊h/2⌋−1 when run without CFG, PROTOCOL.md B10). DAAM records the down- and up-block layers
+and excludes the mid-block: ``include_mid=False`` is the default here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .text import token_positions
+
+__all__ = [
+    "cross_attention_probs",
+    "RecordingAttnProcessor",
+    "CrossAttentionRecorder",
+    "cross_attention_layers",
+    "record_cross_attention",
+    "word_map",
+]
+
+
+def cross_attention_probs(attn, hidden_states: Tensor, encoder_hidden_states: Tensor,
+                          attention_mask: Tensor | None = None, temb: Tensor | None = None) -> Tensor:
+    """Attention probabilities ``[B, heads, N, L]`` (float32) of a diffusers ``Attention`` layer.
+
+    The same steps as diffusers' ``AttnProcessor`` / ``AttnProcessor2_0`` up to the softmax: optional spatial
+    and group norm, ``to_q`` on ``hidden_states [B, N, C]`` (or ``[B, C, h, w]``), the optional cross norm and
+    ``to_k`` on ``encoder_hidden_states [B, L, D]``, optional q/k norms, scaled dot product with
+    ``attn.scale``, the optional additive mask, softmax over the L keys.
+    """
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    if hidden_states.ndim == 4:
+        b, c, h, w = hidden_states.shape
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    key = attn.to_k(encoder_hidden_states)
+    B, L = key.shape[0], key.shape[1]
+    heads = attn.heads
+    head_dim = key.shape[-1] // heads
+    query = query.view(B, -1, heads, head_dim).transpose(1, 2)
+    key = key.view(B, -1, heads, head_dim).transpose(1, 2)
+    if getattr(attn, "norm_q", None) is not None:
+        query = attn.norm_q(query)
+    if getattr(attn, "norm_k", None) is not None:
+        key = attn.norm_k(key)
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * attn.scale
+    if attention_mask is not None:
+        mask = attn.prepare_attention_mask(attention_mask, L, B)
+        scores = scores + mask.view(B, heads, -1, mask.shape[-1]).float()
+    return scores.softmax(dim=-1)
+
+
+class RecordingAttnProcessor:
+    """Wraps an attention processor: returns exactly what ``original`` returns, and for cross-attention calls
+    also passes ``(name, probs [B, heads, N, L] float32)`` to ``sink``."""
+
+    def __init__(self, original, name: str, sink: Callable[[str, Tensor], None]):
+        self.original = original
+        self.name = name
+        self.sink = sink
+
+    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
+                 attention_mask: Tensor | None = None, temb: Tensor | None = None, **kwargs) -> Tensor:
+        if temb is not None:
+            kwargs["temb"] = temb
+        out = self.original(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
+                            attention_mask=attention_mask, **kwargs)
+        if encoder_hidden_states is not None:
+            with torch.no_grad():
+                probs = cross_attention_probs(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+            self.sink(self.name, probs)
+        return out
+
+
+def _unet_of(model):
+    """A UNet from a UNet, a pipeline (``.unet``) or an ``infodecomp.models.Model`` (``.pipeline.unet``)."""
+    for path in ((), ("unet",), ("pipeline", "unet")):
+        obj = model
+        for attr in path:
+            obj = getattr(obj, attr, None)
+        if obj is not None and hasattr(obj, "attn_processors") and hasattr(obj, "set_attn_processor"):
+            return obj
+    raise TypeError(f"expected a diffusers UNet, a pipeline or an infodecomp Model, got {type(model).__name__}")
+
+
+def cross_attention_layers(model, *, include_mid: bool = True) -> list[str]:
+    """Names (``"down_blocks.0.attentions.0.transformer_blocks.0.attn2"``, …) of every cross-attention layer
+    of a UNet (or pipeline / Model), in the UNet's order; ``include_mid=False`` leaves out ``mid_block``."""
+    unet = _unet_of(model)
+    names = []
+    for key in unet.attn_processors:
+        name = key.removesuffix(".processor")
+        if getattr(unet.get_submodule(name), "is_cross_attention", False):
+            if include_mid or not name.startswith("mid_block"):
+                names.append(name)
+    return names
+
+
+class CrossAttentionRecorder:
+    """What one :func:`record_cross_attention` block recorded; aggregate with :meth:`token_maps`.
+
+    State per recorded layer ``name``: ``sums[name] [B, L, h, w]`` float32 — the sum over calls and kept heads
+    of the clamped, upsampled maps; ``heads[name]`` kept heads; ``calls[name]`` calls; ``grid[name]`` the
+    layer's own (h', w').
+    """
+
+    def __init__(self, layers: Sequence[str], *, resolutions: Iterable[int] | None = None,
+                 faithful_half_heads: bool = False, upsample: str = "bicubic"):
+        self.layers = list(layers)
+        self.resolutions = None if resolutions is None else {int(r) for r in resolutions}
+        self.faithful_half_heads = faithful_half_heads
+        self.upsample = upsample
+        self.sums: dict[str, Tensor] = {}
+        self.heads: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self.grid: dict[str, tuple[int, int]] = {}
+        self.latent_hw: tuple[int, int] | None = None
+
+    def __repr__(self) -> str:
+        return (f"CrossAttentionRecorder({len(self.sums)} layers recorded of {len(self.layers)} hooked, "
+                f"calls={self.n_calls}, faithful_half_heads={self.faithful_half_heads})")
+
+    # -- hooks -------------------------------------------------------------------------------------------
+    def _capture_shape(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        if not isinstance(sample, Tensor) or sample.ndim != 4:
+            raise ValueError("attention recording needs the UNet's sample [B, C, h, w] as its first argument")
+        self.latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+
+    def _layer_grid(self, n: int) -> tuple[int, int]:
+        if self.latent_hw is None:
+            raise RuntimeError("no UNet call seen: the recorder learns the latent size from the UNet's input")
+        H, W = self.latent_hw
+        f = 1
+        while f <= max(H, W):
+            h, w = -(-H // f), -(-W // f)
+            if h * w == n:
+                return h, w
+            f *= 2
+        raise ValueError(f"cannot place {n} query positions on a grid downsampled from latents {H}×{W}")
+
+    def __call__(self, name: str, probs: Tensor) -> None:
+        B, heads, N, L = probs.shape
+        h, w = self._layer_grid(N)
+        if self.resolutions is not None and h not in self.resolutions:
+            return
+        if self.faithful_half_heads:
+            probs = probs[:, heads // 2:]  # DAAM's CFG assumption (PROTOCOL.md B10)
+        k = probs.shape[1]
+        H, W = self.latent_hw
+        maps = probs.permute(0, 1, 3, 2).reshape(B, k * L, h, w)
+        if (h, w) != (H, W):
+            maps = F.interpolate(maps, size=(H, W), mode=self.upsample, align_corners=False)
+        maps = maps.clamp_(min=0).view(B, k, L, H, W).sum(dim=1)
+        if name in self.sums:
+            if self.sums[name].shape != maps.shape:
+                raise ValueError(f"layer {name}: map shape changed from {tuple(self.sums[name].shape)} to "
+                                 f"{tuple(maps.shape)} (batch or prompt length changed); record each batch in "
+                                 "its own record_cross_attention block")
+            self.sums[name] += maps
+            self.calls[name] += 1
+        else:
+            self.sums[name] = maps
+            self.calls[name] = 1
+            self.heads[name] = k
+            self.grid[name] = (h, w)
+
+    # -- results -----------------------------------------------------------------------------------------
+    @property
+    def n_calls(self) -> int:
+        """UNet calls recorded (0 before any)."""
+        return max(self.calls.values(), default=0)
+
+    def token_maps(self) -> Tensor:
+        """Per-token maps ``[B, L, h, w]`` (float32, latent grid): the mean over every recorded (layer, head)
+        pair, summed over calls (DAAM's global heat map, before truncation and normalisation)."""
+        if not self.sums:
+            raise RuntimeError("nothing was recorded: run the UNet inside the record_cross_attention block, and "
+                               "check the layer/resolution selection")
+        counts = set(self.calls.values())
+        if len(counts) != 1:
+            raise RuntimeError(f"layers were called different numbers of times: {self.calls}")
+        total_heads = sum(self.heads.values())
+        return sum(self.sums.values()) / total_heads
+
+    def layer_maps(self) -> dict[str, Tensor]:
+        """``{layer: [B, L, h, w]}`` each layer's mean over its kept heads, summed over calls."""
+        return {k: v / self.heads[k] for k, v in self.sums.items()}
+
+    def word_maps(self, tokenizer, prompts: str | Sequence[str], words: str | Sequence[str]) -> Tensor:
+        """``[B, h, w]`` word maps for the recorded batch: row i is the mean of :meth:`token_maps` over the
+        token positions of ``words[i]`` in ``prompts[i]`` (a single prompt or word applies to every row)."""
+        maps = self.token_maps()
+        B = maps.shape[0]
+        prompts = [prompts] * B if isinstance(prompts, str) else list(prompts)
+        words = [words] * B if isinstance(words, str) else list(words)
+        if len(prompts) != B or len(words) != B:
+            raise ValueError(f"{len(prompts)} prompts and {len(words)} words for a recorded batch of {B}")
+        return torch.stack([word_map(maps[i], token_positions(tokenizer, p, w))
+                            for i, (p, w) in enumerate(zip(prompts, words))])
+
+
+def word_map(token_maps: Tensor, positions: Sequence[int]) -> Tensor:
+    """Mean of ``token_maps [..., L, h, w]`` over token ``positions`` → ``[..., h, w]``."""
+    if len(positions) == 0:
+        raise ValueError("no token positions given")
+    L = token_maps.shape[-3]
+    bad = [p for p in positions if not 0 <= p < L]
+    if bad:
+        raise ValueError(f"token positions {bad} are outside the {L} recorded tokens")
+    return token_maps[..., list(positions), :, :].mean(dim=-3)
+
+
+@contextmanager
+def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], bool] | None = None,
+                           resolutions: Iterable[int] | None = None, include_mid: bool = False,
+                           faithful_half_heads: bool = False, upsample: str = "bicubic"):
+    """Record cross-attention maps of every UNet call made inside the block.
+
+    Args:
+        model: a diffusers UNet, a pipeline, or an ``infodecomp.models.Model``.
+        layers: which cross-attention layers: ``None`` (all of the down and up blocks, plus the mid-block if
+            ``include_mid``), a list of names from :func:`cross_attention_layers`, or a predicate on the name.
+        resolutions: keep only layers whose map is h′ latent cells high (e.g. ``{64, 32, 16}`` for SD at 64×64
+            latents: all of DAAM's; ``{16}``: the coarsest). ``None``: all.
+        include_mid: also record the mid-block (DAAM does not).
+        faithful_half_heads: keep only the second half of each layer's heads, as DAAM did without CFG (B10).
+        upsample: interpolation to the latent grid (``"bicubic"`` as DAAM, or ``"bilinear"``).
+
+    Yields a :class:`CrossAttentionRecorder`; read ``recorder.token_maps()`` after (or inside) the block.
+    The processors in place before the block are restored on exit, also when an exception is raised.
+
+    Example::
+
+        with record_cross_attention(model) as rec:
+            model.denoiser(z, logsnr, cond)
+        maps = rec.word_maps(model.tokenizer, prompts, "dog")    # [B, h, w]
+    """
+    unet = _unet_of(model)
+    available = cross_attention_layers(unet, include_mid=True)
+    if layers is None:
+        chosen = [n for n in available if include_mid or not n.startswith("mid_block")]
+    elif callable(layers):
+        chosen = [n for n in available if layers(n)]
+    else:
+        chosen = [n.removesuffix(".processor") for n in layers]
+        unknown = [n for n in chosen if n not in available]
+        if unknown:
+            raise ValueError(f"unknown cross-attention layers {unknown}; this UNet has {available}")
+    if not chosen:
+        raise ValueError(f"the layer selection matches no cross-attention layer; available: {available}")
+    if upsample not in ("bicubic", "bilinear"):
+        raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
+    recorder = CrossAttentionRecorder(chosen, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
+                                      upsample=upsample)
+    originals = dict(unet.attn_processors)
+    wrapped = {key: (RecordingAttnProcessor(proc, key.removesuffix(".processor"), recorder)
+                     if key.removesuffix(".processor") in chosen else proc)
+               for key, proc in originals.items()}
+    handle = unet.register_forward_pre_hook(recorder._capture_shape, with_kwargs=True)
+    try:
+        unet.set_attn_processor(dict(wrapped))  # set_attn_processor pops from its argument: give it a copy
+        yield recorder
+    finally:
+        handle.remove()
+        unet.set_attn_processor(dict(originals))

@@ -1,0 +1,254 @@
+"""Deterministic ODE inversion and generation, and prompt interventions (PROTOCOL.md §6.1; Table 4, Figs. 1, 3).
+
+The probability-flow ODE is integrated in the Karras et al. (2022) convention: the state is ``z = x + s·ε`` with
+noise level ``s`` (σ in the paper), ``logsnr = −2 log s``. A VP-trained denoiser is called on the rescaled state
+``z / sqrt(1 + s²)`` (= sqrt(sigmoid(logsnr))·z, which is exactly the VP channel), the denoised estimate is
+``D = z − s·ε̂`` and the ODE derivative is ``dz/ds = (z − D)/s = ε̂`` (PROTOCOL.md §1.2).
+
+* :func:`karras_sigmas`: ρ = 7 schedule between the model's trained ``σ_min = exp(−λ_max/2)`` and
+  ``σ_max = exp(−λ_min/2)`` (0.0292 and 14.615 for SD's ᾱ), no final σ = 0.
+* :func:`heun_integrate`: deterministic 2nd-order Heun (Karras Alg. 2, churn 0) along any σ sequence,
+  up (inversion) or down (generation); ``n`` σ values → ``n − 1`` steps, 2 denoiser calls each.
+* :func:`invert` / :func:`generate` / :func:`intervene`: the reference's image-editing protocol — invert the
+  real latent with the original caption, then regenerate from that noise with the original (reconstruction),
+  omit and swap prompts. All generations of one call run batched in the same dtype (avoiding B19, where the
+  reference ran the reconstruction in fp16 and the edits in fp32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .logsnr import trained_range
+from .text import omit_word, swap_word, swap_words
+
+__all__ = [
+    "sigma_range",
+    "karras_sigmas",
+    "model_sigmas",
+    "karras_denoiser_eps",
+    "heun_integrate",
+    "invert",
+    "generate",
+    "Intervention",
+    "intervene",
+]
+
+
+def sigma_range(alphas_cumprod: Tensor) -> tuple[float, float]:
+    """``(σ_min, σ_max) = (exp(−λ_max/2), exp(−λ_min/2))`` of a trained schedule: (0.02917, 14.615) for SD 2.1."""
+    lo, hi = trained_range(torch.as_tensor(alphas_cumprod))
+    return math.exp(-hi / 2), math.exp(-lo / 2)
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """Karras et al. (2022, Eq. 5) noise levels ``[n]`` float64, decreasing from ``sigma_max`` to ``sigma_min``:
+    ``σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``. No σ = 0 is appended (the reference
+    appends it and drops it again: the flow cannot be inverted from σ = 0, PROTOCOL.md §6.1)."""
+    if n < 2:
+        raise ValueError(f"need at least 2 noise levels, got n={n}")
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def model_sigmas(model, steps: int, rho: float = 7.0) -> Tensor:
+    """:func:`karras_sigmas` ``[steps]`` over ``model``'s trained range (``model.alphas_cumprod``)."""
+    return karras_sigmas(steps, *sigma_range(model.alphas_cumprod), rho=rho)
+
+
+def karras_denoiser_eps(denoiser, z: Tensor, sigma: float, cond: Tensor, *, uncond: Tensor | None = None,
+                        guidance_scale: float | None = None) -> Tensor:
+    """ε̂ ``[B, ...]`` for the Karras-space state ``z [B, ...]`` at noise level ``sigma`` (a float).
+
+    Calls the VP ``denoiser`` at ``logsnr = −2 log σ`` on ``z / sqrt(1 + σ²)``. With ``guidance_scale`` g,
+    classifier-free guidance ε̂ = ε̂(∅) + g·(ε̂(c) − ε̂(∅)) with ``uncond`` embeddings, both in one batched call.
+    """
+    B = z.shape[0]
+    logsnr = torch.full((B,), -2.0 * math.log(sigma), device=z.device, dtype=torch.float32)
+    z_vp = z / math.sqrt(1.0 + sigma * sigma)
+    if guidance_scale is None:
+        return denoiser(z_vp, logsnr, cond)
+    if uncond is None:
+        raise ValueError("guidance_scale needs uncond (the null-prompt embeddings)")
+    eps_u, eps_c = denoiser(torch.cat([z_vp, z_vp]), torch.cat([logsnr, logsnr]),
+                            torch.cat([uncond, cond])).chunk(2)
+    return eps_u + guidance_scale * (eps_c - eps_u)
+
+
+def heun_integrate(denoiser, z: Tensor, sigmas: Tensor, cond: Tensor, *, uncond: Tensor | None = None,
+                   guidance_scale: float | None = None, progress: bool = True, desc: str = "Heun") -> Tensor:
+    """Integrate the probability-flow ODE ``dz/dσ = ε̂(z, σ)`` from ``sigmas[0]`` to ``sigmas[-1]``.
+
+    Karras et al. (2022) Algorithm 2 with churn 0: for each pair (σ_i, σ_{i+1}), ``d = ε̂(z, σ_i)``, Euler
+    predictor ``z' = z + (σ_{i+1} − σ_i)·d``, corrector ``z ← z + (σ_{i+1} − σ_i)·(d + ε̂(z', σ_{i+1}))/2``.
+    Increasing ``sigmas`` inverts (data → noise), decreasing ones generate. ``sigmas`` must be > 0.
+
+    Args:
+        denoiser: VP denoiser ``eps_hat = denoiser(z, logsnr, cond)``.
+        z: ``[B, ...]`` Karras-space state at ``sigmas[0]`` (float32 recommended: the state is kept in z's dtype).
+        sigmas: ``[n]`` noise levels (float64).
+        cond: ``[B, L, D]`` (or ``[1, L, D]``) prompt embeddings; ``uncond``/``guidance_scale``: optional CFG.
+    Returns ``[B, ...]`` the state at ``sigmas[-1]``. ``2·(n − 1)`` denoiser calls.
+    """
+    sig = [float(s) for s in torch.as_tensor(sigmas).flatten()]
+    if len(sig) < 2:
+        raise ValueError(f"need at least 2 noise levels, got {len(sig)}")
+    if min(sig) <= 0:
+        raise ValueError("all sigmas must be > 0 (the flow is not evaluated at σ = 0)")
+    if cond.shape[0] not in (1, z.shape[0]):
+        raise ValueError(f"cond batch {cond.shape[0]} does not match z batch {z.shape[0]}")
+    kw = dict(uncond=uncond, guidance_scale=guidance_scale)
+    for s_cur, s_next in tqdm(list(zip(sig[:-1], sig[1:])), desc=desc, disable=not progress, leave=False):
+        d = karras_denoiser_eps(denoiser, z, s_cur, cond, **kw)
+        z_pred = z + (s_next - s_cur) * d
+        d_next = karras_denoiser_eps(denoiser, z_pred, s_next, cond, **kw)
+        z = z + (s_next - s_cur) * 0.5 * (d + d_next)
+    return z
+
+
+def _embed(model, prompt, batch: int) -> Tensor:
+    """Prompt(s) or embeddings → ``[batch, L, D]``."""
+    if isinstance(prompt, Tensor):
+        emb = prompt
+    else:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        emb = model.encode_prompts(prompts)
+    if emb.shape[0] == 1 and batch > 1:
+        emb = emb.expand(batch, *emb.shape[1:])
+    if emb.shape[0] != batch:
+        raise ValueError(f"{emb.shape[0]} prompts/embeddings for a batch of {batch} latents")
+    return emb
+
+
+def _uncond(model, guidance_scale, batch: int):
+    if guidance_scale is None:
+        return None
+    return _embed(model, "", batch)
+
+
+def invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
+           rho: float = 7.0, progress: bool = True) -> Tensor:
+    """Deterministic Heun inversion of clean latents to noise (PROTOCOL.md §6.1, the reference's ``reverse``).
+
+    Args:
+        model: an ``infodecomp.models.Model`` (anything with ``.denoiser``, ``.alphas_cumprod`` and, for string
+            prompts, ``.encode_prompts``).
+        latents: ``[B, C, h, w]`` clean latents ``x``, treated as the state at σ_min.
+        prompt: a caption, a list of B captions, or embeddings ``[B or 1, L, D]``.
+        steps: number of σ values (the reference's ``--num_steps``, 100): ``steps − 1`` Heun steps,
+            ``2(steps − 1)`` denoiser calls (×2 with guidance).
+        guidance_scale: classifier-free guidance (default ``None``: none, as the paper).
+    Returns ``[B, C, h, w]`` the Karras-space state at σ_max (std ≈ σ_max ≈ 14.6 for SD).
+    """
+    cond = _embed(model, prompt, latents.shape[0])
+    sig = model_sigmas(model, steps, rho).flip(0)
+    return heun_integrate(model.denoiser, latents, sig, cond, uncond=_uncond(model, guidance_scale, latents.shape[0]),
+                          guidance_scale=guidance_scale, progress=progress, desc="invert")
+
+
+def generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
+             rho: float = 7.0, progress: bool = True) -> Tensor:
+    """Deterministic Heun generation from σ_max to σ_min (the reference's ``generate``).
+
+    ``noise [B, C, h, w]`` is the Karras-space state at σ_max (from :func:`invert`, or ``σ_max·N(0, I)`` for a
+    fresh sample). Returns the state at σ_min, taken as the clean latent (no final jump to σ = 0).
+    Arguments as :func:`invert`.
+    """
+    cond = _embed(model, prompt, noise.shape[0])
+    sig = model_sigmas(model, steps, rho)
+    return heun_integrate(model.denoiser, noise, sig, cond, uncond=_uncond(model, guidance_scale, noise.shape[0]),
+                          guidance_scale=guidance_scale, progress=progress, desc="generate")
+
+
+@dataclass
+class Intervention:
+    """Result of :func:`intervene` for a batch of B images.
+
+    Attributes:
+        noise: ``[B, C, h, w]`` the inverted latents at σ_max.
+        latents: ``{kind: [B, C, h, w]}`` regenerated clean latents, kinds ``"reconstruction"``, ``"omit"``,
+            ``"swap"`` (those requested).
+        prompts: ``{kind: list[str]}`` the B prompts each kind was generated with.
+        attention: ``{kind: [B, L, h, w]}`` per-token cross-attention maps summed over the generation's
+            ``2(steps − 1)`` UNet calls, when ``record_attention`` (else empty).
+    """
+
+    noise: Tensor
+    latents: dict[str, Tensor]
+    prompts: dict[str, list[str]]
+    attention: dict[str, Tensor] = field(default_factory=dict)
+
+    def change(self, kind: str) -> Tensor:
+        """``[B]`` squared L2 distance in latent space between an edit and the reconstruction (the reference's
+        "change" metric, PROTOCOL.md B23: latent space)."""
+        diff = (self.latents[kind] - self.latents["reconstruction"]).to(torch.float32)
+        return diff.flatten(1).pow(2).sum(1)
+
+
+def intervene(model, latents: Tensor, prompts: str | Sequence[str], word: str | Sequence[str], *,
+              omit: bool = True, swap: str | Mapping[str, str] | Sequence[str] | None = None, steps: int = 100,
+              guidance_scale: float | None = None, record_attention: bool = False,
+              attention_kwargs: dict | None = None, progress: bool = True) -> Intervention:
+    """Prompt intervention: invert with the caption, regenerate with the caption, the omit and the swap prompts.
+
+    Args:
+        model: an ``infodecomp.models.Model``.
+        latents: ``[B, C, h, w]`` clean latents of real images.
+        prompts: the B captions (or one for all).
+        word: the word y* of each caption (or one for all); the omit prompt replaces it (and its "+s" plural),
+            whole-word and case-insensitively, by ``_`` (PROTOCOL.md §1.5).
+        omit: generate the omit prompt.
+        swap: ``None`` (no swap), a replacement word for ``word`` (``swap_word``), a table ``{word: new}``
+            applied to every listed word of the caption (``swap_words``, as the reference's swap table), or a
+            list of B ready-made swap prompts.
+        steps: number of σ values (100 in the reference): ``steps − 1`` Heun steps each way.
+        guidance_scale: optional classifier-free guidance, for inversion and generation alike.
+        record_attention: record cross-attention during the (batched) generations; ``attention_kwargs`` go to
+            :func:`infodecomp.attention.record_cross_attention`.
+
+    All generations start from the same inverted noise and run as one batch, in the model's dtype.
+    """
+    B = latents.shape[0]
+    prompts = [prompts] * B if isinstance(prompts, str) else list(prompts)
+    words = [word] * B if isinstance(word, str) else list(word)
+    if len(prompts) != B or len(words) != B:
+        raise ValueError(f"{len(prompts)} prompts and {len(words)} words for {B} latents")
+    kinds = {"reconstruction": prompts}
+    if omit:
+        kinds["omit"] = [omit_word(p, w) for p, w in zip(prompts, words)]
+    if swap is not None:
+        if isinstance(swap, str):
+            kinds["swap"] = [swap_word(p, w, swap) for p, w in zip(prompts, words)]
+        elif isinstance(swap, Mapping):
+            kinds["swap"] = [swap_words(p, swap) for p in prompts]
+        else:
+            swapped = list(swap)
+            if len(swapped) != B:
+                raise ValueError(f"{len(swapped)} swap prompts for {B} latents")
+            kinds["swap"] = swapped
+
+    noise = invert(model, latents, prompts, steps, guidance_scale=guidance_scale, progress=progress)
+    all_prompts = [p for ps in kinds.values() for p in ps]
+    batch_noise = noise.repeat(len(kinds), *([1] * (noise.ndim - 1)))
+    attention = {}
+    if record_attention:
+        from .attention import record_cross_attention
+
+        with record_cross_attention(model, **(attention_kwargs or {})) as rec:
+            out = generate(model, batch_noise, all_prompts, steps, guidance_scale=guidance_scale, progress=progress)
+        maps = rec.token_maps()
+        if guidance_scale is not None:  # the batched CFG call puts the unconditional half first
+            maps = maps[maps.shape[0] // 2:]
+        attention = dict(zip(kinds, maps.split(B)))
+    else:
+        out = generate(model, batch_noise, all_prompts, steps, guidance_scale=guidance_scale, progress=progress)
+    return Intervention(noise=noise, latents=dict(zip(kinds, out.split(B))), prompts=kinds, attention=attention)

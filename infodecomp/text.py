@@ -1,0 +1,209 @@
+"""Words ↔ tokens, and the prompt edits the paper's experiments use (PROTOCOL.md §1.5, §5.2, §6.1).
+
+Two families of functions:
+
+* **token positions** (:func:`token_positions`): where a word or phrase sits in the tokenised prompt, for
+  cross-attention word maps. As DAAM does: the prompt is lower-cased, every occurrence of the word's BPE
+  token sequence is found, and positions are indices into the full token sequence, so the start-of-text token
+  is position 0 and the first word starts at 1 (DAAM's "+1").
+* **prompt edits** (:func:`omit_word`, :func:`swap_word`, :func:`swap_words`, :func:`delete_substring`):
+  string functions on captions. ``omit_word`` is the image-editing "omit prompt" of the reference (whole
+  word, case-insensitive, the word and its "+s" plural replaced by ``_``); with ``placeholder=""`` it is a
+  clean whole-word deletion (a *corrected* COCO-IT context). :func:`delete_substring` is the *faithful*
+  COCO-IT context: plain, case-sensitive substring removal that can clip other words (PROTOCOL.md B22).
+
+Prompt length: CLIP's text encoder sees at most ``tokenizer.model_max_length`` (77) tokens including the start
+and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "prompt_token_ids",
+    "check_prompt_length",
+    "token_positions",
+    "word_tokens",
+    "omit_word",
+    "delete_substring",
+    "swap_word",
+    "swap_words",
+    "contains_word",
+]
+
+_END_OF_WORD = "</w>"
+
+
+def prompt_token_ids(tokenizer, prompt: str, *, truncate: bool = False) -> list[int]:
+    """Token ids of ``prompt`` with the start and end tokens, unpadded.
+
+    Raises ``ValueError`` if the prompt needs more than ``tokenizer.model_max_length`` tokens (it would be
+    truncated by the text encoder) unless ``truncate=True``, in which case the ids are cut to the limit
+    (keeping the end token), as the pipeline's ``encode_prompt`` would.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
+    ids = list(tokenizer(prompt, truncation=False, add_special_tokens=True).input_ids)
+    limit = int(tokenizer.model_max_length)
+    if len(ids) > limit:
+        if not truncate:
+            raise ValueError(
+                f"prompt {prompt!r} is {len(ids)} tokens long with its start and end tokens; the text encoder "
+                f"takes at most {limit}, so it would be truncated. Shorten it, or pass truncate=True to "
+                "truncate it knowingly (the reference code truncated silently)."
+            )
+        ids = ids[: limit - 1] + [ids[-1]]
+    return ids
+
+
+def check_prompt_length(tokenizer, prompts: str | Iterable[str], *, truncate: bool = False) -> None:
+    """Raise ``ValueError`` for the first prompt over the tokenizer's limit (see :func:`prompt_token_ids`)."""
+    for p in [prompts] if isinstance(prompts, str) else prompts:
+        prompt_token_ids(tokenizer, p, truncate=truncate)
+
+
+def word_tokens(tokenizer, word: str) -> list[int]:
+    """The BPE ids of ``word`` (lower-cased) on its own, without start/end tokens."""
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"word must be a non-empty string, got {word!r}")
+    return list(tokenizer(word.lower().strip(), add_special_tokens=False).input_ids)
+
+
+def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False) -> list[int]:
+    """Positions of every occurrence of ``word``'s tokens in ``prompt``'s token sequence.
+
+    Args:
+        tokenizer: a CLIP tokenizer (``pipe.tokenizer``).
+        prompt: the caption, e.g. ``"a dog chasing a dog toy"``.
+        word: a word or phrase of the caption, e.g. ``"dog"``, ``"teddy bear"``, ``"skateboard"``
+            (multi-token words give all their token positions).
+
+    Returns:
+        sorted list of int positions into the full token sequence (start token = 0; so the first word of the
+        prompt starts at 1, DAAM's "+1"). A repeated word contributes all its occurrences, as DAAM.
+
+    Matching is on lower-cased text (CLIP lower-cases anyway) and on token boundaries: an occurrence must
+    start a word (the previous token ends a word or is the start token), so ``"ball"`` does not match the end
+    of a word that tokenises as ``foot`` + ``ball``. Raises ``ValueError`` if the word does not occur.
+    """
+    ids = prompt_token_ids(tokenizer, prompt.lower(), truncate=truncate)
+    target = word_tokens(tokenizer, word)
+    strings = tokenizer.convert_ids_to_tokens(ids)
+    k = len(target)
+    found = []
+    # Search the text part only: positions 1 … len-2 (0 is the start token, the last is the end token).
+    for i in range(1, len(ids) - k):
+        if ids[i : i + k] == target and (i == 1 or strings[i - 1].endswith(_END_OF_WORD)):
+            found.extend(range(i, i + k))
+    if not found:
+        raise ValueError(
+            f"word {word!r} (tokens {tokenizer.convert_ids_to_tokens(target)}) does not occur in prompt "
+            f"{prompt!r} (tokens {strings[1:-1]})"
+        )
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Prompt edits (plain string functions)
+
+
+def _word_regex(word: str, plural: bool) -> re.Pattern:
+    """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run)."""
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"word must be a non-empty string, got {word!r}")
+    body = r"\s+".join(re.escape(part) for part in word.strip().split())
+    suffix = "(?:s)?" if plural else ""
+    return re.compile(rf"\b{body}{suffix}\b", flags=re.IGNORECASE)
+
+
+def contains_word(prompt: str, word: str, *, plural: bool = True) -> bool:
+    """Whether ``word`` (or its "+s" plural when ``plural``) occurs in ``prompt`` as a whole word, any case."""
+    return _word_regex(word, plural).search(prompt) is not None
+
+
+def _tidy(text: str) -> str:
+    """Collapse whitespace runs and remove spaces left before punctuation by a deletion."""
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r" ([,.;:!?])", r"\1", text)
+
+
+def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = True) -> str:
+    """``prompt`` with every whole-word, case-insensitive occurrence of ``word`` replaced by ``placeholder``.
+
+    The default is the reference's image-editing omit prompt (PROTOCOL.md §1.5, §6.1): ``word`` and, with
+    ``plural=True``, ``word + "s"`` are replaced by ``"_"``. ``placeholder=""`` deletes the word and tidies
+    the spaces: a whole-word version of COCO-IT's ``context`` column (for the faithful substring deletion, see
+    :func:`delete_substring`). Raises ``ValueError`` if the word is not in the prompt.
+
+    >>> omit_word("Two dogs and a dog", "dog")
+    'Two _ and a _'
+    >>> omit_word("a dog on a bed", "dog", placeholder="")
+    'a on a bed'
+    """
+    pattern = _word_regex(word, plural)
+    if pattern.search(prompt) is None:
+        raise ValueError(f"word {word!r} does not occur as a whole word in prompt {prompt!r}")
+    out = pattern.sub(lambda m: placeholder, prompt)
+    return _tidy(out) if placeholder == "" else out
+
+
+def delete_substring(prompt: str, word: str) -> str:
+    """The faithful COCO-IT ``context``: every (case-sensitive) substring occurrence of ``word`` removed.
+
+    This is what the reference's CSV holds (PROTOCOL.md §1.5, B22): plain ``str.replace``, which leaves double
+    spaces and can clip other words (``"bedroom"`` minus ``"bed"`` → ``"room"``). Prefer
+    ``omit_word(prompt, word, placeholder="")`` for a clean deletion. Raises ``ValueError`` if absent.
+    """
+    if not word:
+        raise ValueError("word must be a non-empty string")
+    if word not in prompt:
+        raise ValueError(f"{word!r} does not occur (case-sensitively) in prompt {prompt!r}")
+    return prompt.replace(word, "")
+
+
+def _match_case(replacement: str, matched: str) -> str:
+    """Capitalise ``replacement`` like ``matched`` (all caps, or a capital first letter)."""
+    if matched.isupper() and len(matched) > 1:
+        return replacement.upper()
+    if matched[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+def swap_words(prompt: str, mapping: Mapping[str, str], *, plural: bool = True) -> str:
+    """Replace every whole-word occurrence of any key of ``mapping`` by its value, in one pass.
+
+    Case-insensitive matching; the replacement takes the matched word's capitalisation. With ``plural=True``
+    a key followed by "s" becomes the value followed by "s" (``dogs`` → ``cats``), unless the plural form is
+    itself a key. One simultaneous pass, so a two-way table (``{"dog": "cat", "cat": "dog"}``) swaps instead
+    of chaining; longer keys win over their prefixes (``"teddy bear"`` before ``"bear"``). Raises
+    ``ValueError`` if no key occurs.
+    """
+    if not mapping:
+        raise ValueError("mapping must name at least one word to swap")
+    table = {k.lower().strip(): v for k, v in mapping.items()}
+    if plural:
+        for k, v in list(table.items()):
+            table.setdefault(k + "s", v + "s")
+    keys = sorted(table, key=len, reverse=True)
+    body = "|".join(r"\s+".join(re.escape(p) for p in k.split()) for k in keys)
+    pattern = re.compile(rf"\b(?:{body})\b", flags=re.IGNORECASE)
+    if pattern.search(prompt) is None:
+        raise ValueError(f"none of the words {sorted(mapping)} occurs as a whole word in prompt {prompt!r}")
+
+    def repl(m: re.Match) -> str:
+        key = re.sub(r"\s+", " ", m.group(0).lower())
+        return _match_case(table[key], m.group(0))
+
+    return pattern.sub(repl, prompt)
+
+
+def swap_word(prompt: str, word: str, new: str, *, plural: bool = True) -> str:
+    """``prompt`` with whole-word occurrences of ``word`` (and "+s") replaced by ``new`` (and "+s").
+
+    >>> swap_word("a dog and two dogs", "dog", "cat")
+    'a cat and two cats'
+    """
+    return swap_words(prompt, {word: new}, plural=plural)

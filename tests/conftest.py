@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny Stable Diffusion pipelines built from config (seeded, offline, < 1 s each).
+
+Session-scoped, so every test module shares one build. Tests must not modify these objects in place
+(move them, cast them, change their processors without restoring); build a fresh one with
+``infodecomp.testing.tiny_pipeline()`` for that.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A tiny ε-prediction ``StableDiffusionPipeline`` (16×16 images, 8×8×4 latents, fp32, CPU)."""
+    from infodecomp.testing import tiny_pipeline
+
+    return tiny_pipeline(prediction_type="epsilon", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe_v():
+    """The same tiny pipeline with a v-prediction scheduler (same weights as ``tiny_pipe``)."""
+    from infodecomp.testing import tiny_pipeline
+
+    return tiny_pipeline(prediction_type="v_prediction", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_pipe):
+    """``infodecomp.models.Model`` wrapping ``tiny_pipe``: ``.denoiser``, ``.encode_prompts``, … ."""
+    from infodecomp.models import Model
+
+    return Model(tiny_pipe, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory):
+    """A directory holding a saved tiny pipeline (``save_pretrained``, safetensors) for ``load_model``."""
+    from infodecomp.testing import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    """The bundled CLIP tokenizer."""
+    from infodecomp.tokenizer import load_clip_tokenizer
+
+    return load_clip_tokenizer()
