@@ -1,0 +1,429 @@
+"""Pointwise information estimators over a denoiser (paper Sec. 2, Eqs. 4–6; PROTOCOL.md §1.4).
+
+A denoiser is any callable ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3) with
+``z = sqrt(σ(λ))·x + sqrt(σ(−λ))·ε`` and λ = log-SNR (large λ = little noise). For a condition ``cond`` and a
+reference ``ref`` (the null prompt for MI, the context prompt for CMI), with the log-SNR integral over the real
+line estimated by importance sampling (λ_k ~ q, weights w_k = 1/q(λ_k); :mod:`infodecomp.logsnr`):
+
+- standard (i^s):   ½ · mean_k w_k (‖ε_k − ε̂(z_k|ref)‖² − ‖ε_k − ε̂(z_k|cond)‖²)  ≈ log p(x|cond) − log p(x|ref)
+- orthogonal (i^o): ½ · mean_k w_k ‖ε̂(z_k|cond) − ε̂(z_k|ref)‖²   (same mean over x ~ p(x|cond), ≥ 0,
+  lower variance; the paper's default)
+
+All values are in nats. On a clipped range [lo, hi] the estimators estimate the part of the integral on
+[lo, hi]; the information outside it (truncation) is not estimated (:mod:`infodecomp.analytic` computes it for
+the test worlds).
+
+Guarantees of every function here: one set of (λ, ε) draws serves every condition of an example; all
+conditions of a chunk go through ONE denoiser call (concatenated along the batch); the reference is evaluated
+once per draw; squared errors are reduced in at least float32 whatever the denoiser's dtype; a candidate equal
+to the reference (bitwise, per example) reuses the reference's output, so identical conditions give exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .logsnr import LogSNRSampling
+
+__all__ = [
+    "ESTIMATORS", "InformationEstimate", "InformationScores", "MMSECurve", "pointwise_information",
+    "information_scores", "mmse_curve", "variable_shape",
+]
+
+ESTIMATORS = ("orthogonal", "standard")
+_DEFAULT_CHUNK = 256
+
+
+# ───────────────────────────────────────────── results ──────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class InformationEstimate:
+    """Result of :func:`pointwise_information`."""
+
+    value: Tensor        # [B] nats; with pixelwise=True the per-variable map: [B, *S] for x [B, C, *S]
+    #                      (summed over channels, Eq. 6), [B, d] for x [B, d]
+    stderr: Tensor       # [B] nats, Monte-Carlo standard error of the image-level value (NaN with < 2 replicates)
+    image_value: Tensor  # [B] nats, the image-level value (equals value.sum over variables when pixelwise)
+    estimator: str       # "orthogonal" | "standard"
+    n_samples: int       # log-SNR draws per example (each with noise_per_logsnr noise draws)
+    sampling: LogSNRSampling
+
+
+@dataclass(frozen=True)
+class InformationScores:
+    """Result of :func:`information_scores`: M candidate conditions against one reference."""
+
+    orthogonal: Tensor          # [B, M] i^o(x; cond_m ‖ ref), nats
+    orthogonal_stderr: Tensor   # [B, M]
+    standard: Tensor            # [B, M] i^s(x; cond_m ‖ ref) ≈ log p(x|cond_m) − log p(x|ref), nats
+    standard_stderr: Tensor     # [B, M]
+    mmse: Tensor                # [B, M] mean denoising error E_{λ~q, ε}‖ε − ε̂(z|cond_m)‖² (unweighted, summed
+    #                             over variables): the DiffITM score (lower = better match)
+    mmse_stderr: Tensor         # [B, M]
+    ref_mmse: Tensor            # [B] the same for the reference
+    ref_mmse_stderr: Tensor     # [B]
+    pixel_orthogonal: Tensor | None  # [B, M, *V] per-variable i^o maps (pixelwise=True), V = variable_shape(x)
+    pixel_standard: Tensor | None    # [B, M, *V] per-variable i^s maps
+    n_samples: int
+    sampling: LogSNRSampling
+
+
+@dataclass(frozen=True)
+class MMSECurve:
+    """Result of :func:`mmse_curve`: per-log-SNR (not integrated, unweighted) quantities on a grid (App. C.2)."""
+
+    logsnr: Tensor               # [L] the grid
+    mmse: Tensor                 # [B, M, L] E_ε‖ε − ε̂(z_λ|cond_m)‖² (summed over variables)
+    mmse_stderr: Tensor          # [B, M, L]
+    ref_mmse: Tensor             # [B, L] E_ε‖ε − ε̂(z_λ|ref)‖²
+    ref_mmse_stderr: Tensor      # [B, L]
+    standard: Tensor             # [B, M, L] ref_mmse − mmse (the i^s integrand: i^s = ½∫ standard dλ)
+    standard_stderr: Tensor      # [B, M, L] (paired across conditions: same noise)
+    orthogonal: Tensor           # [B, M, L] E_ε‖ε̂(z_λ|cond_m) − ε̂(z_λ|ref)‖² (the i^o integrand, without ½)
+    orthogonal_stderr: Tensor    # [B, M, L]
+    pixel_standard: Tensor | None    # [B, M, L, *V] per-variable standard integrand (pixelwise=True)
+    pixel_orthogonal: Tensor | None  # [B, M, L, *V] per-variable orthogonal integrand
+    n_noise: int                 # noise draws per grid point
+
+
+# ───────────────────────────────────────────── checks ──────────────────────────────────────────────
+
+def variable_shape(x: Tensor) -> tuple[int, ...]:
+    """Shape of the per-variable map of x: ``(d,)`` for x [B, d]; ``S`` for x [B, C, *S] (channels summed, Eq. 6)."""
+    if x.ndim < 2:
+        raise ValueError(f"x must be batched, [B, d] or [B, C, ...], got shape {tuple(x.shape)}")
+    return tuple(x.shape[1:]) if x.ndim == 2 else tuple(x.shape[2:])
+
+
+def _per_variable(t: Tensor) -> Tensor:
+    """[n, *x.shape[1:]] → [n, *V]: sum over channels for images, identity for vectors."""
+    return t if t.ndim == 2 else t.sum(1)
+
+
+def _check_finite(name: str, t: Tensor) -> None:
+    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf); expected finite numbers")
+
+
+def _check_inputs(x: Tensor, conds: Tensor, ref: Tensor, cond_name: str) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor [B, ...], got {type(x).__name__}"
+                        f"{'' if not isinstance(x, Tensor) else ' of dtype ' + str(x.dtype)}")
+    variable_shape(x)
+    for name, t in ((cond_name, conds), ("ref", ref)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a tensor batch-aligned with x, got {type(t).__name__}")
+        if t.ndim < 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"{name} must be batch-aligned with x: x has B={x.shape[0]} rows, {name} has shape "
+                             f"{tuple(t.shape)}")
+    if tuple(conds.shape[2:]) != tuple(ref.shape[1:]):
+        raise ValueError(f"each condition must have the reference's shape: {cond_name} per candidate "
+                         f"{tuple(conds.shape[2:])} vs ref {tuple(ref.shape[1:])}")
+    if conds.dtype != ref.dtype:
+        raise ValueError(f"{cond_name} and ref must have the same dtype (they are concatenated into one "
+                         f"denoiser call), got {conds.dtype} and {ref.dtype}")
+    _check_finite("x", x)
+    _check_finite(cond_name, conds)
+    _check_finite("ref", ref)
+
+
+def _check_int(name: str, v, minimum: int = 1) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+
+
+def _resolve_sampling(sampling, rule, loc, scale, clip) -> LogSNRSampling:
+    if sampling is None:
+        return LogSNRSampling(rule=rule, loc=loc, scale=scale, clip=clip)
+    if not isinstance(sampling, LogSNRSampling):
+        raise TypeError(f"sampling must be a LogSNRSampling, got {type(sampling).__name__}")
+    if (rule, loc, scale, clip) != ("logistic", 1.0, 2.0, 3.0):
+        raise ValueError("give either sampling=LogSNRSampling(...) or rule/loc/scale/clip, not both "
+                         f"(got sampling={sampling} and rule={rule!r}, loc={loc}, scale={scale}, clip={clip})")
+    return sampling
+
+
+# ───────────────────────────────────────────── the core ──────────────────────────────────────────────
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _run(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, weights: Tensor, *,
+         noise_per_logsnr: int, antithetic: bool, generator, chunk_size: int, maps: str | None,
+         progress) -> dict[str, Tensor]:
+    """Evaluate every condition on shared draws; return per-draw terms (and optional per-variable maps).
+
+    x [B, *X]; conds [B, M, *C]; ref [B, *C]; logsnr, weights [B, K]. Item order is (k, b, j) with j the
+    noise index; the noise of draw k is drawn as one tensor [B, m, *X] in order k = 0, 1, …, so results do not
+    depend on chunk_size. Returns (float64):
+      sqerr [B, K, m, M+1]   ‖ε − ε̂_j‖² (j = M is the reference)
+      std   [B, K, m, M]     ‖ε − ε̂_ref‖² − ‖ε − ε̂_j‖², computed as (ε̂_j − ε̂_ref)·(2ε − ε̂_j − ε̂_ref)
+      orth  [B, K, m, M]     ‖ε̂_j − ε̂_ref‖²
+      map_std, map_orth      maps="integrated": [B, M, *V] Σ_k,j w/(K m) (·);  maps="per_logsnr": [B, K, M, *V]
+                             mean over the m noise draws.
+    """
+    B, M = conds.shape[:2]
+    K, m = logsnr.shape[1], noise_per_logsnr
+    n_cond = M + 1
+    xshape = tuple(x.shape[1:])
+    vshape = variable_shape(x)
+    acc = _acc_dtype(x)
+    device = x.device
+    x_acc = x.to(acc)
+    lam_acc = logsnr.to(device=device, dtype=acc)
+    w_acc = weights.to(device=device, dtype=acc)
+    # candidates equal to the reference reuse its output (exactly zero information).
+    alias = (conds == ref[:, None]).reshape(B, M, -1).all(-1).to(device)  # [B, M]
+    any_alias = bool(alias.any())
+
+    sqerr = torch.zeros(B * K * m, n_cond, dtype=torch.float64, device=device)
+    std = torch.zeros(B * K * m, M, dtype=torch.float64, device=device)
+    orth = torch.zeros(B * K * m, M, dtype=torch.float64, device=device)
+    if maps == "integrated":
+        map_std = torch.zeros(B, M, *vshape, dtype=acc, device=device)
+    elif maps == "per_logsnr":
+        map_std = torch.zeros(B * K, M, *vshape, dtype=acc, device=device)
+    else:
+        map_std = None
+    map_orth = None if map_std is None else torch.zeros_like(map_std)
+
+    gen_device = generator.device if generator is not None else device
+    per_draw = B * m
+    n_items = K * per_draw
+    items_per_call = chunk_size // n_cond
+    noise: dict[int, Tensor] = {}
+
+    def noise_for(k: int) -> Tensor:  # [B*m, *X], drawn in order of k
+        if k not in noise:
+            half = m // 2 if antithetic else m
+            e = torch.randn((B, half, *xshape), generator=generator, device=gen_device, dtype=acc).to(device)
+            if antithetic:
+                e = torch.cat([e, -e], 1)
+            noise[k] = e.reshape(B * m, *xshape)
+        return noise[k]
+
+    starts = range(0, n_items, items_per_call)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="denoiser calls", leave=False)
+    for start in starts:
+        idx = torch.arange(start, min(start + items_per_call, n_items), device=device)
+        n = idx.numel()
+        k_idx = idx // per_draw
+        r_idx = idx % per_draw
+        b_idx = r_idx // m
+        k_lo, k_hi = int(k_idx[0]), int(k_idx[-1])
+        for k in [k for k in noise if k < k_lo]:
+            del noise[k]
+        buf = torch.cat([noise_for(k) for k in range(k_lo, k_hi + 1)]) if k_hi > k_lo else noise_for(k_lo)
+        eps = buf[idx - k_lo * per_draw]  # [n, *X]
+        lam = lam_acc[b_idx, k_idx]
+        expand = (n,) + (1,) * len(xshape)
+        z = torch.sigmoid(lam).sqrt().view(expand) * x_acc[b_idx] + torch.sigmoid(-lam).sqrt().view(expand) * eps
+        z_in = z.to(x.dtype).repeat(n_cond, *([1] * len(xshape)))
+        cond_rows = torch.cat([conds[b_idx.to(conds.device), j] for j in range(M)] + [ref[b_idx.to(ref.device)]])
+        lam_in = lam.repeat(n_cond)
+        out = denoiser(z_in, lam_in, cond_rows)
+        if not isinstance(out, Tensor) or tuple(out.shape) != tuple(z_in.shape):
+            raise ValueError(f"the denoiser must return a tensor shaped like z {tuple(z_in.shape)}, got "
+                             f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"the denoiser returned non-finite values for log-SNR in [{float(lam.min()):.3f}, "
+                             f"{float(lam.max()):.3f}] (dtype {out.dtype}); expected finite ε̂")
+        out = out.to(device=device, dtype=acc).view(n_cond, n, *xshape)
+        e_ref = out[M]
+        e_c = out[:M]
+        if any_alias:
+            a_rows = alias[b_idx].T.reshape(M, n, *([1] * len(xshape)))  # [M, n, 1…]
+            e_c = torch.where(a_rows, e_ref[None], e_c)
+        diff = e_c - e_ref[None]  # [M, n, *X]
+        var_orth = _per_variable((diff ** 2).flatten(0, 1)).view(M, n, *vshape)
+        var_std = _per_variable((diff * (2 * eps[None] - e_c - e_ref[None])).flatten(0, 1)).view(M, n, *vshape)
+        err = torch.cat([e_c, e_ref[None]]) - eps[None]
+        flat = lambda t: t.flatten(2).sum(-1)  # [Q, n, *] → [Q, n]
+        sqerr[idx] = flat(err ** 2).T.to(torch.float64)
+        orth[idx] = flat(var_orth).T.to(torch.float64)
+        std[idx] = flat(var_std).T.to(torch.float64)
+        if maps is not None:
+            if maps == "integrated":
+                coef = (w_acc[b_idx, k_idx] / (K * m)).view(1, n, *([1] * len(vshape)))
+                slot = b_idx
+            else:
+                coef = torch.full((1, n) + (1,) * len(vshape), 1.0 / m, dtype=acc, device=device)
+                slot = b_idx * K + k_idx
+            map_std.index_add_(0, slot, (coef * var_std).transpose(0, 1))
+            map_orth.index_add_(0, slot, (coef * var_orth).transpose(0, 1))
+    # item index = (k·B + b)·m + j → reorder to [B, K, m, Q]
+    reshape = lambda t: t.view(K, B, m, -1).transpose(0, 1)
+    result = {"sqerr": reshape(sqerr), "std": reshape(std), "orth": reshape(orth)}
+    if maps == "integrated":
+        result.update(map_std=map_std, map_orth=map_orth)
+    elif maps == "per_logsnr":
+        result.update(map_std=map_std.view(B, K, M, *vshape), map_orth=map_orth.view(B, K, M, *vshape))
+    return result
+
+
+def _mean_stderr(terms: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """terms [B, K, Q] → (mean [B, Q], stderr [B, Q]) with K split into ``groups`` consecutive independent
+    replicate blocks: stderr = std over the block means / sqrt(groups) (NaN if groups < 2)."""
+    B, K, Q = terms.shape
+    g = terms.view(B, groups, K // groups, Q).mean(2)
+    mean = g.mean(1)
+    if groups < 2:
+        return mean, torch.full_like(mean, math.nan)
+    return mean, g.std(1, correction=1) / math.sqrt(groups)
+
+
+def _draw_logsnr(sampling: LogSNRSampling, n_samples: int, B: int, share: bool, generator, device, dtype):
+    if share:
+        lam, w = sampling.sample(n_samples, generator=generator, dtype=torch.float64)
+        lam, w = lam.expand(B, n_samples), w.expand(B, n_samples)
+    else:
+        lam, w = sampling.sample(n_samples, generator=generator, dtype=torch.float64, batch_shape=(B,))
+    return lam.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
+
+
+# ─────────────────────────────────────────── public API ────────────────────────────────────────────
+
+def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_samples: int = 100,
+                       pixelwise: bool = False, rule: str = "logistic", loc: float = 1.0, scale: float = 2.0,
+                       clip: float = 3.0, sampling: LogSNRSampling | None = None, noise_per_logsnr: int = 1,
+                       antithetic: bool = False, share_logsnr: bool = False, chunk_size: int = _DEFAULT_CHUNK,
+                       generator: torch.Generator | None = None, progress: bool = False
+                       ) -> InformationScores:
+    """i^o, i^s and the denoising error of M candidate conditions against one reference, on shared draws.
+
+    x: [B, *X] clean data (e.g. latents [B, 4, 64, 64]); conds: [B, M, *C] candidate conditions (e.g. prompt
+    embeddings [B, M, 77, 1024]); ref: [B, *C] the reference (null prompt for MI, context for CMI), evaluated
+    ONCE per draw. Per example: ``n_samples`` log-SNR draws (rule/loc/scale/clip, or ``sampling``), each with
+    ``noise_per_logsnr`` noise draws (``antithetic``: half of them are −ε of the other half; needs an even
+    number). ``share_logsnr``: one set of λ for the whole batch (the reference's eval_itd) instead of one per
+    example (its ARO scorer). ``chunk_size`` bounds the rows of one denoiser call (conditions × draws; ≥ M+1);
+    results do not depend on it. ``progress``: a tqdm bar over denoiser calls (experiments show their own).
+    Relation testing (PROTOCOL §3) ranks candidates by ``orthogonal`` (higher = better), DiffITM by ``mmse``
+    (lower = better). Returns :class:`InformationScores`.
+    """
+    if not isinstance(conds, Tensor) or conds.ndim < 2:
+        raise ValueError(f"conds must be a tensor [B, M, ...] of M candidate conditions per example, got "
+                         f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
+    _check_inputs(x, conds, ref, "conds")
+    return _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
+                   sampling=_resolve_sampling(sampling, rule, loc, scale, clip), noise_per_logsnr=noise_per_logsnr,
+                   antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
+                   progress=progress)
+
+
+def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
+            share_logsnr, chunk_size, generator, progress) -> InformationScores:
+    _check_int("n_samples", n_samples)
+    _check_int("noise_per_logsnr", noise_per_logsnr)
+    if antithetic and noise_per_logsnr % 2:
+        raise ValueError(f"antithetic noise needs an even noise_per_logsnr, got {noise_per_logsnr}")
+    M = conds.shape[1]
+    _check_int("chunk_size", chunk_size, minimum=M + 1)
+    groups = sampling.n_groups(n_samples)
+    B = x.shape[0]
+    lam, w = _draw_logsnr(sampling, n_samples, B, share_logsnr, generator, x.device, _acc_dtype(x))
+    r = _run(denoiser, x, conds, ref, lam, w, noise_per_logsnr=noise_per_logsnr, antithetic=antithetic,
+             generator=generator, chunk_size=chunk_size, maps="integrated" if pixelwise else None,
+             progress=progress)
+    w64 = w.to(torch.float64)[:, :, None]
+    orth, orth_se = _mean_stderr(0.5 * w64 * r["orth"].mean(2), groups)
+    std, std_se = _mean_stderr(0.5 * w64 * r["std"].mean(2), groups)
+    mse, mse_se = _mean_stderr(r["sqerr"].mean(2), groups)
+    dt = _acc_dtype(x)
+    return InformationScores(
+        orthogonal=orth.to(dt), orthogonal_stderr=orth_se.to(dt), standard=std.to(dt),
+        standard_stderr=std_se.to(dt), mmse=mse[:, :M].to(dt), mmse_stderr=mse_se[:, :M].to(dt),
+        ref_mmse=mse[:, M].to(dt), ref_mmse_stderr=mse_se[:, M].to(dt),
+        pixel_orthogonal=None if not pixelwise else 0.5 * r["map_orth"],
+        pixel_standard=None if not pixelwise else 0.5 * r["map_std"],
+        n_samples=n_samples, sampling=sampling)
+
+
+def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_samples: int = 100,
+                          estimator: str = "orthogonal", pixelwise: bool = False, loc: float = 1.0,
+                          scale: float = 2.0, clip: float = 3.0, generator: torch.Generator | None = None,
+                          rule: str = "logistic", sampling: LogSNRSampling | None = None,
+                          noise_per_logsnr: int = 1, antithetic: bool = False, share_logsnr: bool = False,
+                          chunk_size: int = _DEFAULT_CHUNK, progress: bool = False) -> InformationEstimate:
+    """Pointwise information i(x; cond ‖ ref) in nats (paper Eqs. 4–6; PROTOCOL §1.4).
+
+    x: [B, *X] clean data; cond, ref: [B, *C] conditions batch-aligned with x (MI: ref = null; CMI: cond =
+    full caption, ref = context). estimator "orthogonal" (i^o = ½E[w‖ε̂(z|cond) − ε̂(z|ref)‖²]) or "standard"
+    (i^s = ½E[w(‖ε − ε̂(z|ref)‖² − ‖ε − ε̂(z|cond)‖²)], an estimate of log p(x|cond) − log p(x|ref)).
+    pixelwise: return the per-variable map (squared errors summed over channels, Eq. 6) — [B, *S] for
+    x [B, C, *S], [B, d] for x [B, d] — whose sum is the image-level value. log-SNR: ``n_samples`` draws from
+    ``rule`` ("logistic", "uniform", "logistic_qmc", "uniform_qmc") on loc ± clip·scale, or pass a
+    :class:`~infodecomp.logsnr.LogSNRSampling` as ``sampling`` (e.g. ``LogSNRSampling.faithful()`` = clip 4).
+    Other options as in :func:`information_scores`. Returns :class:`InformationEstimate` (value, stderr [B]).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+    if not isinstance(cond, Tensor):
+        raise TypeError(f"cond must be a tensor batch-aligned with x, got {type(cond).__name__}")
+    conds = cond[:, None] if cond.ndim >= 1 else cond
+    _check_inputs(x, conds, ref, "cond")
+    s = _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
+                sampling=_resolve_sampling(sampling, rule, loc, scale, clip), noise_per_logsnr=noise_per_logsnr,
+                antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
+                progress=progress)
+    image = (s.orthogonal if estimator == "orthogonal" else s.standard)[:, 0]
+    se = (s.orthogonal_stderr if estimator == "orthogonal" else s.standard_stderr)[:, 0]
+    value = image
+    if pixelwise:
+        value = (s.pixel_orthogonal if estimator == "orthogonal" else s.pixel_standard)[:, 0]
+    return InformationEstimate(value=value, stderr=se, image_value=image, estimator=estimator,
+                               n_samples=n_samples, sampling=s.sampling)
+
+
+def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, *, n_noise: int = 50,
+               pixelwise: bool = False, antithetic: bool = False, chunk_size: int = _DEFAULT_CHUNK,
+               generator: torch.Generator | None = None, progress: bool = False) -> MMSECurve:
+    """Denoising errors and the i^s / i^o integrands at each log-SNR of a grid (App. C.2; PROTOCOL §7.2).
+
+    x: [B, *X]; conds: [B, M, *C] candidates; ref: [B, *C]; logsnr: [L] grid shared by all examples (e.g.
+    ``infodecomp.logsnr.logsnr_grid(200)`` = linspace(−5, 7, 200)). At each λ, ``n_noise`` noise draws shared by
+    every condition.
+    No weights: the curves are per-λ, unintegrated image-level sums (the reference plots them without the
+    ½). Standard errors are over the noise draws. pixelwise: also per-variable curves [B, M, L, *V].
+    Returns :class:`MMSECurve`.
+    """
+    if not isinstance(conds, Tensor) or conds.ndim < 2:
+        raise ValueError(f"conds must be a tensor [B, M, ...], got "
+                         f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
+    _check_inputs(x, conds, ref, "conds")
+    if not isinstance(logsnr, Tensor) or logsnr.ndim != 1 or logsnr.numel() < 1:
+        raise ValueError(f"logsnr must be a 1-D grid [L], got {getattr(logsnr, 'shape', logsnr)!r}")
+    _check_finite("logsnr", logsnr)
+    _check_int("n_noise", n_noise)
+    if antithetic and n_noise % 2:
+        raise ValueError(f"antithetic noise needs an even n_noise, got {n_noise}")
+    M = conds.shape[1]
+    _check_int("chunk_size", chunk_size, minimum=M + 1)
+    B, L = x.shape[0], logsnr.numel()
+    dt = _acc_dtype(x)
+    lam = logsnr.to(device=x.device, dtype=dt)[None].expand(B, L)
+    r = _run(denoiser, x, conds, ref, lam, torch.ones_like(lam), noise_per_logsnr=n_noise, antithetic=antithetic,
+             generator=generator, chunk_size=chunk_size, maps="per_logsnr" if pixelwise else None,
+             progress=progress)
+
+    def per_point(t):  # [B, L, n_noise, Q] → mean, stderr [B, Q, L]
+        mean = t.mean(2)
+        se = t.std(2, correction=1) / math.sqrt(n_noise) if n_noise > 1 else torch.full_like(mean, math.nan)
+        return mean.transpose(1, 2).to(dt), se.transpose(1, 2).to(dt)
+
+    mse, mse_se = per_point(r["sqerr"])
+    std, std_se = per_point(r["std"])
+    orth, orth_se = per_point(r["orth"])
+    return MMSECurve(
+        logsnr=logsnr, mmse=mse[:, :M], mmse_stderr=mse_se[:, :M], ref_mmse=mse[:, M], ref_mmse_stderr=mse_se[:, M],
+        standard=std, standard_stderr=std_se, orthogonal=orth, orthogonal_stderr=orth_se,
+        pixel_standard=None if not pixelwise else r["map_std"].transpose(1, 2),
+        pixel_orthogonal=None if not pixelwise else r["map_orth"].transpose(1, 2), n_noise=n_noise)
