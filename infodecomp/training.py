@@ -130,9 +130,10 @@ class Trainer:
             return
         blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
         saved = blob["config"]
-        # The step counts may grow on resume (train longer); every other setting must match.
+        # The UNet step count may grow on resume (train longer), and threads / checkpoint interval are free;
+        # every other setting must match.
         def comparable(c):
-            return {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items() if k not in ("unet_steps",)}
+            return {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items() if k not in ("unet_steps", "threads", "checkpoint_every")}
         if comparable(asdict(self.cfg)) != comparable(saved):
             raise ValueError(f"{self.ckpt_path} was written with other settings: {saved}; use another --work-dir")
         self.state = blob["state"]
@@ -203,7 +204,10 @@ class Trainer:
         if self.ema is None:
             self.ema = {k: v.detach().clone().float() for k, v in current.items()}
             return
-        d = self.cfg.ema_decay
+        # Warm the decay up ((1 + n) / (10 + n), as is usual): a fixed 0.999 from step 0 would still hold
+        # 0.999**1250 ≈ 29% of the random initial weights after 1,250 steps (measured: such an EMA draws noise).
+        n = self.state["step"]
+        d = min(self.cfg.ema_decay, (1 + n) / (10 + n))
         for k, v in current.items():
             if v.dtype.is_floating_point:
                 self.ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
@@ -257,7 +261,7 @@ class Trainer:
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
         (Path(out) / "training.json").write_text(json.dumps(
-            {"config": asdict(self.cfg), "wall_seconds": self.state["wall"],
+            {"config": asdict(self.cfg), "wall_seconds": self.state["wall"], "weights": "ema" if use_ema else "raw",
              "final_losses": [r for r in self.state["losses"] if r[0] == "unet"][-50:]}, indent=1))
         return pipe
 
@@ -412,7 +416,7 @@ Seed {cfg['seed']}. Stage 1, VAE: {cfg['vae_steps']} steps, batch {cfg['vae_batc
 MSE + {cfg['vae_kl_weight']} · KL. Stage 2, UNet and text encoder jointly from scratch: {cfg['unet_steps']} steps,
 batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']} (warm-up {cfg['warmup']} steps), ε-prediction loss with
 uniform timesteps, the caption replaced by the null prompt "" with probability {cfg['p_uncond']}
-(classifier-free training), EMA of weights (decay {cfg['ema_decay']}) exported. Data: fresh ShapesWorld draws for
+(classifier-free training); exported weights: {"the EMA (decay " + str(cfg['ema_decay']) + ")" if info.get('weights') == 'ema' else "the raw weights of the last step, not their EMA"}. Data: fresh ShapesWorld draws for
 every batch. Wall time: {info['wall_seconds'] / 60:.0f} minutes on 2 CPU cores (shared with other work).
 Final ε-prediction loss (mean of the last {len(info['final_losses'])} UNet steps): {np.mean([l for *_, l in info['final_losses']]):.4f}.
 
@@ -470,6 +474,7 @@ def main(argv=None):
         s.add_argument("--unet-steps", type=int, default=TrainConfig.unet_steps)
         if name == "export":
             s.add_argument("--out", required=True)
+            s.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
     a = p.parse_args(argv)
     if a.cmd == "evaluate":
         quality = evaluate(a.model_dir, n=a.n, steps=a.steps, guidance=a.guidance, seed=a.seed)
@@ -483,7 +488,7 @@ def main(argv=None):
     if a.cmd == "train":
         trainer.train()
     else:
-        trainer.export(Path(a.out))
+        trainer.export(Path(a.out), use_ema=not a.no_ema)
         print(f"wrote {a.out}")
 
 
