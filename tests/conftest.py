@@ -8,6 +8,7 @@ Session-scoped, so every test module shares one build. Tests must not modify the
 from __future__ import annotations
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,28 @@ def clip_tokenizer():
     from infodecomp.tokenizer import load_clip_tokenizer
 
     return load_clip_tokenizer()
+
+
+# ── analytic worlds shared by the estimator and analytic tests ──
+@pytest.fixture(scope="module")
+def gworld():
+    """A jointly Gaussian world: x in R^3, a 2-factor condition y."""
+    from infodecomp import analytic
+
+    return analytic.GaussianWorld.random(3, 2, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def mworld():
+    """A two-factor Gaussian-mixture world (CMI known)."""
+    from infodecomp import analytic
+
+    return analytic.MixtureWorld.two_factor()
+
+
+@pytest.fixture(scope="module")
+def iworld():
+    """An image-shaped Gaussian world (per-pixel information known)."""
+    from infodecomp import analytic
+
+    return analytic.GaussianImageWorld.shapes(channels=3, size=8)

@@ -13,21 +13,6 @@ from scipy.special import logsumexp
 from infodecomp import analytic as A
 
 
-@pytest.fixture(scope="module")
-def gworld():
-    return A.GaussianWorld.random(3, 2, generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def mworld():
-    return A.MixtureWorld.two_factor()
-
-
-@pytest.fixture(scope="module")
-def iworld():
-    return A.GaussianImageWorld.shapes(channels=3, size=8)
-
-
 def _schur_posterior(w: A.GaussianWorld, y_obs: np.ndarray, obs: list[int]):
     """x | y_O by conditioning the joint Gaussian of (x, y) (Schur complement): independent of the world."""
     mu, S, Am, b, R = (t.numpy() for t in (w.mean, w.cov, w.obs_matrix, w.obs_offset, w.obs_cov))

@@ -21,21 +21,6 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(scope="module")
-def gworld():
-    return A.GaussianWorld.random(3, 2, generator=gen(0))
-
-
-@pytest.fixture(scope="module")
-def mworld():
-    return A.MixtureWorld.two_factor()
-
-
-@pytest.fixture(scope="module")
-def iworld():
-    return A.GaussianImageWorld.shapes(channels=3, size=8)
-
-
 def _pairs(kind, world, n, seed):
     """(x, cond, ref) of n examples from the joint, for MI (full vs null) or CMI (full vs context)."""
     if isinstance(world, A.GaussianWorld):
