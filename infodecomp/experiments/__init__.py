@@ -1,0 +1,1 @@
+"""Experiments: one module per paper experiment, used by the numbered notebooks."""

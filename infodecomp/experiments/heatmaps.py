@@ -1,0 +1,138 @@
+"""Pixel-level MI / CMI heat maps of a word and its attention map (paper §4.2, Fig. 2; PROTOCOL §5).
+
+For an image x with caption y and a word y* of it:
+
+* CMI map  i^o_j(x; y* | c): cond = the full caption, ref = the context c (caption with the word deleted);
+* MI map   i^o_j(x; y*):     cond = the word alone (its ``label``, or the surface ``word``, B24), ref = null "";
+* attention ("Attention+Information", PROTOCOL §5.3): cross-attention of the word's tokens, summed over single
+  denoiser passes on the real latent noised at log-SNRs drawn as for the information estimate.
+
+All maps live on the latent grid ``[h, w]`` (nats per latent cell for MI/CMI; arbitrary units for attention).
+The faithful/corrected switch: faithful = clip 4 and one VAE posterior sample (what the reference ran);
+corrected = clip 3 and the posterior mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..attention import record_cross_attention
+from ..estimators import pointwise_information
+
+PROTOCOLS = ("faithful", "corrected")
+MI_CONDS = ("label", "word")
+
+
+def protocol_settings(protocol: str) -> dict:
+    """Estimator/encoder settings of a protocol: ``{"clip", "posterior"}`` (PROTOCOL §1.1, §1.4)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
+    return {"clip": 4.0, "posterior": "sample"} if protocol == "faithful" else {"clip": 3.0, "posterior": "mean"}
+
+
+@dataclass(frozen=True)
+class WordHeatmaps:
+    """Maps for a batch of B (image, word) rows, on the latent grid ``[B, h, w]``."""
+
+    cmi: Tensor            # [B, h, w] nats, i^o_j(x; y*|c)
+    mi: Tensor             # [B, h, w] nats, i^o_j(x; y*)
+    cmi_image: Tensor      # [B] nats (sum of the map)
+    mi_image: Tensor       # [B] nats
+    cmi_stderr: Tensor     # [B] nats
+    mi_stderr: Tensor      # [B] nats
+    attention: Tensor | None  # [B, h, w] Attention+Information word map (None when not asked for)
+
+
+def joint_scale(*maps: Tensor) -> tuple[Tensor, Tensor]:
+    """The paper's joint colour scale: per image one min and max over all the given maps.
+
+    maps: each ``[B, h, w]`` (or ``[h, w]``). Returns ``(lo [B], hi [B])`` (0-d tensors for 2-d maps)."""
+    if not maps:
+        raise ValueError("joint_scale needs at least one map")
+    shapes = {tuple(m.shape) for m in maps}
+    if len(shapes) != 1:
+        raise ValueError(f"maps must share one shape; got {sorted(shapes)}")
+    stacked = torch.stack([m.float() for m in maps], dim=-3)  # [..., K, h, w]
+    flat = stacked.flatten(-3)
+    return flat.min(dim=-1).values, flat.max(dim=-1).values
+
+
+def apply_scale(m: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """``(m − lo) / (hi − lo)`` per image (``[B, h, w]`` with ``lo, hi [B]``), 0 where hi == lo."""
+    lo = lo.reshape(*lo.shape, 1, 1)
+    hi = hi.reshape(*hi.shape, 1, 1)
+    span = hi - lo
+    return torch.where(span > 0, (m.float() - lo) / torch.where(span > 0, span, torch.ones_like(span)),
+                       torch.zeros_like(m, dtype=torch.float32))
+
+
+def draw_logsnr(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0,
+                generator: torch.Generator | None = None, device=None) -> Tensor:
+    """``[n]`` log-SNRs from the truncated logistic used by the information estimate (loc ± clip·scale)."""
+    lo, hi = torch.sigmoid(torch.tensor(-clip)), torch.sigmoid(torch.tensor(clip))
+    u = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+    return (loc + scale * torch.logit(u)).float().to(device)
+
+
+def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: Sequence[str], *,
+                               n_samples: int = 8, clip: float = 3.0, generator: torch.Generator | None = None,
+                               faithful_half_heads: bool = False) -> Tensor:
+    """"Attention+Information" word maps (PROTOCOL §5.3): ``[B, h, w]``.
+
+    x: ``[B, C, h, w]`` clean latents; prompts/words: B captions and the word of each. For each of
+    ``n_samples`` log-SNRs drawn as for the information estimate, x is noised once and the denoiser is run with
+    the caption; the word's cross-attention is summed over these passes.
+    """
+    B = x.shape[0]
+    if len(prompts) != B or len(words) != B:
+        raise ValueError(f"need one prompt and one word per image: {B} images, {len(prompts)} prompts, "
+                         f"{len(words)} words")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+    cond = model.encode_prompts(list(prompts)).to(x.device, x.dtype)
+    with torch.no_grad(), record_cross_attention(model, faithful_half_heads=faithful_half_heads) as rec:
+        for _ in range(n_samples):
+            lam = draw_logsnr(B, clip=clip, generator=generator, device=x.device).to(x.dtype)
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            a = torch.sigmoid(lam).sqrt().view(B, 1, 1, 1)
+            s = torch.sigmoid(-lam).sqrt().view(B, 1, 1, 1)
+            model.denoiser(a * x + s * eps, lam, cond)
+        maps = rec.word_maps(model.tokenizer, list(prompts), list(words))
+    if maps.shape[-2:] != x.shape[-2:]:
+        raise RuntimeError(f"attention maps {tuple(maps.shape)} are not on the latent grid {tuple(x.shape[-2:])}")
+    return maps
+
+
+def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol: str = "corrected",
+                  mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None,
+                  generator: torch.Generator | None = None) -> WordHeatmaps:
+    """MI and CMI maps (and optionally the Attention+Information map) for localization-format rows.
+
+    rows: dicts with ``image``, ``caption``, ``word``, ``label``, ``context`` (CONTRACT). ``mi_cond``: "label"
+    (the reference's choice) or "word" (the surface word, B24). Returns :class:`WordHeatmaps` ``[B, h, w]``.
+    """
+    if mi_cond not in MI_CONDS:
+        raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
+    if not rows:
+        raise ValueError("no rows given")
+    st = protocol_settings(protocol)
+    x = model.encode_images([r["image"] for r in rows], posterior=st["posterior"], generator=generator,
+                            resize="bicubic", size=model.resolution)
+    caps = [r["caption"] for r in rows]
+    enc = model.encode_prompts(caps + [r["context"] for r in rows] + [r[mi_cond] for r in rows] + [""])
+    B = len(rows)
+    full, ctx, word, null = enc[:B], enc[B:2 * B], enc[2 * B:3 * B], enc[3 * B:].expand(B, *enc.shape[1:])
+    kw = dict(n_samples=n_samples, pixelwise=True, clip=st["clip"], generator=generator)
+    cmi = pointwise_information(model.denoiser, x, full, ctx, **kw)
+    mi = pointwise_information(model.denoiser, x, word, null, **kw)
+    att = None
+    if attention:
+        att = attention_information_maps(model, x, caps, [r["word"] for r in rows],
+                                         n_samples=attention_samples or n_samples, clip=st["clip"],
+                                         generator=generator)
+    return WordHeatmaps(cmi=cmi.value, mi=mi.value, cmi_image=cmi.image_value, mi_image=mi.image_value,
+                        cmi_stderr=cmi.stderr, mi_stderr=mi.stderr, attention=att)

@@ -1,0 +1,53 @@
+"""Heat maps: joint colour scale, protocol switch, Attention+Information on a tiny pipeline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from infodecomp.data.shapes import twin
+from infodecomp.experiments.heatmaps import (apply_scale, attention_information_maps, draw_logsnr, joint_scale,
+                                             protocol_settings, word_heatmaps)
+
+
+def test_joint_scale_is_one_min_max_over_both_maps():
+    mi = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[5.0, 5.0], [5.0, 5.0]]])
+    cmi = torch.tensor([[[-1.0, 0.5], [0.5, 0.5]], [[4.0, 6.0], [5.0, 5.0]]])
+    lo, hi = joint_scale(mi, cmi)
+    assert lo.tolist() == [-1.0, 4.0] and hi.tolist() == [3.0, 6.0]
+    s = apply_scale(mi, lo, hi)
+    assert s[0, 0, 0] == pytest.approx(0.25) and s[0, 1, 1] == pytest.approx(1.0)
+    assert apply_scale(cmi, lo, hi).min() == 0.0  # the CMI map's min is the joint min in both images
+    flat = torch.ones(1, 2, 2)
+    assert apply_scale(flat, *joint_scale(flat)).eq(0).all()  # constant maps → 0, not NaN
+    with pytest.raises(ValueError, match="shape"):
+        joint_scale(mi, cmi[:, :1])
+
+
+def test_protocol_switch():
+    assert protocol_settings("faithful") == {"clip": 4.0, "posterior": "sample"}
+    assert protocol_settings("corrected") == {"clip": 3.0, "posterior": "mean"}
+    with pytest.raises(ValueError, match="protocol"):
+        protocol_settings("paper")
+
+
+def test_draw_logsnr_stays_in_the_clipped_range():
+    lam = draw_logsnr(2000, clip=3.0, generator=torch.Generator().manual_seed(0))
+    assert lam.min() >= 1 - 6 - 1e-4 and lam.max() <= 1 + 6 + 1e-4
+    assert abs(float(lam.median()) - 1.0) < 0.3  # logistic centred at loc
+
+
+def test_attention_information_on_tiny_pipeline(tiny_model):
+    rows = [twin("coco-it", 2, 0)[i] for i in range(2)]
+    x = tiny_model.encode_images([r["image"] for r in rows], resize="bicubic", size=tiny_model.resolution)
+    g = torch.Generator().manual_seed(0)
+    maps = attention_information_maps(tiny_model, x, [r["caption"] for r in rows], [r["word"] for r in rows],
+                                      n_samples=3, generator=g)
+    assert maps.shape == (2, *x.shape[-2:])
+    assert torch.isfinite(maps).all() and (maps >= 0).all() and (maps.flatten(1).sum(1) > 0).all()
+    hm = word_heatmaps(tiny_model, rows, n_samples=2, attention_samples=2, generator=g)
+    assert hm.cmi.shape == hm.mi.shape == hm.attention.shape == maps.shape
+    with pytest.raises(ValueError, match="prompt"):
+        attention_information_maps(tiny_model, x, ["a"], ["a"], n_samples=1)
+    with pytest.raises(ValueError, match="mi_cond"):
+        word_heatmaps(tiny_model, rows, mi_cond="lemma")
