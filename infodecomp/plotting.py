@@ -155,3 +155,186 @@ def save_figure(fig: matplotlib.figure.Figure, path: str | Path, *, dpi: int = 1
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def word_heatmap_grid(images: Sequence, rows: Mapping[str, Sequence], titles: Sequence[str] | None = None, *,
+                      joint: Sequence[str] = ("MI", "CMI"), cmap: str = "jet", alpha: float = 0.5):
+    """Fig. 2 layout: one column per example; first row the image, then one row per named map, overlaid.
+
+    images: N RGB images (PIL or ``[H, W, 3]`` arrays); rows: ``{name: N maps [h, w]}`` (upsampled to the
+    image for display); maps named in ``joint`` share one min–max per example (the paper's joint colour scale),
+    the others are min–max normalised alone. Returns the figure.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n = len(images)
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(2.0 * n, 2.0 * (len(rows) + 1)), squeeze=False)
+    for j in range(n):
+        img = np.asarray(images[j])
+        H, W = img.shape[:2]
+        joint_maps = [_np(rows[k][j]).astype(np.float64) for k in joint if k in rows]
+        jlo = min(m.min() for m in joint_maps) if joint_maps else None
+        jhi = max(m.max() for m in joint_maps) if joint_maps else None
+        axes[0, j].imshow(img)
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=8)
+        for i, (name, maps) in enumerate(rows.items(), start=1):
+            m = _np(maps[j]).astype(np.float64)
+            up = F.interpolate(torch.as_tensor(m)[None, None], size=(H, W), mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
+            lo, hi = (jlo, jhi) if name in joint else (m.min(), m.max())
+            up = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+            axes[i, j].imshow(img)
+            axes[i, j].imshow(np.clip(up, 0, 1), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            if j == 0:
+                axes[i, j].set_ylabel(name)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+# -- prompt intervention (notebook 06; added by the intervention engineer) -----------------------------------
+def _overlay(ax, img, m, cmap="jet", alpha=0.5):
+    import torch
+    import torch.nn.functional as F
+
+    img = np.asarray(img)
+    m = _np(m).astype(np.float64)
+    up = F.interpolate(torch.as_tensor(m)[None, None], size=img.shape[:2], mode="bilinear",
+                       align_corners=False)[0, 0].numpy()
+    lo, hi = up.min(), up.max()
+    ax.imshow(img)
+    ax.imshow((up - lo) / (hi - lo) if hi > lo else np.zeros_like(up), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+
+
+def intervention_panels(examples: Sequence[Mapping], *, edit: str = "omit", title: str | None = None):
+    """Figs. 1 / 3 style rows: real | reconstruction | edit | CMI overlay | attention overlay | change.
+
+    Each example is a mapping with images ``real``, ``reconstruction``, ``omit``/``swap`` (``[H, W, 3]`` in
+    [0, 1]), maps ``cmi_map``, ``attention_map``, ``change_map`` (any size, upsampled bilinearly), scalars
+    ``cmi`` (nats) and ``change``, and strings ``caption``, ``edit_prompt``. The CMI overlay's inset is the
+    image-level CMI in nats ("nats total"; the paper's figures say bits). ``edit``: which image is the edit.
+    """
+    n = len(examples)
+    if n == 0:
+        raise ValueError("no examples to draw")
+    cols = ["real", "reconstruction", edit, "CMI", "attention", "change"]
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.9 * len(cols), 2.1 * n), squeeze=False)
+    for i, ex in enumerate(examples):
+        axes[i, 0].imshow(np.clip(ex["real"], 0, 1))
+        axes[i, 1].imshow(np.clip(ex["reconstruction"], 0, 1))
+        axes[i, 2].imshow(np.clip(ex[edit], 0, 1))
+        _overlay(axes[i, 3], np.clip(ex["reconstruction"], 0, 1), ex["cmi_map"])
+        axes[i, 3].text(0.02, 0.02, f"{ex['cmi']:.2f} nats total", transform=axes[i, 3].transAxes, fontsize=7,
+                        color="white", bbox=dict(facecolor="black", alpha=0.6, pad=1))
+        _overlay(axes[i, 4], np.clip(ex["reconstruction"], 0, 1), ex["attention_map"])
+        axes[i, 5].imshow(_np(ex["change_map"]), cmap="magma")
+        axes[i, 5].text(0.02, 0.02, f"Σ {ex['change']:.3g}", transform=axes[i, 5].transAxes, fontsize=7,
+                        color="white", bbox=dict(facecolor="black", alpha=0.6, pad=1))
+        axes[i, 0].set_ylabel(ex.get("caption", ""), fontsize=7)
+        axes[i, 2].set_xlabel(ex.get("edit_prompt", ""), fontsize=7)
+    for j, c in enumerate(cols):
+        axes[0, j].set_title(c, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def correlation_scatter(x, y, *, xlabel: str, ylabel: str, ax=None, title: str | None = None):
+    """Scatter of per-image ``x [N]`` against ``y [N]`` with the Pearson r in the title."""
+    x, y = _np(x).astype(np.float64), _np(y).astype(np.float64)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    ax.scatter(x, y, s=10)
+    r = np.corrcoef(x, y)[0, 1] if len(x) > 1 and x.std() > 0 and y.std() > 0 else float("nan")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title + ': ' if title else ''}r = {r:.2f}", fontsize=9)
+    return fig if fig is not None else ax.figure
+
+
+# -- relation testing (notebooks 02, 03; added by the relation engineer) --------------------------------------
+def accuracy_bars(table, *, chance: Mapping[str, float] | None = None, title: str | None = None,
+                  ylabel: str = "accuracy (%)"):
+    """Table 1 as grouped bars: one group per dataset, one bar per method, with confidence intervals.
+
+    table: rows with ``method``, ``dataset``, ``accuracy``, ``ci_low``, ``ci_high`` (fractions in [0, 1], as the
+    long table of :func:`infodecomp.experiments.relation_testing.table1`). chance: ``{dataset: 1/M}`` drawn as a
+    dashed line over the dataset's group. Error bars are the given intervals (not ±2 SE).
+    """
+    rows = _rows(table)
+    if not rows:
+        raise ValueError("no rows to draw")
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lookup = {(r["dataset"], r["method"]): r for r in rows}
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(datasets), 3.4))
+    for j, m in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, d in enumerate(datasets):
+            r = lookup.get((d, m))
+            if r is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(100 * r["accuracy"])
+            lo.append(100 * (r["accuracy"] - r["ci_low"]))
+            hi.append(100 * (r["ci_high"] - r["accuracy"]))
+        ax.bar(xs, ys, width=width * 0.95, color=f"C{j}", label=m)
+        ax.errorbar(xs, ys, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="none", ecolor="k", capsize=2, lw=1)
+    for i, d in enumerate(datasets):
+        if chance and d in chance:
+            ax.hlines(100 * chance[d], i - 0.45, i + 0.45, colors="grey", linestyles="--", lw=1)
+    ax.set_xticks(range(len(datasets)))
+    ax.set_xticklabels(datasets)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def group_accuracy_plot(table, *, method: str, baseline: str, method_label: str | None = None,
+                        baseline_label: str | None = None, title: str | None = None):
+    """Table 2 as a dot plot: per group (relation or attribute pair) the accuracy of ``method`` and ``baseline``
+    with their intervals; groups flagged ``"▲"`` / ``"▼"`` in the ``highlight`` column get a green / magenta
+    background (the paper's highlighting).
+
+    table: rows with ``group``, ``n``, ``acc_<m>``, ``ci_low_<m>``, ``ci_high_<m>`` for both methods and
+    ``highlight`` (as :func:`infodecomp.experiments.relation_testing.group_table` returns).
+    """
+    rows = _rows(table)
+    if not rows:
+        raise ValueError("no groups to draw")
+    fig, ax = plt.subplots(figsize=(5.2, 0.8 + 0.32 * len(rows)))
+    ys = np.arange(len(rows))[::-1]
+    for y, r in zip(ys, rows):
+        colour = {"▲": "#c8f0c8", "▼": "#f3c6ef"}.get(r.get("highlight", ""))
+        if colour:
+            ax.axhspan(y - 0.45, y + 0.45, color=colour, zorder=0)
+    for k, (m, label, dy, c) in enumerate(((method, method_label or method, 0.12, "C0"),
+                                           (baseline, baseline_label or baseline, -0.12, "C1"))):
+        acc = np.array([100 * r[f"acc_{m}"] for r in rows])
+        lo = np.array([100 * r[f"ci_low_{m}"] for r in rows])
+        hi = np.array([100 * r[f"ci_high_{m}"] for r in rows])
+        ax.errorbar(acc, ys + dy, xerr=[acc - lo, hi - acc], fmt="o", color=c, ms=4, capsize=2, lw=1, label=label)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{r['group']} (n={int(r['n'])})" for r in rows], fontsize=7)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("accuracy (%)")
+    ax.axvline(50, color="grey", ls="--", lw=1)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
