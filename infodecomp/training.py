@@ -1,8 +1,8 @@
 """Train the embedded miniature Stable Diffusion ("shapes-tiny") on ShapesWorld.
 
     python -m infodecomp.training train --work-dir runs/shapes-tiny [--vae-steps 500 --unet-steps 4500 --seed 0]
-    python -m infodecomp.training export --work-dir runs/shapes-tiny --out infodecomp/assets/shapes-tiny
-    python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card
+    python -m infodecomp.training export --work-dir runs/shapes-tiny --out infodecomp/assets/shapes-tiny [--no-ema --note TEXT]
+    python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card [--n 192 --steps 50 --guidance 4]
 
 Two stages, one resumable run: (1) the VAE (AutoencoderKL, 32×32×3 → 16×16×4) on reconstruction plus a small
 KL term; its latent scaling factor is then set to 1/std of the latents, as SD's 0.18215; (2) the UNet and the
@@ -157,7 +157,7 @@ class Trainer:
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.vae_opt.step()
-        return float(loss)
+        return loss.item()
 
     @torch.no_grad()
     def _latent_scale(self) -> float:
@@ -192,7 +192,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0)
         self.unet_opt.step()
         self._update_ema()
-        return float(loss)
+        return loss.item()
 
     def _params(self):
         return {**{"unet." + k: v for k, v in self.unet.state_dict().items()},
@@ -247,7 +247,7 @@ class Trainer:
                 self._save()
         return self
 
-    def export(self, out: Path, *, use_ema: bool = True):
+    def export(self, out: Path, *, use_ema: bool = True, note: str = ""):
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
         if use_ema and self.ema is not None:
@@ -262,6 +262,7 @@ class Trainer:
         pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
         (Path(out) / "training.json").write_text(json.dumps(
             {"config": asdict(self.cfg), "wall_seconds": self.state["wall"], "weights": "ema" if use_ema else "raw",
+             "provenance": note,
              "final_losses": [r for r in self.state["losses"] if r[0] == "unet"][-50:]}, indent=1))
         return pipe
 
@@ -420,12 +421,14 @@ uniform timesteps, the caption replaced by the null prompt "" with probability {
 every batch. Wall time: {info['wall_seconds'] / 60:.0f} minutes on 2 CPU cores (shared with other work).
 Final ε-prediction loss (mean of the last {len(info['final_losses'])} UNet steps): {np.mean([l for *_, l in info['final_losses']]):.4f}.
 
+{info.get('provenance', '')}
+
 Retrain from scratch (checkpoints in the work dir; rerunning resumes):
 
 ```bash
 python -m infodecomp.training train --work-dir runs/shapes-tiny --seed {cfg['seed']} --vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']}
-python -m infodecomp.training export --work-dir runs/shapes-tiny --seed {cfg['seed']} --vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']} --out infodecomp/assets/shapes-tiny
-python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card
+python -m infodecomp.training export --work-dir runs/shapes-tiny --seed {cfg['seed']} --vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']}{'' if info.get('weights') == 'ema' else ' --no-ema'} --out infodecomp/assets/shapes-tiny
+python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card --n {gen['single_object']['n']} --steps {gen['steps']} --guidance {gen['guidance']} --seed {seed_of(quality)}
 ```
 
 ## Measured quality
@@ -452,6 +455,23 @@ Generation: DDIM, {gen['steps']} steps, classifier-free guidance scale {gen['gui
     return path
 
 
+def record_quality(quality: dict, model_dir: str | Path, *, root: str | Path = "figures") -> Path:
+    """Record the model card's headline numbers in ``figures/shapes-tiny/00_model_quality.json``, from which
+    the README's results tables are generated."""
+    from .results import Recorder
+
+    gen, cmi = quality["generation"], quality["cmi"]
+    rec = Recorder("00_model_quality", Path(model_dir).name, root=root, protocol="corrected",
+                   seed=quality.get("seed", 0), n_samples=gen["single_object"]["n"],
+                   settings={"ddim_steps": gen["steps"], "guidance": gen["guidance"],
+                             "cmi_logsnr_draws": cmi["n_samples"]})
+    for name, d in [("vae_scene_recovery", quality["vae_recovery"]), ("generation_single_object", gen["single_object"]),
+                    ("generation_relational", gen["relational"]),
+                    ("cmi_mass_inside_word_mask", cmi["mass_inside"]), ("word_mask_area_fraction", cmi["area_fraction"])]:
+        path = rec.record(name, d["value"], d["stderr"])
+    return path
+
+
 def seed_of(quality: dict) -> int:
     return quality.get("seed", 0)
 
@@ -475,6 +495,7 @@ def main(argv=None):
         if name == "export":
             s.add_argument("--out", required=True)
             s.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
+            s.add_argument("--note", default="", help="provenance note, printed in the model card")
     a = p.parse_args(argv)
     if a.cmd == "evaluate":
         quality = evaluate(a.model_dir, n=a.n, steps=a.steps, guidance=a.guidance, seed=a.seed)
@@ -482,13 +503,14 @@ def main(argv=None):
         print(json.dumps(quality, indent=1))
         if a.write_card:
             print(f"wrote {write_model_card(a.model_dir, quality)}")
+            print(f"recorded {record_quality(quality, a.model_dir)}")
         return
     cfg = TrainConfig(seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps)
     trainer = Trainer(cfg, Path(a.work_dir))
     if a.cmd == "train":
         trainer.train()
     else:
-        trainer.export(Path(a.out), use_ema=not a.no_ema)
+        trainer.export(Path(a.out), use_ema=not a.no_ema, note=a.note)
         print(f"wrote {a.out}")
 
 

@@ -34,6 +34,21 @@ def test_both_stages_run_with_finite_losses(uninterrupted):
     assert uninterrupted.state["scaling_factor"] > 0
 
 
+def test_losses_decrease_on_a_fixed_batch(tmp_path):
+    # Repeating step 0 repeats its batch, noise and timesteps (all drawn from the (seed, stage, step)
+    # generator), so both stages must fit that one batch: the loss falls over sixteen steps (measured at seed 3:
+    # VAE 1.03 → 0.83, UNet 1.14 → 0.14; the bounds leave room for platform differences).
+    trainer = Trainer(replace(TINY, vae_lr=3e-3, unet_lr=3e-3), tmp_path)
+    vae_losses = [trainer._vae_step(0) for _ in range(16)]
+    assert all(math.isfinite(v) for v in vae_losses)
+    assert vae_losses[-1] < 0.9 * vae_losses[0], vae_losses
+    trainer.vae.eval().requires_grad_(False)
+    trainer.state["scaling_factor"] = trainer._latent_scale()
+    unet_losses = [trainer._unet_step(0) for _ in range(16)]
+    assert all(math.isfinite(v) for v in unet_losses)
+    assert unet_losses[-1] < 0.5 * unet_losses[0], unet_losses
+
+
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
     # "kill" after the first UNet step: a run that stops there, then the same run resumed to the end
     Trainer(replace(TINY, unet_steps=1), tmp_path).train()
