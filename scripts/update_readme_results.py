@@ -41,7 +41,13 @@ def format_value(value: float, stderr: float | None = None) -> str:
             return str(int(value))
         return f"{value:.4g}"
     if stderr > 0:
-        decimals = min(12, max(0, 1 - math.floor(math.log10(stderr))))
+        decimals = max(0, 1 - math.floor(math.log10(stderr)))
+        # A standard error far below the value's own precision (a proportion of 48/48, say) would ask for a
+        # dozen decimals; four significant digits of the value are enough, and the stderr then reads as 0.000.
+        if value != 0:
+            decimals = min(decimals, max(3, 3 - math.floor(math.log10(abs(value)))))
+        else:
+            decimals = min(decimals, 3)
         return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
     return f"{value:.4g} ± 0"
 

@@ -434,6 +434,10 @@ def test_format_value():
     script = _load_script()
     assert script.format_value(0.34123, 0.0104) == "0.341 ± 0.010"
     assert script.format_value(42.0, 3.0) == "42.0 ± 3.0"
+    # a stderr far below the value's precision does not ask for a dozen decimals
+    assert script.format_value(1.0, 4.5e-8) == "1.000 ± 0.000"
+    assert script.format_value(0.0, 1.4e-7) == "0.000 ± 0.000"
+    assert script.format_value(1234.5, 0.001) == "1234.500 ± 0.001"
     assert script.format_value(0.5) == "0.5"
     assert script.format_value(7) == "7"
     assert script.format_value(1 / 3) == "0.3333"
