@@ -1,0 +1,851 @@
+"""Relation testing on ARO by pointwise information (paper §4.1, Tables 1 and 2; PROTOCOL.md §3).
+
+Every candidate caption y_m of an image x is scored by its pointwise information against the null prompt ∅,
+
+    s_m = i^o(x; y_m ‖ ∅) = ½ ∫ E_ε ‖ε̂(z_λ | y_m) − ε̂(z_λ | ∅)‖² dλ        (the paper's score, nats)
+
+(or i^s = log p(x|y_m) − log p(x), an option), and the prediction is the best-scoring candidate. The baseline
+row of Table 1 (DiffITM, Krojer et al. 2023; the Diffusion Classifier of Li et al. 2023) scores by the negative
+denoising error −E‖ε − ε̂(z_λ | y_m)‖²; here it comes from the *same* denoiser evaluations. For every example
+the log-SNR draws λ_k and the noise ε_k are shared by all candidates and the null prompt is evaluated once per
+draw (DESIGN.md §4.4); the estimates come from :func:`infodecomp.estimators.information_scores`.
+
+Standard errors. The ``n_samples`` draws of an example are split into ``blocks`` independent replicate blocks
+(each its own λ's and ε's, shared by every candidate inside the block). Each score's standard error pools the
+per-block standard errors of the estimator core; the standard error of a *difference* of two candidates' scores
+(``margin_*_se``: true caption minus its best rival) comes from the spread of the paired block differences, so
+it includes the covariance that shared noise creates.
+
+Protocols (PROTOCOL §1.3, §3.1, §9 B2/B16):
+
+============  ==========================================  ==========================================
+setting       ``faithful`` (what the reference ran)        ``corrected``
+============  ==========================================  ==========================================
+clip          4 (the nll path's default, B2): λ ∈ [−7, 9]  3: λ ∈ [−5, 7], inside SD's trained range
+latent        one sample of the VAE posterior (seeded)     the posterior mean
+exact ties    count against the true caption (B16)         count 1/k for a k-way tie (``fractional``)
+============  ==========================================  ==========================================
+
+Ties are always counted (``n_ties``). Identical candidate captions are evaluated once, so they tie exactly.
+
+Typical use (a notebook does this)::
+
+    model = load_model("shapes-tiny")
+    data = relation_testing.load_dataset("vg-relation", 200, seed=0)
+    frame = relation_testing.run(model, data, dataset="vg-relation", seed=0,
+                                 settings=relation_testing.RelationSettings(protocol="faithful"))
+    tables = relation_testing.accuracy_tables(frame, exclude_groups=my_symmetric_relations)
+
+Shard across processes with ``accelerate launch --num_processes P script.py`` (each process writes its own
+shard of the store; every process returns the merged table at the end). A killed run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..estimators import information_scores
+from ..logsnr import LogSNRSampling
+from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
+from ..results import ResultStore, example_seed, model_slug, run_sharded, to_jsonable
+
+__all__ = [
+    "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
+    "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
+    "example_frame",
+    "accuracy_tables", "compare_methods", "table1", "group_table", "load_dataset", "read_relation_list",
+    "markdown_table", "save_tables", "openclip_status", "openclip_scores", "scores_accuracy", "check_rows",
+    "settings_provenance",
+]
+
+PROTOCOLS = ("faithful", "corrected")
+SCORES = ("orthogonal", "standard")
+#: Scoring methods, all computed from the same denoiser evaluations: i^o, i^s, and the denoising error (−MMSE).
+METHODS = ("info_o", "info_s", "mmse")
+METHOD_LABELS = {"info_o": "Info i^o (paper)", "info_s": "Info i^s", "mmse": "−MMSE (DiffITM)"}
+#: Table 1's columns, in the paper's order.
+ARO_DATASETS = ("vg-attribution", "vg-relation", "coco-order", "flickr-order")
+#: The aggregate Table 1 shows per dataset (ARO's convention, PROTOCOL §3.2): VG-R macro over relations without
+#: the symmetric ones, VG-A macro over attribute pairs, the order sets micro (Precision@1).
+ARO_AGGREGATION = {"vg-relation": "macro_filtered", "vg-attribution": "macro", "coco-order": "micro",
+                   "flickr-order": "micro"}
+_PROTOCOL_DEFAULTS = {
+    "faithful": {"clip": 4.0, "posterior": "sample", "tie_policy": "against_true"},
+    "corrected": {"clip": 3.0, "posterior": "mean", "tie_policy": "fractional"},
+}
+_RESIZE = ("bicubic", "bilinear", "lanczos", "nearest")
+
+
+# ──────────────────────────────────────────────── settings ────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class RelationSettings:
+    """Settings of relation testing, with the paper's defaults (PROTOCOL §3.1).
+
+    protocol: "faithful" or "corrected" (see the module docstring); it supplies ``clip``, ``posterior`` and
+        ``tie_policy`` unless those are given explicitly (``None`` = the protocol's value).
+    score: the information score that makes the prediction of the "Info" row: "orthogonal" (i^o, the paper) or
+        "standard" (i^s). Both, and the −MMSE baseline, are always computed from the same evaluations.
+    n_samples: (λ, ε) draws per example (paper: 100), split into ``blocks`` replicate blocks (must divide it).
+    loc, scale: the truncated logistic over log-SNR (paper: 1, 2); clip: its half-width in scales.
+    posterior: "sample" (one VAE posterior draw, seeded per example) or "mean".
+    tie_policy: how an exact tie of the true caption for the top score counts (:data:`metrics.TIE_POLICIES`).
+    resize: interpolation that resizes images to the model's resolution (the reference: bicubic to 512²).
+    """
+
+    protocol: str = "faithful"
+    score: str = "orthogonal"
+    n_samples: int = 100
+    blocks: int = 10
+    loc: float = 1.0
+    scale: float = 2.0
+    clip: float | None = None
+    posterior: str | None = None
+    tie_policy: str | None = None
+    resize: str = "bicubic"
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES} (i^o or i^s), got {self.score!r}")
+        for name in ("n_samples", "blocks"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.n_samples % self.blocks:
+            raise ValueError(f"blocks ({self.blocks}) must divide n_samples ({self.n_samples}): each replicate "
+                             "block gets n_samples / blocks draws")
+        if self.posterior is not None and self.posterior not in ("sample", "mean"):
+            raise ValueError(f"posterior must be 'sample', 'mean' or None (the protocol's), got {self.posterior!r}")
+        if self.tie_policy is not None and self.tie_policy not in TIE_POLICIES:
+            raise ValueError(f"tie_policy must be one of {TIE_POLICIES} or None, got {self.tie_policy!r}")
+        if self.resize not in _RESIZE:
+            raise ValueError(f"resize must be one of {_RESIZE}, got {self.resize!r}")
+        self.sampling  # validates loc / scale / clip
+
+    @property
+    def effective_clip(self) -> float:
+        return float(self.clip if self.clip is not None else _PROTOCOL_DEFAULTS[self.protocol]["clip"])
+
+    @property
+    def effective_posterior(self) -> str:
+        return self.posterior or _PROTOCOL_DEFAULTS[self.protocol]["posterior"]
+
+    @property
+    def effective_tie_policy(self) -> str:
+        return self.tie_policy or _PROTOCOL_DEFAULTS[self.protocol]["tie_policy"]
+
+    @property
+    def sampling(self) -> LogSNRSampling:
+        """The log-SNR rule: truncated logistic, loc ± clip·scale (faithful clip 4 = ``LogSNRSampling.faithful()``)."""
+        return LogSNRSampling(rule="logistic", loc=float(self.loc), scale=float(self.scale), clip=self.effective_clip)
+
+    def resolved(self) -> dict:
+        """Every field with the protocol's choices filled in (what is stored as provenance)."""
+        return {**dataclasses.asdict(self), "clip": self.effective_clip, "posterior": self.effective_posterior,
+                "tie_policy": self.effective_tie_policy}
+
+
+# ───────────────────────────────────────────── scoring (pure) ─────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """Scores of the M candidate captions of ONE example (all from the same denoiser evaluations)."""
+
+    orthogonal: Tensor          # [M] i^o(x; y_m ‖ ∅), nats (higher = better match in the paper)
+    orthogonal_stderr: Tensor   # [M]
+    standard: Tensor            # [M] i^s(x; y_m ‖ ∅) ≈ log p(x|y_m) − log p(x), nats
+    standard_stderr: Tensor     # [M]
+    mmse: Tensor                # [M] E_{λ~q, ε}‖ε − ε̂(z_λ|y_m)‖², summed over latent dims (lower = better)
+    mmse_stderr: Tensor         # [M]
+    null_mmse: Tensor           # [] the same for the null prompt
+    null_mmse_stderr: Tensor    # []
+    blocks: dict                # {"info_o" | "info_s" | "mmse": [R, M]} per-block estimates (for differences)
+    n_samples: int              # (λ, ε) draws
+    n_evaluations: int          # denoiser rows: n_samples × (unique candidates + 1)
+
+    def score(self, method: str) -> Tensor:
+        """[M] the score of ``method`` with higher = better: i^o, i^s, or −MMSE."""
+        return {"info_o": self.orthogonal, "info_s": self.standard, "mmse": -self.mmse}[_check_method(method)]
+
+    def stderr(self, method: str) -> Tensor:
+        return {"info_o": self.orthogonal_stderr, "info_s": self.standard_stderr,
+                "mmse": self.mmse_stderr}[_check_method(method)]
+
+    def difference_stderr(self, method: str, i: int, j: int) -> float:
+        """Standard error of score_i − score_j (paired: the blocks share noise), from the block spread.
+
+        NaN with a single block."""
+        b = self.blocks[_check_method(method)].to(torch.float64)
+        d = b[:, i] - b[:, j]
+        return float(d.std(correction=1) / math.sqrt(d.numel())) if d.numel() > 1 else math.nan
+
+
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    return method
+
+
+def score_candidates(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, n_samples: int = 100, blocks: int = 10,
+                     sampling: LogSNRSampling | None = None, chunk_size: int = 256,
+                     generator: torch.Generator | None = None) -> CandidateScores:
+    """i^o, i^s and the denoising error of M candidate conditions of one example, on shared draws.
+
+    denoiser: ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3). x: ``[*X]`` (or ``[1, *X]``) the clean
+    latent of the image; conds: ``[M, *C]`` the candidates' conditions (e.g. prompt embeddings ``[M, 77, D]``);
+    null: ``[*C]`` the null prompt's condition. ``n_samples`` (λ, ε) draws from ``sampling`` (default: the
+    paper's truncated logistic, loc 1, scale 2, clip 3), split into ``blocks`` independent replicate blocks of
+    ``n_samples / blocks`` draws; inside a block every draw is shared by all M candidates and the null condition,
+    which is evaluated once per draw. ``chunk_size``: most rows per denoiser call (results do not depend on it).
+    Returns :class:`CandidateScores` (nats; MMSE summed over latent dimensions).
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (one example's latent), got {type(x).__name__}")
+    if not isinstance(conds, Tensor) or not isinstance(null, Tensor):
+        raise TypeError(f"conds and null must be tensors, got {type(conds).__name__} and {type(null).__name__}")
+    if conds.ndim != null.ndim + 1 or tuple(conds.shape[1:]) != tuple(null.shape):
+        raise ValueError(f"conds must be [M, *C] with null [*C]; got conds {tuple(conds.shape)} and null "
+                         f"{tuple(null.shape)}")
+    M = conds.shape[0]
+    if M < 1:
+        raise ValueError("need at least one candidate condition")
+    if x.ndim >= 2 and x.shape[0] == 1:
+        x = x[0]
+    for name, v in (("n_samples", n_samples), ("blocks", blocks)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if n_samples % blocks:
+        raise ValueError(f"blocks ({blocks}) must divide n_samples ({n_samples})")
+    sampling = sampling if sampling is not None else LogSNRSampling()
+    R, per_block = int(blocks), n_samples // blocks
+    # The R blocks are R copies of the example in one call of the estimator core: each copy gets its own λ's
+    # and ε's (share_logsnr=False), shared by all its conditions.
+    xr = x.unsqueeze(0).expand(R, *x.shape)
+    cr = conds.unsqueeze(0).expand(R, *conds.shape)
+    nr = null.unsqueeze(0).expand(R, *null.shape)
+    s = information_scores(denoiser, xr, cr, nr, n_samples=per_block, sampling=sampling, share_logsnr=False,
+                           chunk_size=max(int(chunk_size), M + 1), generator=generator)
+
+    def pooled(values: Tensor, ses: Tensor) -> tuple[Tensor, Tensor]:
+        """block estimates [R, ...] → (mean, stderr): pooled within-block stderrs, or the block spread."""
+        v = values.to(torch.float64)
+        mean = v.mean(0)
+        if per_block >= 2:
+            se = ses.to(torch.float64).pow(2).sum(0).sqrt() / R
+        elif R >= 2:
+            se = v.std(0, correction=1) / math.sqrt(R)
+        else:
+            se = torch.full_like(mean, math.nan)
+        return mean, se
+
+    o, o_se = pooled(s.orthogonal, s.orthogonal_stderr)
+    st, st_se = pooled(s.standard, s.standard_stderr)
+    mm, mm_se = pooled(s.mmse, s.mmse_stderr)
+    nm, nm_se = pooled(s.ref_mmse, s.ref_mmse_stderr)
+    return CandidateScores(
+        orthogonal=o, orthogonal_stderr=o_se, standard=st, standard_stderr=st_se, mmse=mm, mmse_stderr=mm_se,
+        null_mmse=nm, null_mmse_stderr=nm_se,
+        blocks={"info_o": s.orthogonal.to(torch.float64), "info_s": s.standard.to(torch.float64),
+                "mmse": -s.mmse.to(torch.float64)},
+        n_samples=n_samples, n_evaluations=n_samples * (M + 1))
+
+
+# ─────────────────────────────────────────── rows of a dataset ───────────────────────────────────────────
+
+_ROW_KEYS = ("id", "image", "captions", "true_index", "group")
+
+
+def check_rows(rows: Sequence[Mapping]) -> None:
+    """Raise a clear error unless every row has the relation-testing contract (COMMON.md "Dataset rows"):
+    ``id`` str, ``image`` PIL RGB, ``captions`` ≥ 2 non-empty strings, ``true_index`` a valid int, ``group``."""
+    from PIL import Image
+
+    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+        raise TypeError(f"rows must be a sequence of row dicts, got {type(rows).__name__}")
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise TypeError(f"row {i} is a {type(r).__name__}; expected a dict with keys {_ROW_KEYS}")
+        missing = [k for k in _ROW_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"row {i} (id {r.get('id')!r}) lacks {missing}; relation-testing rows need {_ROW_KEYS}")
+        if not isinstance(r["id"], str) or not r["id"]:
+            raise ValueError(f"row {i}: 'id' must be a non-empty str, got {r['id']!r}")
+        if not isinstance(r["image"], Image.Image) or r["image"].mode != "RGB":
+            raise ValueError(f"row {r['id']!r}: 'image' must be an RGB PIL image, got "
+                             f"{type(r['image']).__name__} {getattr(r['image'], 'mode', '')}")
+        caps = r["captions"]
+        if isinstance(caps, str) or not isinstance(caps, Sequence) or len(caps) < 2:
+            raise ValueError(f"row {r['id']!r}: 'captions' must be a list of >= 2 strings, got {caps!r}")
+        if not all(isinstance(c, str) and c.strip() for c in caps):
+            raise ValueError(f"row {r['id']!r}: every caption must be a non-empty string, got {list(caps)!r}")
+        t = r["true_index"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(caps):
+            raise ValueError(f"row {r['id']!r}: 'true_index' must be an int in [0, {len(caps) - 1}], got {t!r}")
+        if not isinstance(r["group"], str):
+            raise ValueError(f"row {r['id']!r}: 'group' must be a str, got {r['group']!r}")
+
+
+def _margin(scores: CandidateScores, method: str, true_index: int) -> tuple[float, float, int]:
+    """(score_true − score_best_rival, its paired stderr, the rival's index)."""
+    s = scores.score(method).to(torch.float64)
+    others = [j for j in range(s.numel()) if j != true_index]
+    rival = max(others, key=lambda j: float(s[j]))
+    return float(s[true_index] - s[rival]), scores.difference_stderr(method, true_index, rival), rival
+
+
+def _floats(t: Tensor) -> list[float]:
+    return [float(v) for v in t.detach().cpu().to(torch.float64).reshape(-1)]
+
+
+def score_rows(model, rows: Sequence[Mapping], settings: RelationSettings | None = None, *, seed: int = 0,
+               chunk_size: int = 256) -> list[dict]:
+    """Score relation-testing rows with a model; one result dict per row (what the store keeps).
+
+    model: an :class:`infodecomp.models.Model` (``encode_images``, ``encode_prompts``, ``denoiser``,
+    ``resolution``). rows: dataset rows (:func:`check_rows`). Per row the randomness (VAE posterior sample,
+    λ and ε) comes from ``torch.Generator().manual_seed(example_seed(seed, row["id"]))`` (a CPU generator, so
+    the numbers do not depend on the batch, the shard, or the device's RNG). Captions are encoded once per
+    batch (truncated to the tokenizer's limit, as the reference, PROTOCOL §1.1); identical captions of a row are
+    evaluated once and tie exactly. Returned fields (lists are per candidate, in caption order):
+    ``group, true_index, n_candidates, captions, info_o, info_o_se, info_s, info_s_se, mmse, mmse_se, null_mmse,
+    null_mmse_se, margin_<method>, margin_<method>_se, n_evaluations`` and the per-block arrays
+    ``blocks_<method>`` ``[R, M]`` (float32).
+    """
+    settings = settings if settings is not None else RelationSettings()
+    rows = list(rows)
+    check_rows(rows)
+    if not rows:
+        return []
+    unique_caps = list(dict.fromkeys(c for r in rows for c in r["captions"]))
+    emb = model.encode_prompts(unique_caps + [""], truncate=True)
+    where = {c: i for i, c in enumerate(unique_caps)}
+    null = emb[len(unique_caps)]
+    out = []
+    for r in rows:
+        gen = torch.Generator().manual_seed(example_seed(seed, r["id"]))
+        x = model.encode_images([r["image"]], posterior=settings.effective_posterior, generator=gen,
+                                resize=settings.resize, size=model.resolution)
+        caps = list(r["captions"])
+        uniq = list(dict.fromkeys(caps))
+        conds = emb[[where[c] for c in uniq]].to(x.device)
+        s = score_candidates(model.denoiser, x[0], conds, null.to(x.device), n_samples=settings.n_samples,
+                             blocks=settings.blocks, sampling=settings.sampling, chunk_size=chunk_size,
+                             generator=gen)
+        s = _expand(s, [uniq.index(c) for c in caps])
+        t = int(r["true_index"])
+        row = {"id": r["id"], "group": r["group"], "true_index": t, "n_candidates": len(caps), "captions": caps,
+               "info_o": _floats(s.orthogonal), "info_o_se": _floats(s.orthogonal_stderr),
+               "info_s": _floats(s.standard), "info_s_se": _floats(s.standard_stderr),
+               "mmse": _floats(s.mmse), "mmse_se": _floats(s.mmse_stderr),
+               "null_mmse": float(s.null_mmse), "null_mmse_se": float(s.null_mmse_stderr),
+               "n_evaluations": s.n_evaluations}
+        for m in METHODS:
+            row[f"margin_{m}"], row[f"margin_{m}_se"], _ = _margin(s, m, t)
+            row[f"blocks_{m}"] = s.blocks[m].to(torch.float32).cpu().numpy()
+        out.append(row)
+    return out
+
+
+def _expand(s: CandidateScores, index: list[int]) -> CandidateScores:
+    """Scores of unique captions → scores in caption order (duplicates copied: exact ties)."""
+    ix = torch.as_tensor(index)
+    pick = lambda t: t[ix]
+    return dataclasses.replace(
+        s, orthogonal=pick(s.orthogonal), orthogonal_stderr=pick(s.orthogonal_stderr), standard=pick(s.standard),
+        standard_stderr=pick(s.standard_stderr), mmse=pick(s.mmse), mmse_stderr=pick(s.mmse_stderr),
+        blocks={k: v[:, ix] for k, v in s.blocks.items()})
+
+
+# ─────────────────────────────────────────── the resumable loop ───────────────────────────────────────────
+
+def _data_source(data) -> str:
+    """A stable description of where rows come from (part of the store's identity): ShapesWorld twins by name
+    and seed (not length: rows do not depend on it), ARO datasets by class, folder and caption order."""
+    from ..data.shapes import ShapesTwin
+
+    if isinstance(data, _Head):
+        return _data_source(data.rows)
+    if isinstance(data, ShapesTwin):
+        return f"shapes-twin:{data.name}:seed={data.seed}"
+    if hasattr(data, "base") and hasattr(data, "true_first"):
+        extra = f":seed={data.seed}" if hasattr(data, "seed") else ""
+        return (f"{type(data).__name__}:{Path(data.base).resolve()}:true_first={data.true_first}:"
+                f"size={getattr(data, 'size', None)}{extra}")
+    return f"custom:{type(data).__name__}"
+
+
+def store_identity(settings: RelationSettings, dataset: str, source: str) -> dict:
+    """The settings that change a store's rows. The prediction score and the tie policy are left out: they are
+    applied when the table is built, from the stored scores, so changing them needs no recomputation."""
+    ident = {k: v for k, v in settings.resolved().items() if k not in ("score", "tie_policy")}
+    return {"experiment": "relation_testing", "dataset": dataset, "source": source, **ident}
+
+
+def store_path(root: str | Path, model_name: str, dataset: str, settings: RelationSettings, seed: int,
+               source: str = "") -> Path:
+    """Where :func:`run` keeps a dataset's per-example rows: ``<root>/<model>/relation_testing/<dataset>-<protocol>-
+    <hash>`` (the hash covers the settings, the data source and the seed, so they never share a store)."""
+    key = json.dumps({"identity": store_identity(settings, dataset, source), "seed": int(seed)}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    folder = f"{model_slug(dataset)}-{settings.protocol}-{digest}"
+    return Path(root) / model_slug(model_name) / "relation_testing" / folder
+
+
+def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSettings | None = None, seed: int = 0,
+        store: ResultStore | str | Path | None = None, store_root: str | Path = "build/results", batch_size: int = 8,
+        chunk_size: int = 256, progress: bool = True, state=None):
+    """Score every row of ``data`` (resumable, shardable) and return the per-example table (:func:`example_frame`).
+
+    Args:
+        model: an :class:`infodecomp.models.Model` (or anything with ``encode_images``, ``encode_prompts``,
+            ``denoiser``, ``resolution``, ``name``, ``revision``).
+        data: a sequence of relation-testing rows (ShapesWorld twin or an ARO loader).
+        dataset: the dataset's name (recorded in the store and the table; e.g. "vg-relation").
+        settings: :class:`RelationSettings` (default: the paper's, faithful protocol).
+        seed: per-example randomness is ``example_seed(seed, id)``: results do not depend on batches or shards.
+        store: a :class:`~infodecomp.results.ResultStore`, a folder, or None for :func:`store_path` under
+            ``store_root``. A store made with other settings raises ``SettingsMismatchError``.
+        batch_size: examples per write to the store (a kill loses at most one batch); chunk_size: most rows per
+            denoiser call. Neither changes the numbers.
+        progress: a tqdm bar with examples per second (process 0). state: an ``accelerate.PartialState`` (default:
+            from the launcher; see :func:`infodecomp.results.run_sharded`).
+    Returns: the merged per-example DataFrame of all shards, rows in dataset order (every process gets it).
+    """
+    settings = settings if settings is not None else RelationSettings()
+    if not isinstance(settings, RelationSettings):
+        raise TypeError(f"settings must be a RelationSettings, got {type(settings).__name__}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
+    if isinstance(data, Mapping) or not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+        raise TypeError(f"data must be a sequence of rows (len + indexing), got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"dataset {dataset!r} has no rows")
+    source = _data_source(data)
+    identity = store_identity(settings, dataset, source)
+    model_id = getattr(model, "name", None)
+    revision = getattr(model, "revision", None)
+    if not isinstance(store, ResultStore):
+        path = store if store is not None else store_path(store_root, model_id or "model", dataset, settings, seed,
+                                                          source)
+        store = ResultStore(path, identity, model_id=model_id, revision=revision, seed=seed)
+
+    def fn_batch(batch):
+        return score_rows(model, batch, settings, seed=seed, chunk_size=chunk_size)
+
+    run_sharded(data, fn_batch, store, batch_size, state=state, desc=f"{dataset} ({settings.protocol})",
+                progress=progress)
+    raw = store.merge()
+    raw = raw[raw["index"] < len(data)].reset_index(drop=True)
+    if len(raw) != len(data):
+        raise RuntimeError(f"{store.path}: {len(raw)} of {len(data)} rows after the run; another process may "
+                           "still be writing (call with every process of the launch)")
+    return example_frame(raw, tie_policy=settings.effective_tie_policy, dataset=dataset,
+                         settings=settings.resolved())
+
+
+# ───────────────────────────────────────────── per-example table ─────────────────────────────────────────────
+
+def example_frame(raw, *, tie_policy: str = "against_true", dataset: str | None = None,
+                  settings: Mapping | None = None):
+    """Per-example table from the scored rows: for each method in :data:`METHODS`, ``pred_<m>`` (argmax, lowest
+    index on ties), ``correct_<m>`` (under ``tie_policy``; NaN if the policy excludes it), ``tied_<m>`` (the true
+    caption shares the top score), ``margin_<m>`` ± ``margin_<m>_se`` (true minus best rival; > 0 = right).
+
+    raw: a DataFrame or list of dicts as :func:`score_rows` returns / the store holds. The frame's ``attrs`` keep
+    ``tie_policy``, ``dataset`` and ``settings``.
+    """
+    import pandas as pd
+
+    if tie_policy not in TIE_POLICIES:
+        raise ValueError(f"tie_policy must be one of {TIE_POLICIES}, got {tie_policy!r}")
+    frame = raw.copy() if isinstance(raw, pd.DataFrame) else pd.DataFrame(list(raw))
+    need = {"true_index", "group", "info_o", "info_s", "mmse"}
+    if not need <= set(frame.columns):
+        raise ValueError(f"scored rows need the columns {sorted(need)}; got {list(frame.columns)}")
+    if dataset is not None:
+        frame.insert(0, "dataset", dataset)
+    n = len(frame)
+    for m in METHODS:
+        pred = np.zeros(n, dtype=np.int64)
+        correct = np.full(n, np.nan)
+        tied = np.zeros(n, dtype=bool)
+        sizes = frame["info_o"].map(len).to_numpy() if n else np.zeros(0, dtype=np.int64)
+        for size in np.unique(sizes):  # examples with the same number of candidates together
+            sel = np.flatnonzero(sizes == size)
+            col = "mmse" if m == "mmse" else m
+            s = np.array([frame[col].iloc[i] for i in sel], dtype=np.float64)
+            s = -s if m == "mmse" else s
+            out = retrieval_outcomes(s, frame["true_index"].to_numpy()[sel], tie_policy=tie_policy)
+            pred[sel], correct[sel], tied[sel] = out.prediction, out.correct, out.tied
+        frame[f"pred_{m}"] = pred
+        frame[f"correct_{m}"] = correct
+        frame[f"tied_{m}"] = tied
+    frame.attrs.update(tie_policy=tie_policy, dataset=dataset, settings=dict(settings or {}))
+    return frame
+
+
+# ─────────────────────────────────────────────── the tables ───────────────────────────────────────────────
+
+@dataclass(frozen=True, eq=False)
+class RelationTables:
+    """Accuracy tables of one dataset (all methods), with confidence intervals (:mod:`infodecomp.metrics`)."""
+
+    summary: Any     # DataFrame: method, aggregate (micro | macro | macro_filtered), accuracy, ci_low, ci_high,
+    #                  n (examples for micro, groups for the macros), n_ties, ci_method
+    per_group: Any   # DataFrame: group, method, n, n_correct, accuracy, ci_low, ci_high, n_ties
+    accuracy: dict   # method → metrics.RetrievalAccuracy
+    tie_policy: str
+    excluded_groups: tuple  # groups dropped from macro_filtered (those present in the data)
+
+    def value(self, method: str, aggregate: str) -> dict:
+        """One row of the summary as a dict (accuracy, ci_low, ci_high, n, n_ties)."""
+        sel = self.summary[(self.summary["method"] == method) & (self.summary["aggregate"] == aggregate)]
+        if len(sel) != 1:
+            raise KeyError(f"no summary row for method {method!r}, aggregate {aggregate!r}; aggregates: "
+                           f"{sorted(set(self.summary['aggregate']))}")
+        return sel.iloc[0].to_dict()
+
+
+def accuracy_tables(frame, *, methods: Sequence[str] = METHODS, tie_policy: str | None = None,
+                    exclude_groups: Iterable[str] | None = None, min_group_size: int = 1, confidence: float = 0.95,
+                    n_bootstrap: int = 2000, seed: int = 0) -> RelationTables:
+    """Micro, macro and filtered-macro accuracy per method, and accuracy per group (Table 1, Table 2).
+
+    frame: the per-example table (:func:`run` / :func:`example_frame`). tie_policy: default the frame's
+    (``frame.attrs``), else "against_true". exclude_groups: groups (e.g. ARO's symmetric VG-R relations — supply
+    the set yourself) left out of ``macro_filtered``; without it the filtered macro equals the plain macro.
+    min_group_size: groups with fewer examples are dropped from every number (the reference keeps VG-A pairs
+    with ≥ 25). Intervals: Wilson for micro and per group; stratified bootstrap for the macros.
+    """
+    import pandas as pd
+
+    tie_policy = tie_policy or frame.attrs.get("tie_policy") or "against_true"
+    exclude = None if exclude_groups is None else {str(g) for g in exclude_groups}
+    if len(frame) == 0:
+        raise ValueError("the per-example table is empty")
+    summary, per_group, acc = [], [], {}
+    groups = frame["group"].astype(str).tolist()
+    for m in methods:
+        _check_method(m)
+        col = "mmse" if m == "mmse" else m
+        sizes = frame[col].map(len)
+        if sizes.nunique() != 1:
+            raise ValueError(f"accuracy_tables needs one number of candidates per dataset; got {sorted(set(sizes))}")
+        s = np.array(frame[col].tolist(), dtype=np.float64)
+        s = -s if m == "mmse" else s
+        a = retrieval_accuracy(s, frame["true_index"].to_numpy(), groups, tie_policy=tie_policy,
+                               exclude_groups=exclude if exclude is not None else (), min_group_size=min_group_size,
+                               confidence=confidence, n_bootstrap=n_bootstrap, seed=seed)
+        acc[m] = a
+        for agg, est in (("micro", a.micro), ("macro", a.macro), ("macro_filtered", a.macro_filtered)):
+            if est is None:
+                continue
+            summary.append({"method": m, "aggregate": agg, "accuracy": est.value, "ci_low": est.ci_low,
+                            "ci_high": est.ci_high, "n": est.n, "n_ties": a.n_ties, "ci_method": est.method})
+        per_group.append(a.per_group.assign(method=m))
+    pg = pd.concat(per_group, ignore_index=True)[["group", "method", "n", "n_correct", "accuracy", "ci_low",
+                                                    "ci_high", "n_ties"]]
+    excluded = acc[methods[0]].excluded_groups if methods else ()
+    return RelationTables(summary=pd.DataFrame(summary), per_group=pg, accuracy=acc, tie_policy=tie_policy,
+                          excluded_groups=tuple(excluded))
+
+
+def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterable[str] | None = None,
+                    n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Paired comparison of two methods on the same examples: accuracy difference a − b (micro) with a
+    percentile bootstrap interval over examples, and McNemar's exact test on the discordant examples.
+
+    groups: restrict to these groups (e.g. the VG-R relations kept after the symmetric filter).
+    Returns ``{"a", "b", "n", "acc_a", "acc_b", "diff", "stderr", "ci_low", "ci_high", "a_only", "b_only",
+    "p_mcnemar"}`` (stderr: the bootstrap standard deviation of the difference)
+    (a_only = examples a gets right and b wrong; ties scored by the frame's tie policy).
+    """
+    from scipy.stats import binomtest
+
+    _check_method(a)
+    _check_method(b)
+    f = frame if groups is None else frame[frame["group"].astype(str).isin({str(g) for g in groups})]
+    ca, cb = f[f"correct_{a}"].to_numpy(np.float64), f[f"correct_{b}"].to_numpy(np.float64)
+    keep = ~(np.isnan(ca) | np.isnan(cb))
+    ca, cb = ca[keep], cb[keep]
+    n = len(ca)
+    if n < 2:
+        raise ValueError(f"need at least 2 examples to compare methods, got {n}")
+    d = ca - cb
+    boot = bootstrap(lambda idx: float(d[idx].mean()), n, protocol="corrected", n_resamples=n_bootstrap, seed=seed,
+                     confidence=confidence)
+    a_only, b_only = float(np.clip(d, 0, None).sum()), float(np.clip(-d, 0, None).sum())
+    k, m = int(round(a_only)), int(round(a_only + b_only))
+    p = float(binomtest(k, m, 0.5).pvalue) if m > 0 else 1.0
+    return {"a": a, "b": b, "n": n, "acc_a": float(ca.mean()), "acc_b": float(cb.mean()), "diff": float(d.mean()),
+            "stderr": boot.std, "ci_low": boot.ci_low, "ci_high": boot.ci_high, "a_only": a_only, "b_only": b_only,
+            "p_mcnemar": p}
+
+
+def _fmt(acc: float, lo: float, hi: float) -> str:
+    if any(math.isnan(v) for v in (acc, lo, hi)):
+        return "–"
+    return f"{100 * acc:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def table1(tables: Mapping[str, RelationTables], *, aggregation: Mapping[str, str] | None = None,
+           methods: Sequence[str] = METHODS, extra_rows: Mapping[str, Mapping[str, tuple]] | None = None):
+    """Table 1: accuracy (%) per method (rows) and dataset (columns), as ``"acc [lo, hi]"`` strings, plus the
+    long table behind it.
+
+    tables: dataset → :class:`RelationTables`. aggregation: dataset → "micro" | "macro" | "macro_filtered"
+    (default :data:`ARO_AGGREGATION`; "micro" for other names; "macro_filtered" falls back to "macro" when no
+    exclusion set was given). extra_rows: label → {dataset: (acc, ci_low, ci_high)} for rows computed elsewhere
+    (e.g. OpenCLIP). Returns ``(wide, long)`` DataFrames; ``long`` has method (label), method_key (a name of
+    :data:`METHODS`, None for extra rows), dataset, aggregate, accuracy, ci_low, ci_high, n (fractions, not %).
+    """
+    import pandas as pd
+
+    aggregation = dict(ARO_AGGREGATION if aggregation is None else aggregation)
+    long = []
+    for ds, t in tables.items():
+        agg = aggregation.get(ds, "micro")
+        have = set(t.summary["aggregate"])
+        if agg not in have:
+            agg = "macro" if agg == "macro_filtered" and "macro" in have else "micro"
+        for m in methods:
+            row = t.value(m, agg)
+            long.append({"method": METHOD_LABELS[m], "method_key": m, "dataset": ds, "aggregate": agg,
+                         "accuracy": row["accuracy"],
+                         "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"]})
+    for label, per_ds in (extra_rows or {}).items():
+        for ds, (acc, lo, hi) in per_ds.items():
+            long.append({"method": label, "method_key": None, "dataset": ds, "aggregate": aggregation.get(ds, "micro"),
+                         "accuracy": acc, "ci_low": lo, "ci_high": hi, "n": math.nan})
+    long = pd.DataFrame(long)
+    order = [d for d in ARO_DATASETS if d in set(long["dataset"])] + [d for d in dict.fromkeys(long["dataset"])
+                                                                   if d not in ARO_DATASETS]
+    wide = (long.assign(cell=[_fmt(a, l, h) for a, l, h in zip(long["accuracy"], long["ci_low"], long["ci_high"])])
+            .pivot(index="method", columns="dataset", values="cell")
+            .reindex(columns=order))
+    wide = wide.reindex(list(dict.fromkeys(long["method"])))
+    wide.columns.name = None
+    return wide, long
+
+
+def group_table(tables: RelationTables, *, method: str = "info_o", baseline: str = "mmse", threshold: float = 0.30,
+                relative: bool = False, min_n: int = 1):
+    """Table 2: per group (relation or attribute pair) the accuracy of ``method`` and ``baseline`` with Wilson
+    intervals, the change, and the paper's highlighting: ``"▲"`` (green) when the method beats the baseline by more
+    than ``threshold``, ``"▼"`` (magenta) when it is worse by more than that.
+
+    relative: False (default) = ``threshold`` in absolute accuracy (0.30 = 30 percentage points); True = relative to
+    the baseline's accuracy (undefined, so never highlighted, where the baseline is 0). Whether the paper meant
+    relative or absolute is unknown (PROTOCOL §3.3). min_n: drop groups with fewer examples.
+    Returns a DataFrame sorted by the change (largest gain first).
+    """
+    import pandas as pd
+
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    pg = tables.per_group
+    a = pg[pg["method"] == method].set_index("group")
+    b = pg[pg["method"] == baseline].set_index("group")
+    if a.empty or b.empty:
+        raise ValueError(f"no per-group rows for {method!r} or {baseline!r}; methods present: "
+                         f"{sorted(set(pg['method']))}")
+    out = pd.DataFrame({"n": a["n"], f"acc_{method}": a["accuracy"], f"ci_low_{method}": a["ci_low"],
+                        f"ci_high_{method}": a["ci_high"], f"acc_{baseline}": b["accuracy"],
+                        f"ci_low_{baseline}": b["ci_low"], f"ci_high_{baseline}": b["ci_high"]})
+    out = out[out["n"] >= min_n]
+    change = out[f"acc_{method}"] - out[f"acc_{baseline}"]
+    if relative:
+        base = out[f"acc_{baseline}"]
+        change = (change / base).where(base > 0)
+    out["change"] = change
+    out["highlight"] = np.where(change > threshold, "▲", np.where(change < -threshold, "▼", ""))
+    out.index.name = "group"
+    return out.sort_values("change", ascending=False, na_position="last").reset_index()
+
+
+# ─────────────────────────────────────────────── data and I/O ───────────────────────────────────────────────
+
+def load_dataset(name: str, n: int | None = None, *, seed: int = 0, data_dir: str | Path | None = None,
+                 **options) -> Sequence[dict]:
+    """Relation-testing rows of ``name`` ("vg-relation", "vg-attribution", "coco-order", "flickr-order").
+
+    data_dir None: the ShapesWorld twin with ``n`` rows (``seed`` draws them). Otherwise the real ARO data under
+    ``data_dir`` through :func:`infodecomp.data.aro.relation_dataset` (first ``n`` rows, or all with ``n=None``;
+    the order sets' negatives are drawn with ``seed``); ``options`` go to the loader (e.g. ``size``,
+    ``true_first``, ``tagger``).
+    """
+    if name not in ARO_DATASETS:
+        raise ValueError(f"unknown relation-testing dataset {name!r}; expected one of {ARO_DATASETS}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if data_dir is None:
+        from ..data.shapes import twin
+
+        if n is None:
+            raise ValueError("the ShapesWorld twin needs a number of rows n")
+        return twin(name, int(n), seed, **options)
+    from ..data import aro
+
+    if name in ("coco-order", "flickr-order"):
+        options.setdefault("seed", seed)
+    rows = aro.relation_dataset(name, data_dir, **options)
+    if n is not None and n < len(rows):
+        rows = _Head(rows, int(n))
+    return rows
+
+
+class _Head(Sequence):
+    """The first n rows of a sequence (lazy)."""
+
+    def __init__(self, rows: Sequence, n: int):
+        self.rows, self.n = rows, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(f"row {i} out of range for {self.n} rows")
+        return self.rows[i % self.n]
+
+
+def read_relation_list(path: str | Path | None) -> set[str] | None:
+    """Relation names from a text file, one per line (blank lines and ``#`` comments ignored); None → None.
+
+    For ARO's symmetric-relation exclusion list, which this project does not ship: supply your own file."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"relation list {str(p)!r} does not exist (expected a text file, one name a line)")
+    names = {ln.split("#", 1)[0].strip() for ln in p.read_text(encoding="utf-8").splitlines()}
+    return {x for x in names if x}
+
+
+def markdown_table(df, *, floatfmt: str = ".3f", index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table of a DataFrame (no extra dependency)."""
+    d = df.reset_index() if index else df
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(str(c) for c in d.columns) + " |"
+    sep = "|" + "|".join("---" for _ in d.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def openclip_status(model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k") -> tuple[bool, str]:
+    """Whether the OpenCLIP baseline of Table 1 can run here: ``(available, reason)``.
+
+    Needs the ``open_clip`` package (open-clip-torch, which needs torchvision) and its ``pretrained`` weights in
+    the local cache (nothing is downloaded: HF_HUB_OFFLINE is set while checking). Returns the reason when not.
+    """
+    if importlib.util.find_spec("open_clip") is None:
+        return False, "the open_clip package (open-clip-torch) is not installed"
+    import os
+
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import open_clip
+
+        open_clip.create_model_and_transforms(model, pretrained=pretrained)
+    except (ImportError, OSError, RuntimeError, ValueError) as err:
+        return False, f"open_clip is installed but {model}/{pretrained} cannot be loaded offline: {err}"
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+    return True, f"open_clip {model}/{pretrained} is available"
+
+
+def settings_provenance(settings: RelationSettings) -> dict:
+    """JSON-able settings for :func:`infodecomp.results.record` provenance."""
+    return to_jsonable(settings.resolved())
+
+
+# ──────────────────────────────────────────── the OpenCLIP baseline ────────────────────────────────────────────
+
+def openclip_scores(data: Sequence[Mapping], *, model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k",
+                    device=None, batch_size: int = 16) -> np.ndarray:
+    """Cosine similarity of each image with each candidate caption under OpenCLIP: ``[N, M]`` (higher = better).
+
+    The OpenCLIP row of Table 1 (PROTOCOL §3: the CLIP whose text encoder SD 2.1 shares, [UNVERIFIED] which one the
+    paper used). Runs only where :func:`openclip_status` says it can (it needs ``open_clip`` and cached weights;
+    this project's CPU environment has neither, so this function is not exercised by its tests).
+    """
+    ok, reason = openclip_status(model, pretrained)
+    if not ok:
+        raise ImportError(reason)
+    import open_clip
+
+    rows = [data[i] for i in range(len(data))]
+    check_rows(rows)
+    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
+    tokenizer = open_clip.get_tokenizer(model)
+    net.eval()
+    dev = next(net.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i:i + batch_size]
+            img = net.encode_image(torch.stack([preprocess(r["image"]) for r in chunk]).to(dev)).float()
+            img = img / img.norm(dim=-1, keepdim=True)
+            for r, f in zip(chunk, img):
+                txt = net.encode_text(tokenizer(list(r["captions"])).to(dev)).float()
+                txt = txt / txt.norm(dim=-1, keepdim=True)
+                out.append((txt @ f).cpu().numpy())
+    sizes = {len(s) for s in out}
+    if len(sizes) != 1:
+        raise ValueError(f"rows have different numbers of captions {sorted(sizes)}; score one dataset at a time")
+    return np.stack(out).astype(np.float64)
+
+
+def scores_accuracy(scores: np.ndarray, data: Sequence[Mapping], *, aggregate: str = "micro",
+                    tie_policy: str = "against_true", exclude_groups: Iterable[str] | None = None,
+                    confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """``(accuracy, ci_low, ci_high)`` of external scores ``[N, M]`` (e.g. :func:`openclip_scores`) on ``data``,
+    aggregated as in :func:`accuracy_tables` (``aggregate``: "micro", "macro" or "macro_filtered")."""
+    if aggregate not in ("micro", "macro", "macro_filtered"):
+        raise ValueError(f"aggregate must be 'micro', 'macro' or 'macro_filtered', got {aggregate!r}")
+    truth = np.array([data[i]["true_index"] for i in range(len(data))])
+    groups = [str(data[i]["group"]) for i in range(len(data))]
+    a = retrieval_accuracy(np.asarray(scores, dtype=np.float64), truth, groups, tie_policy=tie_policy,
+                           exclude_groups=exclude_groups if exclude_groups is not None else (),
+                           confidence=confidence, seed=seed)
+    est = {"micro": a.micro, "macro": a.macro, "macro_filtered": a.macro_filtered}[aggregate]
+    return est.value, est.ci_low, est.ci_high
+
+
+def save_tables(stem: str | Path, table, csv_table=None, *, title: str = "", notes: str = "") -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (``title``, ``table`` as Markdown, ``notes``) and ``<stem>.csv`` (``csv_table``, default
+    ``table``); folders are created. Returns the two paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    md, csv = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    index = table.index.name is not None or not isinstance(table.index, type(table.reset_index().index))
+    parts = [f"# {title}\n" if title else "", markdown_table(table, index=index), f"\n{notes}\n" if notes else ""]
+    md.write_text("\n".join(p for p in parts if p), encoding="utf-8")
+    (table if csv_table is None else csv_table).to_csv(csv, index=csv_table is None and index)
+    return md, csv

@@ -1,0 +1,464 @@
+"""Relation testing (paper §4.1, Tables 1–2): scoring on shared noise, the store loop, ties, tables.
+
+Numbers from the tiny untrained pipelines are meaningless; those tests check mechanics. The analytic
+Gaussian-mixture world checks the numbers: there the exact answer of every score is known.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from infodecomp import analytic
+from infodecomp.experiments import relation_testing as rt
+from infodecomp.logsnr import LogSNRSampling
+from infodecomp.results import ResultStore, SettingsMismatchError
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(n_samples=8, blocks=2)  # tiny-pipeline mechanics tests
+
+
+# ─────────────────────────────────────────────── settings ───────────────────────────────────────────────
+
+def test_protocols_fill_in_clip_posterior_and_tie_policy():
+    f, c = rt.RelationSettings(protocol="faithful"), rt.RelationSettings(protocol="corrected")
+    assert (f.effective_clip, f.effective_posterior, f.effective_tie_policy) == (4.0, "sample", "against_true")
+    assert (c.effective_clip, c.effective_posterior, c.effective_tie_policy) == (3.0, "mean", "fractional")
+    assert f.sampling == LogSNRSampling.faithful("nll") and c.sampling == LogSNRSampling.corrected()
+    assert (f.n_samples, f.loc, f.scale, f.score) == (100, 1.0, 2.0, "orthogonal")  # the paper's defaults
+    own = rt.RelationSettings(protocol="faithful", clip=3.0, posterior="mean", tie_policy="exclude")
+    assert own.resolved()["clip"] == 3.0 and own.resolved()["tie_policy"] == "exclude"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(protocol="paper"), "protocol"), (dict(score="mmse"), "score"), (dict(n_samples=10, blocks=3), "divide"),
+    (dict(n_samples=0), "n_samples"), (dict(posterior="mode"), "posterior"), (dict(tie_policy="coin"), "tie_policy"),
+    (dict(clip=-1.0), "clip"), (dict(resize="area"), "resize"),
+])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rt.RelationSettings(**kwargs)
+
+
+# ────────────────────────────────── scores against the exact answers ──────────────────────────────────
+
+def _mixture_examples(world, n, seed):
+    """x [n, d] from the joint; candidates [n, 2, F]: factor a flipped (the 'swap'), then the truth."""
+    g = torch.Generator().manual_seed(seed)
+    x, labels = world.sample(n, generator=g)
+    wrong = labels.clone()
+    wrong[:, 0] = 1 - wrong[:, 0]
+    return x, torch.stack([wrong, labels], 1), g
+
+
+def test_scores_agree_with_the_exact_estimands(mworld):
+    """Each candidate's i^o and i^s agree with the exact value on the clipped range within their standard
+    errors, and the paired margin's stderr is calibrated (checked as a z-score)."""
+    x, conds, g = _mixture_examples(mworld, 4, seed=3)
+    sampling = LogSNRSampling(clip=3.0)
+    lo, hi = sampling.support
+    null = mworld.null(1)[0]
+    z_o, z_s, z_margin = [], [], []
+    for b in range(x.shape[0]):
+        s = rt.score_candidates(mworld, x[b], conds[b], null, n_samples=400, blocks=20, sampling=sampling,
+                                generator=g)
+        ex_s, ex_o = zip(*[mworld.truncated_pointwise(x[b:b + 1], conds[b, j][None], null[None], lo, hi,
+                                                      nodes=12) for j in range(2)])
+        ex_s, ex_o = torch.cat(ex_s), torch.cat(ex_o)
+        z_o += ((s.orthogonal - ex_o) / s.orthogonal_stderr).tolist()
+        z_s += ((s.standard - ex_s) / s.standard_stderr).tolist()
+        d = s.orthogonal[1] - s.orthogonal[0]
+        z_margin.append(float((d - (ex_o[1] - ex_o[0])) / s.difference_stderr("info_o", 1, 0)))
+        assert s.n_evaluations == 400 * 3
+    assert max(map(abs, z_o)) < 4.5 and max(map(abs, z_s)) < 4.5 and max(map(abs, z_margin)) < 4.5
+
+
+def test_the_likelihood_scores_pick_the_true_caption_and_io_follows_its_own_estimand(mworld):
+    """In the mixture world the Bayes rule (argmax log p(x|y)) is known. i^s (= log p(x|y) − log p(x) on the
+    clipped range) and −MMSE pick the true caption as often as it does; the scorer's i^o choice equals the choice
+    of the *exact* i^o estimand wherever the exact margin is clear. (With exact denoisers i^o is not a likelihood
+    ratio: a caption that contradicts x changes the denoiser a lot, so i^o tends to prefer it — recorded here
+    so the notebooks' evidence is read with that in mind.)"""
+    x, conds, g = _mixture_examples(mworld, 40, seed=0)
+    null = mworld.null(1)[0]
+    sampling = LogSNRSampling(clip=3.0)
+    lo, hi = sampling.support
+    pred = {m: [] for m in rt.METHODS}
+    margin_se = []
+    for b in range(x.shape[0]):
+        s = rt.score_candidates(mworld, x[b], conds[b], null, n_samples=200, blocks=10, sampling=sampling,
+                                generator=g)
+        for m in rt.METHODS:
+            pred[m].append(int(s.score(m).argmax()))
+        margin_se.append(s.difference_stderr("info_o", 1, 0))
+    bayes = torch.stack([mworld.log_ratio(x, conds[:, j], mworld.null(len(x))) for j in range(2)], 1).argmax(1)
+    bayes_acc = float((bayes == 1).double().mean())
+    assert bayes_acc > 0.85
+    for m in ("info_s", "mmse"):
+        acc = float(np.mean(np.array(pred[m]) == 1))
+        assert acc >= bayes_acc - 0.1, (m, acc, bayes_acc)
+    # 8 Gauss–Hermite nodes per dimension: the exact values agree with 24 nodes to ~1e-3 nats here
+    _, ex_o = zip(*[mworld.truncated_pointwise(x, conds[:, j], mworld.null(len(x)), lo, hi, nodes=8)
+                    for j in range(2)])
+    exact_margin = ex_o[1] - ex_o[0]
+    clear = exact_margin.abs() > 4 * torch.tensor(margin_se)
+    assert int(clear.sum()) >= 30
+    exact_choice = (exact_margin > 0).long()
+    assert torch.equal(torch.tensor(pred["info_o"])[clear], exact_choice[clear])
+    assert float((exact_choice == 1).double().mean()) < 0.5  # i^o prefers the contradicting caption here
+
+
+def test_separated_world_likelihood_scores_are_always_right():
+    world = analytic.MixtureWorld(torch.tensor([[-3.0], [0.0], [3.0]]), torch.full((3, 1, 1), 0.25),
+                                  torch.tensor([0.3, 0.3, 0.4]))
+    g = torch.Generator().manual_seed(1)
+    x, labels = world.sample(20, generator=g)
+    conds = torch.stack([(labels + 1) % 3, (labels + 2) % 3, labels], 1)  # true last, as the reference
+    for b in range(20):
+        s = rt.score_candidates(world, x[b], conds[b], world.null(1)[0], n_samples=40, blocks=4, generator=g)
+        assert int(s.score("info_s").argmax()) == 2 and int(s.score("mmse").argmax()) == 2
+
+
+# ──────────────────────────────────────────── shared noise ────────────────────────────────────────────
+
+class CountingDenoiser:
+    """Records every call: (z, logsnr, cond) row by row."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __call__(self, z, logsnr, cond):
+        self.calls.append((z.clone(), logsnr.clone(), cond.clone()))
+        return self.inner(z, logsnr, cond)
+
+
+@pytest.mark.parametrize("chunk_size", [4, 9, 256])
+def test_null_is_evaluated_once_per_draw_and_every_condition_sees_the_same_noise(mworld, chunk_size):
+    x, _, g = _mixture_examples(mworld, 1, seed=5)
+    conds = mworld.component_labels[[0, 1, 3]]  # M = 3 candidates
+    null = mworld.null(1)[0]
+    den = CountingDenoiser(mworld)
+    s = rt.score_candidates(den, x[0], conds, null, n_samples=12, blocks=3, chunk_size=chunk_size, generator=g)
+    z = torch.cat([c[0] for c in den.calls])
+    lam = torch.cat([c[1] for c in den.calls])
+    cond = torch.cat([c[2] for c in den.calls])
+    assert len(z) == 12 * 4 == s.n_evaluations
+    assert int((cond == null).all(1).sum()) == 12  # the null condition: once per draw
+    draws = {}
+    for zi, li, ci in zip(z, lam, cond):
+        draws.setdefault((tuple(zi.tolist()), float(li)), []).append(tuple(ci.tolist()))
+    assert len(draws) == 12  # 12 distinct (λ, ε) draws ...
+    for seen in draws.values():  # ... each evaluated for every candidate and the null exactly once
+        assert sorted(seen) == sorted([tuple(c.tolist()) for c in conds] + [tuple(null.tolist())])
+    for call in den.calls:  # and all conditions of a draw are in the same denoiser call
+        assert len(call[0]) % 4 == 0
+
+
+def test_results_do_not_depend_on_chunk_size(mworld):
+    x, conds, _ = _mixture_examples(mworld, 1, seed=2)
+    out = [rt.score_candidates(mworld, x[0], conds[0], mworld.null(1)[0], n_samples=20, blocks=5, chunk_size=c,
+                               generator=torch.Generator().manual_seed(9)) for c in (3, 256)]
+    for m in rt.METHODS:
+        torch.testing.assert_close(out[0].score(m), out[1].score(m), rtol=0, atol=1e-12)
+
+
+def test_score_candidates_rejects_bad_shapes(mworld):
+    x, conds, _ = _mixture_examples(mworld, 1, seed=2)
+    with pytest.raises(ValueError, match="conds must be"):
+        rt.score_candidates(mworld, x[0], conds[0], mworld.null(2))
+    with pytest.raises(ValueError, match="divide"):
+        rt.score_candidates(mworld, x[0], conds[0], mworld.null(1)[0], n_samples=10, blocks=3)
+    with pytest.raises(TypeError, match="floating-point"):
+        rt.score_candidates(mworld, x[0].long(), conds[0], mworld.null(1)[0])
+
+
+# ──────────────────────────────────────── rows, ties and tables ────────────────────────────────────────
+
+def _image(colour=(255, 0, 0)):
+    return Image.new("RGB", (32, 32), colour)
+
+
+def _row(i, captions, true_index, group="left of", image=None):
+    return {"id": f"r{i}", "image": image or _image(), "captions": captions, "true_index": true_index, "group": group}
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda r: r.pop("group"), "lacks"),
+    (lambda r: r.update(true_index=2), "true_index"),
+    (lambda r: r.update(captions=["only one"]), "captions"),
+    (lambda r: r.update(captions=["a", ""]), "non-empty"),
+    (lambda r: r.update(image=Image.new("L", (32, 32))), "RGB"),
+    (lambda r: r.update(id=3), "id"),
+])
+def test_bad_rows_get_clear_errors(mutate, match):
+    row = _row(0, ["a red circle", "a blue circle"], 1)
+    mutate(row)
+    with pytest.raises(ValueError, match=match):
+        rt.check_rows([row])
+
+
+def test_identical_captions_tie_exactly_and_ties_are_counted(tiny_model):
+    rows = [_row(0, ["a red circle", "a red circle"], 1), _row(1, ["a red circle", "a blue square"], 0)]
+    raw = rt.score_rows(tiny_model, rows, rt.RelationSettings(**FAST), seed=0)
+    assert raw[0]["info_o"][0] == raw[0]["info_o"][1] and raw[0]["mmse"][0] == raw[0]["mmse"][1]
+    assert raw[0]["n_evaluations"] == 8 * 2  # the duplicate is evaluated once: 1 unique caption + null
+    faithful = rt.example_frame(raw, tie_policy="against_true")
+    corrected = rt.example_frame(raw, tie_policy="fractional")
+    assert bool(faithful["tied_info_o"][0]) and faithful["correct_info_o"][0] == 0.0
+    assert corrected["correct_info_o"][0] == 0.5 and faithful["pred_info_o"][0] == 0
+    tables = rt.accuracy_tables(corrected)
+    assert tables.value("info_o", "micro")["n_ties"] == 1
+
+
+def test_example_frame_and_tables_on_known_scores():
+    """Hand-made scores: micro, macro and the filtered macro (one group excluded), per group, and ties."""
+    raw = []
+    spec = {"on": [1, 1, 1, 0], "near": [0, 0], "above": [1, 0, 0, 0]}  # info_o right (1) or wrong (0)
+    for g, rights in spec.items():
+        for k, right in enumerate(rights):
+            io = [0.0, 1.0] if right else [1.0, 0.0]
+            raw.append({"id": f"{g}{k}", "group": g, "true_index": 1, "info_o": io, "info_s": [0.0, 0.0],
+                        "mmse": [5.0, 4.0]})
+    frame = rt.example_frame(raw, tie_policy="against_true")
+    t = rt.accuracy_tables(frame, exclude_groups={"near", "not-in-data"})
+    assert t.value("info_o", "micro")["accuracy"] == pytest.approx(4 / 10)
+    assert t.value("info_o", "macro")["accuracy"] == pytest.approx((3 / 4 + 0 + 1 / 4) / 3)
+    assert t.value("info_o", "macro_filtered")["accuracy"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert t.excluded_groups == ("near",)
+    assert t.value("info_s", "micro")["accuracy"] == 0.0 and t.value("info_s", "micro")["n_ties"] == 10
+    assert t.value("mmse", "micro")["accuracy"] == 1.0  # lower MMSE for the true caption
+    low = t.value("info_o", "micro")
+    assert low["ci_low"] < 0.4 < low["ci_high"]
+    pg = t.per_group.set_index(["group", "method"])
+    assert pg.loc[("on", "info_o"), "accuracy"] == 0.75 and pg.loc[("near", "info_o"), "n"] == 2
+    cmp = rt.compare_methods(frame, "info_o", "mmse")
+    assert cmp["diff"] == pytest.approx(-0.6) and cmp["b_only"] == 6 and cmp["a_only"] == 0
+    assert cmp["p_mcnemar"] == pytest.approx(2 * 0.5 ** 6) and cmp["ci_high"] < 0
+    g2 = rt.group_table(t, method="info_o", baseline="mmse", threshold=0.3)
+    assert dict(zip(g2.group, g2.highlight)) == {"on": "", "above": "▼", "near": "▼"}
+    rel = rt.group_table(t, method="mmse", baseline="info_o", threshold=0.5, relative=True)
+    assert dict(zip(rel.group, rel.highlight)) == {"on": "", "above": "▲", "near": ""}  # near: baseline 0
+    wide, long = rt.table1({"vg-relation": t, "coco-order": t})
+    assert list(wide.columns) == ["vg-relation", "coco-order"]
+    assert wide.loc[rt.METHOD_LABELS["info_o"], "vg-relation"].startswith("50.0 [")  # macro without "near"
+    assert wide.loc[rt.METHOD_LABELS["info_o"], "coco-order"].startswith("40.0 [")  # micro
+    assert "| method |" in rt.markdown_table(long)
+
+
+def test_load_dataset_and_relation_list(tmp_path):
+    data = rt.load_dataset("vg-relation", 3, seed=0)
+    assert len(data) == 3 and data[0]["true_index"] == 1
+    rt.check_rows([data[i] for i in range(3)])
+    with pytest.raises(ValueError, match="unknown relation-testing dataset"):
+        rt.load_dataset("vg-relations", 3)
+    f = tmp_path / "sym.txt"
+    f.write_text("# symmetric\nnear\n\nnext to  # comment\n")
+    assert rt.read_relation_list(f) == {"near", "next to"} and rt.read_relation_list(None) is None
+    with pytest.raises(FileNotFoundError):
+        rt.read_relation_list(tmp_path / "missing.txt")
+
+
+def test_openclip_status_says_why_it_is_unavailable():
+    ok, reason = rt.openclip_status()
+    assert isinstance(ok, bool) and reason
+    if not ok:
+        with pytest.raises(ImportError, match="open_clip"):
+            rt.openclip_scores(rt.load_dataset("vg-relation", 2))
+
+
+# ─────────────────────────────────────── the store loop (tiny SD) ───────────────────────────────────────
+
+SCORE_COLS = ["id", "group", "true_index", "info_o", "info_o_se", "info_s", "mmse", "mmse_se", "margin_info_o",
+              "margin_info_o_se", "correct_info_o", "correct_mmse", "tied_info_o"]
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame):
+    pd.testing.assert_frame_equal(a[SCORE_COLS].reset_index(drop=True), b[SCORE_COLS].reset_index(drop=True))
+
+
+def test_end_to_end_on_shapes_twins_through_the_store(tiny_model, tmp_path):
+    settings = rt.RelationSettings(protocol="corrected", **FAST)
+    tables = {}
+    for name, m in (("vg-relation", 2), ("coco-order", 5)):
+        data = rt.load_dataset(name, 3, seed=0)
+        frame = rt.run(tiny_model, data, dataset=name, settings=settings, seed=0, store_root=tmp_path,
+                       batch_size=2, progress=False)
+        assert len(frame) == 3 and list(frame["id"]) == [data[i]["id"] for i in range(3)]
+        assert (frame["n_evaluations"] == 8 * (m + 1)).all() and frame["info_o"].map(len).eq(m).all()
+        assert frame["blocks_info_o"][0].shape == (2, m)
+        assert np.isfinite(np.stack(frame["info_o_se"])).all() and (np.stack(frame["info_o"]) >= 0).all()
+        assert frame.attrs["tie_policy"] == "fractional"
+        tables[name] = rt.accuracy_tables(frame)
+    path = rt.store_path(tmp_path, "tiny", "vg-relation", settings, 0, "shapes-twin:vg-relation:seed=0")
+    assert (path / "manifest.json").exists() and list(path.glob("rows-*.jsonl"))
+    wide, _ = rt.table1(tables)
+    assert list(wide.columns) == ["vg-relation", "coco-order"] and len(wide) == 3
+    # the same store with other settings is refused, not mixed
+    with pytest.raises(SettingsMismatchError):
+        rt.run(tiny_model, rt.load_dataset("vg-relation", 3), dataset="vg-relation", store=path,
+               settings=rt.RelationSettings(protocol="faithful", **FAST), progress=False)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FlakyModel:
+    """The tiny model, but encoding images raises after ``fail_after`` images (a killed run)."""
+
+    def __init__(self, model, fail_after=None):
+        self.model, self.fail_after, self.encoded = model, fail_after, 0
+        self.name, self.revision, self.denoiser, self.resolution = model.name, model.revision, model.denoiser, \
+            model.resolution
+
+    def encode_prompts(self, *a, **k):
+        return self.model.encode_prompts(*a, **k)
+
+    def encode_images(self, *a, **k):
+        if self.fail_after is not None and self.encoded >= self.fail_after:
+            raise Interrupted("killed")
+        self.encoded += 1
+        return self.model.encode_images(*a, **k)
+
+
+def test_interrupted_run_resumes_to_the_same_table(tiny_model, tmp_path):
+    settings = rt.RelationSettings(protocol="faithful", **FAST)  # faithful: the VAE sample is seeded too
+    data = rt.load_dataset("vg-relation", 5, seed=1)
+    whole = rt.run(tiny_model, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "a",
+                   batch_size=2, progress=False)
+    flaky = FlakyModel(tiny_model, fail_after=3)
+    with pytest.raises(Interrupted):
+        rt.run(flaky, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b", batch_size=2,
+               progress=False)
+    ident = rt.store_identity(settings, "vg-relation", "shapes-twin:vg-relation:seed=1")
+    assert len(ResultStore(tmp_path / "b", ident, model_id="tiny", seed=4)) == 2
+    resumed_model = FlakyModel(tiny_model)
+    resumed = rt.run(resumed_model, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b",
+                     batch_size=2, progress=False)
+    assert resumed_model.encoded == 3  # only the missing examples were computed
+    _same(whole, resumed)
+    for m in rt.METHODS:
+        np.testing.assert_array_equal(np.stack(whole[f"blocks_{m}"]), np.stack(resumed[f"blocks_{m}"]))
+
+
+class ToyModel:
+    """A model-shaped object without diffusers (fast to start in subprocesses): latents [4, 2, 2] from the image's
+    colours (plus a seeded posterior draw), prompt embeddings [6] from a seeded table of words, and a smooth
+    denoiser that depends on the prompt."""
+
+    name, revision, resolution = "toy", None, (8, 8)
+
+    def __init__(self):
+        self.table = torch.randn(64, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        self.mix = torch.randn(6, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def encode_prompts(self, prompts, truncate=False):
+        out = torch.zeros(len(prompts), 6, dtype=torch.float64)
+        for i, p in enumerate(prompts):
+            for k, w in enumerate(p.split()):
+                out[i] += self.table[sum(map(ord, w)) % 64] * (1 + 0.5 * k)
+        return out
+
+    def encode_images(self, images, posterior="mean", generator=None, resize=None, size=None):
+        x = torch.stack([torch.as_tensor(np.asarray(im.resize((2, 2)), dtype=np.float64) / 255.0)
+                         .permute(2, 0, 1).repeat(2, 1, 1)[:4] for im in images])
+        if posterior == "sample":
+            x = x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        return x
+
+    def denoiser(self, z, logsnr, cond):
+        a = torch.sigmoid(logsnr).sqrt().view(-1, 1, 1, 1)
+        shift = torch.tanh(cond @ self.mix).view(-1, 4, 2, 2)
+        return torch.sigmoid(-logsnr).sqrt().view(-1, 1, 1, 1) * z + a * 0.3 * shift * torch.tanh(z)
+
+
+def test_toy_model_separates_captions():
+    scores = rt.score_rows(ToyModel(), rt.load_dataset("vg-relation", 2), rt.RelationSettings(n_samples=8, blocks=2))
+    assert all(len(set(r["info_o"])) == 2 and min(r["info_o"]) > 0 for r in scores)
+
+
+SCRIPT = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from infodecomp.experiments import relation_testing as rt
+from test_relation_testing import ToyModel
+
+data = rt.load_dataset("coco-order", 6, seed=2)
+frame = rt.run(ToyModel(), data, dataset="coco-order", settings=rt.RelationSettings(protocol="faithful", n_samples=8,
+               blocks=2), seed=7, store=sys.argv[1], batch_size=2, progress=False)
+from accelerate import PartialState
+state = PartialState()
+print(f"process {{state.process_index}} of {{state.num_processes}} sees {{len(frame)}} rows", flush=True)
+if state.is_main_process:
+    frame.to_pickle(sys.argv[2])
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run_equals_one_process_run(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("exercises the CPU-only launch path")
+    one = rt.run(ToyModel(), rt.load_dataset("coco-order", 6, seed=2), dataset="coco-order",
+                 settings=rt.RelationSettings(protocol="faithful", n_samples=8, blocks=2), seed=7,
+                 store=tmp_path / "one", batch_size=2, progress=False)
+    script = tmp_path / "relation_script.py"
+    script.write_text(SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           str(_free_port()), str(script), str(tmp_path / "two"), str(tmp_path / "two.pkl")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "process 0 of 2 sees 6 rows" in proc.stdout and "process 1 of 2 sees 6 rows" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "two").glob("rows-*.jsonl")) == ["rows-000-of-002.jsonl",
+                                                                                "rows-001-of-002.jsonl"]
+    two = pd.read_pickle(tmp_path / "two.pkl")
+    for col in SCORE_COLS:
+        a, b = one[col].tolist(), two[col].tolist()
+        if col in ("correct_info_o", "correct_mmse", "tied_info_o", "true_index"):
+            assert [float(v) for v in a] == [float(v) for v in b], col
+        elif isinstance(a[0], list):
+            np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-12, atol=0, err_msg=col)
+        elif isinstance(a[0], float):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=col)
+        else:
+            assert a == b, col
+
+
+def test_real_aro_format_rows_run_through_the_same_loop(tiny_model, tmp_path):
+    """VG-Relation rows from ARO's file format (the fixture annotations, images drawn here) go through the same
+    loop; their store is not the twin's."""
+    import shutil
+
+    shutil.copytree(REPO / "tests" / "fixtures" / "aro", tmp_path / "aro")
+    (tmp_path / "aro/vg/images").mkdir()
+    for name, size in (("2315375.jpg", (32, 24)), ("498202.jpg", (20, 16))):
+        Image.new("RGB", size, (200, 40, 40)).save(tmp_path / "aro/vg/images" / name)
+    data = rt.load_dataset("vg-relation", 2, data_dir=tmp_path, size=16)
+    assert len(data) == 2 and data[0]["captions"][data[0]["true_index"]] == "the cup is on the table"
+    settings = rt.RelationSettings(protocol="corrected", **FAST)
+    frame = rt.run(tiny_model, data, dataset="vg-relation", settings=settings, store_root=tmp_path / "stores",
+                   progress=False)
+    assert list(frame["group"]) == ["on", "to the left of"]
+    t = rt.accuracy_tables(frame, exclude_groups={"to the left of"})
+    assert t.excluded_groups == ("to the left of",) and t.value("info_o", "macro_filtered")["n"] == 1
+    twin = rt.run(tiny_model, rt.load_dataset("vg-relation", 2), dataset="vg-relation", settings=settings,
+                  store_root=tmp_path / "stores", progress=False)
+    assert len(list((tmp_path / "stores" / "tiny" / "relation_testing").iterdir())) == 2  # two stores
+    assert list(twin["group"]) != list(frame["group"])
