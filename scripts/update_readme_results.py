@@ -11,6 +11,8 @@ in the file changes. One table per notebook and model::
     |---|---|---|
     | miou_cmi | 0.412 ± 0.011 | model shapes-tiny, protocol faithful, seed 0, samples 64 |
 
+followed by the Markdown tables the notebook wrote beside its numbers (``figures/<model>/<stem>*.md``).
+
 Usage::
 
     python scripts/update_readme_results.py            # rewrite README.md
@@ -68,6 +70,18 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def notebook_tables(json_path: Path) -> list[str]:
+    """The Markdown tables a notebook wrote beside its numbers (``<stem>*.md`` in the same folder: Table 1 with
+    the paper's rows, say), each with its ``# title`` line turned into a bold caption so the README's headings
+    stay the README's."""
+    out = []
+    for md in sorted(json_path.parent.glob(f"{json_path.stem}*.md")):
+        text = md.read_text(encoding="utf-8").strip()
+        lines = [f"**{line.lstrip('#').strip()}**" if line.startswith("#") else line for line in text.splitlines()]
+        out.append("\n".join(lines))
+    return out
+
+
 def render(figures: Path) -> str:
     """The markdown that goes between the markers (without them)."""
     files = sorted(figures.glob("*/*.json")) if figures.is_dir() else []
@@ -91,6 +105,7 @@ def render(figures: Path) -> str:
             else:
                 text = format_value(entry)
             lines.append(f"| {_cell(name)} | {text} | {summary} |")
+        lines += [piece for md in notebook_tables(path) for piece in ("", md)]
         tables.append("\n".join(lines))
     if not tables:
         return EMPTY

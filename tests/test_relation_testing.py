@@ -253,6 +253,12 @@ def test_example_frame_and_tables_on_known_scores():
     assert wide.loc[rt.METHOD_LABELS["info_o"], "vg-relation"].startswith("50.0 [")  # macro without "near"
     assert wide.loc[rt.METHOD_LABELS["info_o"], "coco-order"].startswith("40.0 [")  # micro
     assert "| method |" in rt.markdown_table(long)
+    # the paper's rows sit below ours, without intervals, and only for the datasets shown
+    wide, long = rt.table1({"vg-relation": t, "coco-order": t}, extra_rows=rt.paper_rows(["vg-relation", "coco-order"]))
+    assert wide.loc["paper: Info (SD 2.1-base)", "vg-relation"] == "69.1"
+    assert wide.loc["paper: DiffITM (SD 2.1)", "coco-order"] == "23.5"
+    assert list(wide.index[:3]) == [rt.METHOD_LABELS[m] for m in rt.METHODS]
+    assert set(long.loc[long["method_key"].isna(), "dataset"]) == {"vg-relation", "coco-order"}
 
 
 def test_load_dataset_and_relation_list(tmp_path):

@@ -419,6 +419,12 @@ def test_update_readme_results(tmp_path, capsys):
     # a new date alone does not make the README stale (dates are not shown)
     R.record("03_localization", "shapes-tiny", "n_images", 500, root=figures, protocol="faithful", seed=0)
     assert script.main(args + ["--check"]) == 0
+    # a notebook's own Markdown tables follow its numbers, their titles as captions
+    (figures / "shapes-tiny" / "03_localization_table3.md").write_text("# Table 3 — mIoU\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert script.main(args + ["--check"]) == 1 and script.main(args) == 0
+    block = readme.read_text().split("<!-- results:start -->\n")[1].split("<!-- results:end -->")[0]
+    assert "**Table 3 — mIoU**\n\n| a | b |" in block and "# Table 3" not in block
+    assert block.index("`01_information") < block.index("| n_images | 500") < block.index("**Table 3")
 
 
 def test_update_readme_results_needs_markers(tmp_path):

@@ -66,7 +66,7 @@ __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
     "example_frame",
-    "accuracy_tables", "compare_methods", "table1", "group_table", "load_dataset", "read_relation_list",
+    "accuracy_tables", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table", "load_dataset", "read_relation_list",
     "markdown_table", "save_tables", "openclip_status", "openclip_scores", "scores_accuracy", "check_rows",
     "settings_provenance",
 ]
@@ -597,9 +597,32 @@ def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterab
             "p_mcnemar": p}
 
 
+#: Table 1 of the paper (accuracy, fractions): Stable Diffusion 2.1-base with the logistic rule, and the baselines
+#: it copies from their papers (PROTOCOL §3.5). No intervals were published.
+PAPER_TABLE1 = {
+    "paper: Info (SD 2.1-base)": {"vg-attribution": 0.720, "vg-relation": 0.691, "coco-order": 0.401,
+                                  "flickr-order": 0.493},
+    "paper: DiffITM (SD 2.1)": {"vg-attribution": 0.629, "vg-relation": 0.500, "coco-order": 0.235,
+                                "flickr-order": 0.332},
+    "paper: HardNeg-DiffITM": {"vg-attribution": 0.676, "vg-relation": 0.523, "coco-order": 0.344,
+                               "flickr-order": 0.486},
+    "paper: OpenCLIP ViT-H/14": {"vg-attribution": 0.646, "vg-relation": 0.514, "coco-order": 0.328,
+                                 "flickr-order": 0.405},
+}
+
+
+def paper_rows(datasets: Iterable[str] | None = None) -> dict[str, dict[str, tuple]]:
+    """The paper's Table 1 as ``extra_rows`` for :func:`table1`: label → {dataset: (acc, nan, nan)}."""
+    keep = set(ARO_DATASETS if datasets is None else datasets)
+    return {label: {d: (acc, math.nan, math.nan) for d, acc in row.items() if d in keep}
+            for label, row in PAPER_TABLE1.items()}
+
+
 def _fmt(acc: float, lo: float, hi: float) -> str:
-    if any(math.isnan(v) for v in (acc, lo, hi)):
+    if math.isnan(acc):
         return "–"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{100 * acc:.1f}"
     return f"{100 * acc:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
