@@ -60,7 +60,7 @@ from torch import Tensor
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
-from ..results import ResultStore, example_seed, model_slug, run_sharded, to_jsonable
+from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables, to_jsonable
 
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
@@ -762,21 +762,6 @@ def read_relation_list(path: str | Path | None) -> set[str] | None:
     return {x for x in names if x}
 
 
-def markdown_table(df, *, floatfmt: str = ".3f", index: bool = False) -> str:
-    """A GitHub-flavoured Markdown table of a DataFrame (no extra dependency)."""
-    d = df.reset_index() if index else df
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return "–" if math.isnan(v) else format(v, floatfmt)
-        return str(v).replace("|", "\\|")
-
-    head = "| " + " | ".join(str(c) for c in d.columns) + " |"
-    sep = "|" + "|".join("---" for _ in d.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"
-
-
 def openclip_status(model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k") -> tuple[bool, str]:
     """Whether the OpenCLIP baseline of Table 1 can run here: ``(available, reason)``.
 
@@ -859,16 +844,3 @@ def scores_accuracy(scores: np.ndarray, data: Sequence[Mapping], *, aggregate: s
                            confidence=confidence, seed=seed)
     est = {"micro": a.micro, "macro": a.macro, "macro_filtered": a.macro_filtered}[aggregate]
     return est.value, est.ci_low, est.ci_high
-
-
-def save_tables(stem: str | Path, table, csv_table=None, *, title: str = "", notes: str = "") -> tuple[Path, Path]:
-    """Write ``<stem>.md`` (``title``, ``table`` as Markdown, ``notes``) and ``<stem>.csv`` (``csv_table``, default
-    ``table``); folders are created. Returns the two paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    md, csv = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    index = table.index.name is not None or not isinstance(table.index, type(table.reset_index().index))
-    parts = [f"# {title}\n" if title else "", markdown_table(table, index=index), f"\n{notes}\n" if notes else ""]
-    md.write_text("\n".join(p for p in parts if p), encoding="utf-8")
-    (table if csv_table is None else csv_table).to_csv(csv, index=csv_table is None and index)
-    return md, csv
