@@ -218,10 +218,15 @@ class CrossAttentionRecorder:
         """``{layer: [B, L, h, w]}`` each layer's mean over its kept heads, summed over calls."""
         return {k: v / self.heads[k] for k, v in self.sums.items()}
 
-    def word_maps(self, tokenizer, prompts: str | Sequence[str], words: str | Sequence[str]) -> Tensor:
+    def word_maps(self, tokenizer, prompts: str | Sequence[str], words: str | Sequence[str], *,
+                  rows: slice | None = None) -> Tensor:
         """``[B, h, w]`` word maps for the recorded batch: row i is the mean of :meth:`token_maps` over the
-        token positions of ``words[i]`` in ``prompts[i]`` (a single prompt or word applies to every row)."""
+        token positions of ``words[i]`` in ``prompts[i]`` (a single prompt or word applies to every row).
+        ``rows``: only these rows of the recorded batch, e.g. ``slice(B, None)`` for the conditional half of a
+        classifier-free-guidance batch ``[uncond, cond]``."""
         maps = self.token_maps()
+        if rows is not None:
+            maps = maps[rows]
         B = maps.shape[0]
         prompts = [prompts] * B if isinstance(prompts, str) else list(prompts)
         words = [words] * B if isinstance(words, str) else list(words)

@@ -13,6 +13,11 @@ noise level ``s`` (σ in the paper), ``logsnr = −2 log s``. A VP-trained denoi
   real latent with the original caption, then regenerate from that noise with the original (reconstruction),
   omit and swap prompts. All generations of one call run batched in the same dtype (avoiding B19, where the
   reference ran the reconstruction in fp16 and the edits in fp32).
+* :func:`ddim_levels`, :func:`ddim_integrate`, :func:`ddim_invert`, :func:`ddim_generate`: deterministic DDIM
+  (η = 0) in the VP convention, as the DAAM baseline of Table 3 runs it (PROTOCOL.md §5.2): "leading" timesteps
+  ``{offset, offset + Δ, …}`` with ``Δ = T // steps``, the clean latent at ``ᾱ_0 = alphas_cumprod[0]``
+  (``set_alpha_to_one=False``), ``steps`` denoiser calls each way. (DDIM is the Euler method of the same ODE in
+  the Karras coordinates; it is kept in VP form here so the inversion can use the reference's evaluation point.)
 """
 
 from __future__ import annotations
@@ -32,8 +37,13 @@ __all__ = [
     "sigma_range",
     "karras_sigmas",
     "model_sigmas",
+    "guided_eps",
     "karras_denoiser_eps",
     "heun_integrate",
+    "ddim_levels",
+    "ddim_integrate",
+    "ddim_invert",
+    "ddim_generate",
     "invert",
     "generate",
     "Intervention",
@@ -72,15 +82,23 @@ def karras_denoiser_eps(denoiser, z: Tensor, sigma: float, cond: Tensor, *, unco
     Calls the VP ``denoiser`` at ``logsnr = −2 log σ`` on ``z / sqrt(1 + σ²)``. With ``guidance_scale`` g,
     classifier-free guidance ε̂ = ε̂(∅) + g·(ε̂(c) − ε̂(∅)) with ``uncond`` embeddings, both in one batched call.
     """
-    B = z.shape[0]
-    logsnr = torch.full((B,), -2.0 * math.log(sigma), device=z.device, dtype=torch.float32)
-    z_vp = z / math.sqrt(1.0 + sigma * sigma)
+    logsnr = torch.full((z.shape[0],), -2.0 * math.log(sigma), device=z.device, dtype=torch.float32)
+    return guided_eps(denoiser, z / math.sqrt(1.0 + sigma * sigma), logsnr, cond, uncond=uncond,
+                      guidance_scale=guidance_scale)
+
+
+def guided_eps(denoiser, z: Tensor, logsnr: Tensor, cond: Tensor, *, uncond: Tensor | None = None,
+               guidance_scale: float | None = None) -> Tensor:
+    """ε̂ ``[B, ...]`` of the VP state ``z [B, ...]`` at ``logsnr [B]``, with optional classifier-free guidance.
+
+    Without ``guidance_scale``: ``denoiser(z, logsnr, cond)``. With it, ε̂ = ε̂(∅) + g·(ε̂(c) − ε̂(∅)) from one
+    batched call on ``[uncond, cond]`` (unconditional half first, as diffusers' pipelines order it).
+    """
     if guidance_scale is None:
-        return denoiser(z_vp, logsnr, cond)
+        return denoiser(z, logsnr, cond)
     if uncond is None:
         raise ValueError("guidance_scale needs uncond (the null-prompt embeddings)")
-    eps_u, eps_c = denoiser(torch.cat([z_vp, z_vp]), torch.cat([logsnr, logsnr]),
-                            torch.cat([uncond, cond])).chunk(2)
+    eps_u, eps_c = denoiser(torch.cat([z, z]), torch.cat([logsnr, logsnr]), torch.cat([uncond, cond])).chunk(2)
     return eps_u + guidance_scale * (eps_c - eps_u)
 
 
@@ -167,6 +185,93 @@ def generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: 
     sig = model_sigmas(model, steps, rho)
     return heun_integrate(model.denoiser, noise, sig, cond, uncond=_uncond(model, guidance_scale, noise.shape[0]),
                           guidance_scale=guidance_scale, progress=progress, desc="generate")
+
+
+def ddim_levels(alphas_cumprod: Tensor, steps: int, *, offset: int = 1) -> tuple[Tensor, Tensor]:
+    """The DDIM grid of PROTOCOL.md §5.2: ``(timesteps [steps] int64, levels [steps + 1] float64)``.
+
+    ``timesteps`` are diffusers' "leading" spacing, increasing: ``t_i = i·(T // steps) + offset`` (SD 2.1-base's
+    scheduler config: ``steps_offset`` 1, so {1, 21, …, 981} for 50 steps, {1, 11, …, 991} for 100).
+    ``levels`` are the ᾱ of the states, from clean to noisy: ``[ᾱ[0], ᾱ[t_0], …, ᾱ[t_{steps−1}]]`` — the clean
+    latent sits at ``alphas_cumprod[0]``, because the reference's DDIM scheduler has ``set_alpha_to_one=False``
+    and uses ᾱ_0 wherever ``t − Δ < 0``.
+    """
+    ac = torch.as_tensor(alphas_cumprod).to(torch.float64).cpu()
+    T = ac.numel()
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an int in [1, {T}] (the schedule has {T} timesteps), got {steps!r}")
+    t = torch.arange(steps, dtype=torch.int64) * (T // steps) + int(offset)
+    if int(t[0]) < 0 or int(t[-1]) >= T:
+        raise ValueError(f"offset {offset} puts the DDIM timesteps {int(t[0])}…{int(t[-1])} outside [0, {T - 1}]")
+    return t, torch.cat([ac[:1], ac[t]])
+
+
+def ddim_integrate(denoiser, z: Tensor, levels: Tensor, cond: Tensor, *, uncond: Tensor | None = None,
+                   guidance_scale: float | None = None, progress: bool = True, desc: str = "DDIM") -> Tensor:
+    """Deterministic DDIM (η = 0; Song et al. 2021, Eq. 12) from ᾱ = ``levels[0]`` to ``levels[-1]``.
+
+    Per step ``a → a'``: ``x̂ = (z − sqrt(1 − a)·ε̂) / sqrt(a)``, ``z ← sqrt(a')·x̂ + sqrt(1 − a')·ε̂``, with ε̂
+    evaluated at the current ``z`` and the log-SNR of the NOISIER of the two levels: going down (generation) that
+    is the step's own level, the standard DDIM step; going up (inversion) it is the target level, the usual
+    approximate DDIM inversion, as the reference's DAAM script does (PROTOCOL.md §5.2, item 3).
+
+    Args:
+        denoiser: VP denoiser ``eps_hat = denoiser(z, logsnr, cond)``; called at ``logsnr = log(ᾱ / (1 − ᾱ))``
+            of the level, which the diffusers adapter maps back to that very timestep.
+        z: ``[B, ...]`` VP state at ``levels[0]`` (float32 recommended: the state is kept in z's dtype).
+        levels: ``[n]`` ᾱ values in (0, 1) (from :func:`ddim_levels`; flipped for generation).
+        cond: ``[B or 1, L, D]`` prompt embeddings; ``uncond``/``guidance_scale``: optional CFG
+            (:func:`guided_eps`).
+    Returns ``[B, ...]`` the state at ``levels[-1]``. ``n − 1`` denoiser calls (×2 in one batch with CFG).
+    """
+    a = [float(v) for v in torch.as_tensor(levels, dtype=torch.float64).flatten()]
+    if len(a) < 2:
+        raise ValueError(f"need at least 2 levels, got {len(a)}")
+    if not all(0.0 < v < 1.0 for v in a):
+        raise ValueError(f"DDIM levels ᾱ must lie in (0, 1), got min {min(a)}, max {max(a)}")
+    if cond.shape[0] not in (1, z.shape[0]):
+        raise ValueError(f"cond batch {cond.shape[0]} does not match z batch {z.shape[0]}")
+    B = z.shape[0]
+    for a_cur, a_next in tqdm(list(zip(a[:-1], a[1:])), desc=desc, disable=not progress, leave=False):
+        a_eval = min(a_cur, a_next)
+        logsnr = torch.full((B,), math.log(a_eval) - math.log1p(-a_eval), device=z.device, dtype=torch.float32)
+        eps = guided_eps(denoiser, z, logsnr, cond, uncond=uncond, guidance_scale=guidance_scale)
+        x_hat = (z - math.sqrt(1.0 - a_cur) * eps) / math.sqrt(a_cur)
+        z = math.sqrt(a_next) * x_hat + math.sqrt(1.0 - a_next) * eps
+    return z
+
+
+def ddim_invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
+                offset: int = 1, progress: bool = True) -> Tensor:
+    """Deterministic DDIM inversion of clean latents to noise over ``steps`` steps (PROTOCOL.md §5.2, item 3).
+
+    Args:
+        model: an ``infodecomp.models.Model`` (anything with ``.denoiser``, ``.alphas_cumprod`` and, for string
+            prompts, ``.encode_prompts``).
+        latents: ``[B, C, h, w]`` clean latents ``x``, taken as the state at ᾱ_0 (see :func:`ddim_levels`).
+        prompt: a caption, a list of B captions, or embeddings ``[B or 1, L, D]``.
+        steps: DDIM steps (the paper: 50, 100, 200): ``steps`` denoiser calls.
+        guidance_scale: classifier-free guidance (``None``: none; 1 is the same as none, as the reference ran).
+        offset: the scheduler's ``steps_offset`` (1 for SD 2.1-base).
+    Returns ``[B, C, h, w]`` the VP state at the last timestep (≈ unit variance).
+    """
+    cond = _embed(model, prompt, latents.shape[0])
+    _, levels = ddim_levels(model.alphas_cumprod, steps, offset=offset)
+    return ddim_integrate(model.denoiser, latents, levels, cond, uncond=_uncond(model, guidance_scale,
+                          latents.shape[0]), guidance_scale=guidance_scale, progress=progress, desc="DDIM invert")
+
+
+def ddim_generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
+                  offset: int = 1, progress: bool = True) -> Tensor:
+    """Deterministic DDIM generation from the last timestep down to ᾱ_0 over ``steps`` steps (§5.2, item 4).
+
+    ``noise [B, C, h, w]``: the VP state at the last timestep (from :func:`ddim_invert`, or ``N(0, I)`` for a
+    fresh sample). Returns the state at ᾱ_0, taken as the clean latent. Arguments as :func:`ddim_invert`.
+    """
+    cond = _embed(model, prompt, noise.shape[0])
+    _, levels = ddim_levels(model.alphas_cumprod, steps, offset=offset)
+    return ddim_integrate(model.denoiser, noise, levels.flip(0), cond, uncond=_uncond(model, guidance_scale,
+                          noise.shape[0]), guidance_scale=guidance_scale, progress=progress, desc="DDIM generate")
 
 
 @dataclass

@@ -338,3 +338,165 @@ def group_accuracy_plot(table, *, method: str, baseline: str, method_label: str 
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# -- word localization (notebook 05) ---------------------------------------------------------------------------
+def localization_plot(curves, table, *, labels: Mapping[str, str] | None = None, title: str | None = None):
+    """Table 3 as a figure: left, mIoU against the threshold τ per method (±2 SE band; a dot at the oracle τ;
+    the whole-image baseline dashed); right, mIoU ±2 SE per method with the oracle (faithful) and the held-out
+    (corrected) threshold.
+
+    curves: rows with ``method``, ``threshold``, ``miou``, ``stderr``, ``oracle`` (as
+    :func:`infodecomp.experiments.localization.threshold_curves`). table: indexed by method with
+    ``miou_faithful``, ``stderr_faithful``, ``miou_corrected``, ``stderr_corrected`` (as
+    :func:`~infodecomp.experiments.localization.localization_table`; ``whole_image`` included). labels: display
+    names by method.
+    """
+    from matplotlib.patches import Patch
+
+    rows = _rows(curves)
+    if not rows or len(table) == 0:
+        raise ValueError("no curves or no table rows to draw")
+    labels = dict(labels or {})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colours = {m: f"C{i}" for i, m in enumerate(list(table.index))}
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.0, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        tau, miou, se = (np.array([r[k] for r in rs], dtype=float) for k in ("threshold", "miou", "stderr"))
+        c = colours.get(m, "k")
+        ax.plot(tau, 100 * miou, color=c, lw=1.5, label=labels.get(m, m))
+        ax.fill_between(tau, 100 * (miou - 2 * np.nan_to_num(se)), 100 * (miou + 2 * np.nan_to_num(se)),
+                        color=c, alpha=0.15, lw=0)
+        best = [i for i, r in enumerate(rs) if r["oracle"]]
+        ax.plot(tau[best], 100 * miou[best], "o", color=c, ms=4)
+    if "whole_image" in table.index:
+        ax.axhline(100 * float(table.loc["whole_image", "miou_faithful"]), color=colours["whole_image"], ls="--",
+                   lw=1, label=labels.get("whole_image", "whole_image"))
+    ax.set_xlabel("threshold τ (min–max normalised map)")
+    ax.set_ylabel("mIoU (%)")
+    ax.legend(fontsize=7)
+    names = list(table.index)
+    x = np.arange(len(names))
+    for j, (kind, hatch) in enumerate((("faithful", None), ("corrected", "//"))):
+        ys = 100 * table[f"miou_{kind}"].to_numpy(dtype=float)
+        err = 200 * np.nan_to_num(table[f"stderr_{kind}"].to_numpy(dtype=float))
+        bx.bar(x - 0.2 + 0.4 * j, ys, width=0.38, color=[colours[m] for m in names], hatch=hatch,
+               edgecolor="k", lw=0.5)
+        bx.errorbar(x - 0.2 + 0.4 * j, ys, yerr=err, fmt="none", ecolor="k", capsize=2, lw=1)
+    bx.set_xticks(x)
+    bx.set_xticklabels([labels.get(m, m) for m in names], rotation=25, ha="right", fontsize=7)
+    bx.set_ylabel("mIoU (%)")
+    bx.legend(handles=[Patch(facecolor="white", edgecolor="k", lw=0.5, label="faithful (oracle τ)"),
+                       Patch(facecolor="white", edgecolor="k", lw=0.5, hatch="//", label="corrected (held-out τ)")],
+              fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# -- the interactive probe (notebook 08, infodecomp.widgets) -------------------------------------------------
+# These build figures with matplotlib.figure.Figure, not pyplot: the probe draws from a worker thread, and a
+# pyplot figure made there would be registered with (and later shown by) the notebook's inline backend.
+def _rgb_float(image) -> np.ndarray:
+    """An image (PIL, uint8 ``[H, W, 3]`` or float ``[H, W, 3]`` in [0, 1]) → float ``[H, W, 3]`` in [0, 1]."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image [H, W, 3], got shape {img.shape}")
+    return img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else np.clip(img.astype(np.float64), 0, 1)
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray:
+    """Resize a float array ``[h, w]`` or ``[h, w, 3]`` to ``size = (H, W)``: bilinear (``smooth``) or nearest."""
+    from PIL import Image
+
+    if a.shape[:2] == tuple(size):
+        return a
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    chans = [a] if a.ndim == 2 else [a[..., c] for c in range(a.shape[-1])]
+    out = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(size[::-1], resample)) for c in chans]
+    return out[0].astype(np.float64) if a.ndim == 2 else np.stack(out, -1).astype(np.float64)
+
+
+def heat_overlay(image, m, *, lo: float | None = None, hi: float | None = None, size: int | None = None,
+                 cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """``image`` with the map ``m [h, w]`` blended on top, as uint8 ``[S, S', 3]``.
+
+    The map is upsampled bilinearly to the image, scaled by ``(m − lo)/(hi − lo)`` (default: its own min and max;
+    pass a shared ``lo, hi`` for the paper's joint MI/CMI scale) and coloured with ``cmap``. ``size``: the
+    longer side of the output in pixels (the image is enlarged with nearest neighbours, so small ShapesWorld
+    images stay crisp); None keeps the image's size. No model is run.
+    """
+    img = _rgb_float(image)
+    m = _np(m).astype(np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"heat_overlay takes a 2-D map [h, w], got shape {m.shape}")
+    H, W = img.shape[:2]
+    if size is not None:
+        f = size / max(H, W)
+        H, W = max(1, round(H * f)), max(1, round(W * f))
+        img = _resize(img, (H, W), smooth=f < 1)
+    lo = float(m.min()) if lo is None else float(lo)
+    hi = float(m.max()) if hi is None else float(hi)
+    up = _resize(m, (H, W), smooth=True)
+    norm = np.clip((up - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(up)
+    colour = matplotlib.colormaps[cmap](norm)[..., :3]
+    return np.clip(np.round(255 * ((1 - alpha) * img + alpha * colour)), 0, 255).astype(np.uint8)
+
+
+def information_bars(values: Mapping[str, tuple[float, float]], *, title: str | None = None,
+                     figsize: tuple[float, float] = (2.6, 2.2)) -> matplotlib.figure.Figure:
+    """Image-level values with ±2 standard-error bars: ``{name: (value, stderr)}`` in nats."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    ax = fig.add_subplot()
+    names = list(values)
+    v = np.array([values[k][0] for k in names], dtype=float)
+    se = np.nan_to_num(np.array([values[k][1] for k in names], dtype=float))
+    ax.bar(range(len(names)), v, color=[f"C{i}" for i in range(len(names))], width=0.6)
+    ax.errorbar(range(len(names)), v, yerr=2 * se, fmt="none", ecolor="k", capsize=4, lw=1)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("nats (± 2 s.e.)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.figure.Figure:
+    """What the probe shows for one click, as a figure for saving: the image, MI, CMI (joint colour scale) and
+    attention overlays with their image-level values, and, given an ``intervention``, the reconstruction, the
+    edit and the latent change. ``result``: an :class:`infodecomp.experiments.probe.ProbeResult`;
+    ``intervention``: a :class:`~infodecomp.experiments.probe.ProbeIntervention` of the same image."""
+    from matplotlib.figure import Figure
+
+    lo = min(float(result.mi.min()), float(result.cmi.min()))
+    hi = max(float(result.mi.max()), float(result.cmi.max()))
+    panels = [("image", np.asarray(result.image), ""),
+              ("MI", heat_overlay(result.image, result.mi, lo=lo, hi=hi, size=size),
+               f"{result.mi_image:.2f} ± {result.mi_stderr:.2f} nats"),
+              ("CMI", heat_overlay(result.image, result.cmi, lo=lo, hi=hi, size=size),
+               f"{result.cmi_image:.2f} ± {result.cmi_stderr:.2f} nats"),
+              ("attention", heat_overlay(result.image, result.attention, size=size), "")]
+    if intervention is not None:
+        panels += [("reconstruction", np.asarray(intervention.reconstruction), ""),
+                   (intervention.kind, np.asarray(intervention.edited), intervention.edit_prompt),
+                   ("change", heat_overlay(intervention.reconstruction, intervention.change, size=size),
+                    f"Σ {intervention.change_total:.3g}")]
+    fig = Figure(figsize=(2.2 * len(panels), 2.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, img, note) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(note, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    s = result.settings
+    lam_lo, lam_hi = s.logsnr_range
+    fig.suptitle(f"“{result.prompt}”: word “{result.word}” ({s.n_samples} log-SNR draws on "
+                 f"[{lam_lo:.1f}, {lam_hi:.1f}], ± 1 s.e.)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -31,6 +31,7 @@ __all__ = [
     "swap_word",
     "swap_words",
     "contains_word",
+    "prompt_words",
 ]
 
 _END_OF_WORD = "</w>"
@@ -116,6 +117,22 @@ def _word_regex(word: str, plural: bool) -> re.Pattern:
     body = r"\s+".join(re.escape(part) for part in word.strip().split())
     suffix = "(?:s)?" if plural else ""
     return re.compile(rf"\b{body}{suffix}\b", flags=re.IGNORECASE)
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """The distinct words of ``prompt`` in order of first occurrence, without punctuation (what a user can click
+    on: letters, digits, ``'`` and ``-`` inside a word). Distinct ignoring case, as CLIP lower-cases; a word
+    keeps the spelling of its first occurrence.
+
+    >>> prompt_words("A red circle, left of a red square.")
+    ['A', 'red', 'circle', 'left', 'of', 'square']
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
+    first: dict[str, str] = {}
+    for w in re.findall(r"\w+(?:['\-]\w+)*", prompt):
+        first.setdefault(w.lower(), w)
+    return list(first.values())
 
 
 def contains_word(prompt: str, word: str, *, plural: bool = True) -> bool:

@@ -10,6 +10,7 @@ from PIL import Image
 from infodecomp.experiments.heatmaps import word_heatmaps
 from infodecomp.experiments.localization import localization_table, miou_by, run_localization
 from infodecomp.metrics import IoUSweep
+from test_coco import coco_root  # noqa: F401  (fixture: a COCO data root in the download layout, real formats)
 
 H = 8  # latent grid
 
@@ -102,3 +103,80 @@ def test_resume_gives_the_same_maps_and_table(tmp_path):
 def test_bad_protocol_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="protocol"):
         run_localization(ToyModel(), toy_rows(2), tmp_path / "c", protocol="paper")
+
+
+# -- the DAAM method and real COCO rows --------------------------------------------------------------------------
+
+
+def test_daam_is_stored_scored_and_resumed(tiny_model, tmp_path):
+    from infodecomp.experiments.localization import load_dataset, stored_methods, threshold_curves
+
+    rows = load_dataset("coco-it", 5, seed=0)  # ShapesWorld twin rows, resized to the tiny model's 16 px
+    kw = dict(n_samples=2, batch_size=2, daam_steps=3, attention_samples=3)
+    full = run_localization(tiny_model, rows, tmp_path / "a", **kw)
+    assert full.settings["daam_steps"] == 3 and full.settings["daam_guidance_scale"] == 1.0
+    assert full.settings["attention_samples"] == 3
+    assert stored_methods(full) == ("cmi", "mi", "daam", "attn_info")
+    daam = full.array("daam")
+    h, w = tiny_model.latent_shape[1:]
+    assert daam.dtype == np.float16 and daam.shape == (5, h, w)
+    assert np.isfinite(daam).all() and (daam >= 0).all() and (daam.reshape(5, -1).max(1) > 0).all()
+    # interrupted in the middle of a batch, then resumed: the same maps
+    part = run_localization(tiny_model, rows, tmp_path / "b", indices=[0, 2], **kw)
+    assert len(part) == 2
+    resumed = run_localization(tiny_model, rows, tmp_path / "b", **kw)
+    np.testing.assert_array_equal(resumed.array("daam"), daam)
+    np.testing.assert_array_equal(resumed.array("cmi"), full.array("cmi"))
+    table = localization_table(resumed, rows)
+    assert list(table.index) == ["cmi", "mi", "daam", "attn_info", "whole_image"]
+    assert table.loc["daam", "label"] == "Attention (DAAM)" and table.loc["daam", "n"] == 5
+    assert 0 <= table.loc["daam", "miou_faithful"] <= 1 and table.equals(localization_table(full, rows))
+    by = miou_by(resumed, rows, "word_type")
+    assert {"daam_miou", "daam_stderr"} <= set(by.columns)
+    curves = threshold_curves(resumed, rows, methods=["daam"])
+    assert len(curves) == 50 and curves["oracle"].sum() == 1
+    assert curves.loc[curves["oracle"], "miou"].item() == pytest.approx(table.loc["daam", "miou_faithful"])
+    # the information maps do not depend on whether DAAM was asked for (DAAM draws after them)
+    plain = run_localization(tiny_model, rows, tmp_path / "c", n_samples=2, batch_size=2, attention_samples=3)
+    np.testing.assert_array_equal(plain.array("cmi"), full.array("cmi"))
+    assert "daam_steps" not in plain.settings and stored_methods(plain) == ("cmi", "mi", "attn_info")
+    with pytest.raises(ValueError, match=r"\['daam'\] are not in the store.*daam_steps"):
+        localization_table(plain, rows, methods=("cmi", "daam"))
+    with pytest.raises(ValueError, match="daam_steps"):
+        run_localization(tiny_model, rows, tmp_path / "d", daam_steps=0)
+
+
+def test_load_dataset_reads_real_coco_rows(tiny_model, coco_root, tmp_path):
+    from infodecomp.data.coco import CocoLocalization
+    from infodecomp.experiments.localization import load_dataset
+
+    root = coco_root
+    full = load_dataset("coco-it", None, data_dir=root, size=None)
+    assert isinstance(full, CocoLocalization) and len(full) == 14
+    assert load_dataset("coco-it", 100, data_dir=root).indices == list(range(14))
+    sub = load_dataset("coco-it", 4, seed=1, data_dir=root / "coco")  # the coco/ folder itself also works
+    assert len(sub) == 4 and sub.indices == sorted(sub.indices)
+    assert [sub.text_row(i)["id"] for i in range(4)] == [full.text_row(k)["id"] for k in sub.indices]
+    assert load_dataset("coco-it", 4, seed=1, data_dir=root).indices == sub.indices  # seeded
+    assert load_dataset("coco-it", 4, seed=2, data_dir=root).indices != sub.indices
+    row = sub[0]
+    assert {"id", "image", "mask", "caption", "word", "label", "context", "context_", "word_type"} <= set(row)
+    assert row["image"].size == (512, 512) and row["mask"].shape == (512, 512) and row["mask"].dtype == bool
+    # the rows flow through the experiment unchanged
+    store = run_localization(tiny_model, sub, tmp_path / "s", n_samples=2, batch_size=2, daam_steps=2)
+    table = localization_table(store, sub)
+    assert table.loc["whole_image", "miou_faithful"] == pytest.approx(np.mean([sub[i]["mask"].mean()
+                                                                              for i in range(4)]))
+    assert set(store.to_frame()["id"]) == {sub.text_row(i)["id"] for i in range(4)}
+    # clear errors
+    with pytest.raises(FileNotFoundError, match="python -m infodecomp.data.download coco-tables"):
+        load_dataset("coco-it", 4, data_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="python -m infodecomp.data.download coco-tables"):
+        load_dataset("coco-wl", 4, data_dir=tmp_path / "empty")
+    with pytest.raises(ValueError, match="unknown COCO localization dataset 'coco-order'"):
+        load_dataset("coco-order", 4, data_dir=root)
+    with pytest.raises(ValueError, match="n must be"):
+        load_dataset("coco-it", 0, data_dir=root)
+    with pytest.raises(ValueError, match="needs a number of rows"):
+        load_dataset("coco-it", None)

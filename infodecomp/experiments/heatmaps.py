@@ -5,7 +5,10 @@ For an image x with caption y and a word y* of it:
 * CMI map  i^o_j(x; y* | c): cond = the full caption, ref = the context c (caption with the word deleted);
 * MI map   i^o_j(x; y*):     cond = the word alone (its ``label``, or the surface ``word``, B24), ref = null "";
 * attention ("Attention+Information", PROTOCOL §5.3): cross-attention of the word's tokens, summed over single
-  denoiser passes on the real latent noised at log-SNRs drawn as for the information estimate.
+  denoiser passes on the real latent noised at log-SNRs drawn as for the information estimate;
+* DAAM ("Attention", the baseline of Table 3, PROTOCOL §5.2; :func:`daam_maps`): the same cross-attention, but
+  collected along a DDIM regeneration from the DDIM-inverted real latent, with the caption, as DAAM does —
+  keeping every head (DAAM dropped half of them, B10) and feeding the VAE [−1, 1] images (B11).
 
 All maps live on the latent grid ``[h, w]`` (nats per latent cell for MI/CMI; arbitrary units for attention).
 The faithful/corrected switch: faithful = clip 4 and one VAE posterior sample (what the reference ran);
@@ -21,7 +24,10 @@ import torch
 from torch import Tensor
 
 from ..attention import record_cross_attention
+from ..editing import ddim_generate, ddim_invert
 from ..estimators import pointwise_information
+from ..logsnr import LogSNRSampling
+from ..text import token_positions
 
 PROTOCOLS = ("faithful", "corrected")
 MI_CONDS = ("label", "word")
@@ -80,12 +86,12 @@ def draw_logsnr(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3
 
 def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: Sequence[str], *,
                                n_samples: int = 8, clip: float = 3.0, generator: torch.Generator | None = None,
-                               faithful_half_heads: bool = False) -> Tensor:
+                               faithful_half_heads: bool = False, loc: float = 1.0, scale: float = 2.0) -> Tensor:
     """"Attention+Information" word maps (PROTOCOL §5.3): ``[B, h, w]``.
 
     x: ``[B, C, h, w]`` clean latents; prompts/words: B captions and the word of each. For each of
-    ``n_samples`` log-SNRs drawn as for the information estimate, x is noised once and the denoiser is run with
-    the caption; the word's cross-attention is summed over these passes.
+    ``n_samples`` log-SNRs drawn as for the information estimate (truncated logistic, loc ± clip·scale), x is
+    noised once and the denoiser is run with the caption; the word's cross-attention is summed over these passes.
     """
     B = x.shape[0]
     if len(prompts) != B or len(words) != B:
@@ -96,7 +102,7 @@ def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: 
     cond = model.encode_prompts(list(prompts)).to(x.device, x.dtype)
     with torch.no_grad(), record_cross_attention(model, faithful_half_heads=faithful_half_heads) as rec:
         for _ in range(n_samples):
-            lam = draw_logsnr(B, clip=clip, generator=generator, device=x.device).to(x.dtype)
+            lam = draw_logsnr(B, loc=loc, scale=scale, clip=clip, generator=generator, device=x.device).to(x.dtype)
             eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             a = torch.sigmoid(lam).sqrt().view(B, 1, 1, 1)
             s = torch.sigmoid(-lam).sqrt().view(B, 1, 1, 1)
@@ -107,13 +113,82 @@ def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: 
     return maps
 
 
+@dataclass(frozen=True)
+class DAAMMaps:
+    """The DAAM attention baseline for a batch of B (image, word) rows (PROTOCOL §5.2), on the latent grid."""
+
+    word: Tensor            # [B, h, w] word maps: the mean of ``tokens`` over the word's token positions
+    tokens: Tensor          # [B, L, h, w] per-token maps: sum over the regeneration's UNet calls of the mean over
+                            # every recorded (layer, head) — DAAM's global heat map before truncation
+    latents: Tensor         # [B, C, h, w] the clean latents x that were inverted
+    noise: Tensor           # [B, C, h, w] x DDIM-inverted to the last timestep (VP state, ≈ unit variance)
+    reconstruction: Tensor  # [B, C, h, w] the DDIM regeneration from ``noise`` (≈ ``latents``)
+
+
+def daam_maps(model, x, prompts: Sequence[str], words: Sequence[str], *, steps: int = 100,
+              guidance_scale: float | None = 1.0, posterior: str = "mean", generator: torch.Generator | None = None,
+              normalize: bool = True, faithful_half_heads: bool = False, offset: int = 1,
+              progress: bool = False) -> DAAMMaps:
+    """DAAM word maps (Tang et al. 2023) collected along DDIM inversion + regeneration (PROTOCOL §5.2).
+
+    1. ``x`` is DDIM-inverted with the caption over ``steps`` steps (:func:`infodecomp.editing.ddim_invert`,
+       not recorded); 2. it is regenerated along DDIM from the inverted noise with the same caption
+       (:func:`~infodecomp.editing.ddim_generate`) while :func:`~infodecomp.attention.record_cross_attention`
+       records every down- and up-block cross-attention layer (the mid-block excluded, as DAAM) — all heads,
+       upsampled bicubically to the latent grid, clamped at ≥ 0, averaged over (layer, head) and summed over the
+       ``steps`` calls; 3. a word's map is the mean over all of its token positions (every occurrence, every BPE
+       piece: :func:`infodecomp.text.token_positions`).
+
+    Args:
+        model: an ``infodecomp.models.Model``.
+        x: ``[B, C, h, w]`` clean latents (shape ``model.latent_shape``), or images (PIL RGB / uint8 arrays /
+            ``[B, 3, H, W]`` tensors in [0, 1], resized bicubically to the model's resolution) encoded with
+            ``model.encode_images(posterior=posterior, generator=generator, normalize=normalize)``.
+        prompts, words: B captions and the word of each (the surface word as it appears in the caption).
+        steps: DDIM steps each way (the paper: 50, 100, 200): ``2·steps`` UNet calls (×2 with guidance).
+        guidance_scale: classifier-free guidance for inversion and regeneration; 1 or ``None`` (the paper's
+            setting) is none, and then no unconditional pass is run. With guidance, the maps are those of the
+            conditional half of each batched call.
+        normalize: images → [−1, 1] before the VAE (correct); ``False`` is the reference's [0, 1] (B11).
+        faithful_half_heads: keep only the second half of each layer's heads, as DAAM without CFG did (B10).
+        offset: the scheduler's ``steps_offset`` (1 for SD 2.1-base: timesteps 1, 1 + Δ, …).
+    Returns :class:`DAAMMaps`. Every word is checked against its caption before any UNet call.
+    """
+    prompts, words = list(prompts), list(words)
+    if len(prompts) != len(words):
+        raise ValueError(f"{len(prompts)} prompts and {len(words)} words; expected one word per prompt")
+    if not prompts:
+        raise ValueError("no prompts given")
+    for p, w in zip(prompts, words):
+        token_positions(model.tokenizer, p, w)  # raises early, naming the word and the prompt's tokens
+    B = len(prompts)
+    if isinstance(x, Tensor) and x.ndim == 4 and tuple(x.shape[1:]) == tuple(model.latent_shape):
+        latents = x.to(model.device, torch.float32)
+    else:
+        latents = model.encode_images(x, posterior=posterior, generator=generator, resize="bicubic",
+                                      size=model.resolution, normalize=normalize)
+    if latents.shape[0] != B:
+        raise ValueError(f"{latents.shape[0]} images/latents for {B} prompts")
+    g = None if guidance_scale is None or float(guidance_scale) == 1.0 else float(guidance_scale)
+    cond = model.encode_prompts(prompts)
+    kw = dict(guidance_scale=g, offset=offset, progress=progress)
+    noise = ddim_invert(model, latents, cond, steps, **kw)
+    with torch.no_grad(), record_cross_attention(model, faithful_half_heads=faithful_half_heads) as rec:
+        reconstruction = ddim_generate(model, noise, cond, steps, **kw)
+    rows = slice(B, None) if g is not None else slice(None)  # CFG batches are [uncond, cond]
+    return DAAMMaps(word=rec.word_maps(model.tokenizer, prompts, words, rows=rows), tokens=rec.token_maps()[rows],
+                    latents=latents, noise=noise, reconstruction=reconstruction)
+
+
 def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol: str = "corrected",
                   mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None,
-                  generator: torch.Generator | None = None) -> WordHeatmaps:
+                  generator: torch.Generator | None = None, sampling: LogSNRSampling | None = None) -> WordHeatmaps:
     """MI and CMI maps (and optionally the Attention+Information map) for localization-format rows.
 
     rows: dicts with ``image``, ``caption``, ``word``, ``label``, ``context`` (CONTRACT). ``mi_cond``: "label"
-    (the reference's choice) or "word" (the surface word, B24). Returns :class:`WordHeatmaps` ``[B, h, w]``.
+    (the reference's choice) or "word" (the surface word, B24). ``sampling``: the log-SNR distribution of the
+    maps and of the attention passes (default: the protocol's, loc 1, scale 2, clip 3 or 4; the interactive probe
+    sets loc/scale/clip). Returns :class:`WordHeatmaps` ``[B, h, w]``.
     """
     if mi_cond not in MI_CONDS:
         raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
@@ -126,13 +201,18 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
     enc = model.encode_prompts(caps + [r["context"] for r in rows] + [r[mi_cond] for r in rows] + [""])
     B = len(rows)
     full, ctx, word, null = enc[:B], enc[B:2 * B], enc[2 * B:3 * B], enc[3 * B:].expand(B, *enc.shape[1:])
-    kw = dict(n_samples=n_samples, pixelwise=True, clip=st["clip"], generator=generator)
+    if sampling is None:
+        sampling = LogSNRSampling(clip=st["clip"])
+    if not isinstance(sampling, LogSNRSampling):
+        raise TypeError(f"sampling must be an infodecomp.logsnr.LogSNRSampling or None, "
+                        f"got {type(sampling).__name__}")
+    kw = dict(n_samples=n_samples, pixelwise=True, sampling=sampling, generator=generator)
     cmi = pointwise_information(model.denoiser, x, full, ctx, **kw)
     mi = pointwise_information(model.denoiser, x, word, null, **kw)
     att = None
     if attention:
         att = attention_information_maps(model, x, caps, [r["word"] for r in rows],
-                                         n_samples=attention_samples or n_samples, clip=st["clip"],
-                                         generator=generator)
+                                         n_samples=attention_samples or n_samples, loc=sampling.loc,
+                                         scale=sampling.scale, clip=sampling.clip, generator=generator)
     return WordHeatmaps(cmi=cmi.value, mi=mi.value, cmi_image=cmi.image_value, mi_image=mi.image_value,
                         cmi_stderr=cmi.stderr, mi_stderr=mi.stderr, attention=att)

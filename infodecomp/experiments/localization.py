@@ -1,12 +1,20 @@
 """Word localization by thresholded heat maps (paper Table 3; PROTOCOL §5).
 
-:func:`run_localization` computes, per (image, word) row, the CMI map and the Attention+Information map on the
-latent grid and stores them (float16) in a resumable :class:`~infodecomp.results.ResultStore`;
-:func:`localization_table` scores them in one streaming pass (:class:`~infodecomp.metrics.IoUSweep`, maps
-upsampled bilinearly to the mask's size) with the threshold chosen on the evaluation set itself (faithful,
-B25) and on a held-out calibration split (corrected), next to the whole-image baseline (IoU = mask fraction).
+:func:`run_localization` computes, per (image, word) row, the CMI and MI maps, the Attention+Information map
+(PROTOCOL §5.3) and, when ``daam_steps`` is given, the DAAM attention baseline (attention along DDIM inversion
++ regeneration, §5.2: :func:`~infodecomp.experiments.heatmaps.daam_maps`), all on the latent grid, and stores
+them (float16) in a resumable :class:`~infodecomp.results.ResultStore`. :func:`localization_table` scores them in
+one streaming pass (:class:`~infodecomp.metrics.IoUSweep`, maps upsampled bilinearly to the mask's size) with the
+threshold chosen on the evaluation set itself (faithful, B25) and on a held-out calibration split (corrected),
+next to the whole-image baseline (IoU = mask fraction); :func:`miou_by` is the error analysis and
+:func:`threshold_curves` the IoU-vs-threshold curves.
 
-Not implemented here: DAAM attention collected along DDIM inversion + regeneration (PROTOCOL §5.2).
+Methods (:data:`METHODS`, the map names in the store): ``cmi``, ``mi``, ``daam`` ("Attention" of Table 3) and
+``attn_info`` ("Attention+Information").
+
+Data (:func:`load_dataset`): the ShapesWorld twin of a COCO table (exact masks), or the real COCO-IT /
+COCO100-IT / COCO-WL / COCO10 rows of :mod:`infodecomp.data.coco` (fetch them with
+``python -m infodecomp.data.download coco-tables coco-annotations2017 coco-val2017 --root DATA_DIR``).
 """
 
 from __future__ import annotations
@@ -21,25 +29,47 @@ from tqdm.auto import tqdm
 
 from ..metrics import IoUSweep, whole_image_iou
 from ..results import ResultStore, example_seed
-from .heatmaps import protocol_settings, word_heatmaps
+from .heatmaps import daam_maps, protocol_settings, word_heatmaps
 
-METHODS = ("cmi", "mi", "attn_info")
+#: Map names a store can hold, in Table 3's order (CMI, MI, Attention = DAAM, Attention+Information).
+METHODS = ("cmi", "mi", "daam", "attn_info")
+#: Table 3's names of the methods (and of the whole-image baseline).
+METHOD_LABELS = {"cmi": "CMI", "mi": "MI", "daam": "Attention (DAAM)", "attn_info": "Attention+Information",
+                 "whole_image": "whole image"}
+#: COCO datasets :func:`load_dataset` reads from ``data_dir``.
+COCO_DATASETS = ("coco-it", "coco100-it", "coco-wl", "coco10")
 
 
 def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n_samples: int = 32,
                      protocol: str = "corrected", mi_cond: str = "label", seed: int = 0, batch_size: int = 4,
                      indices: Sequence[int] | None = None, model_id: str | None = None,
-                     attention: bool = True) -> ResultStore:
+                     attention: bool = True, attention_samples: int | None = None, daam_steps: int | None = None,
+                     daam_guidance_scale: float | None = 1.0) -> ResultStore:
     """Compute and store maps for ``dataset`` rows (all, or ``indices``); rows already stored are skipped.
 
-    Each stored row: ``index``, ``id``, ``word_type``, ``cmi``/``mi``/``attn_info`` float16 ``[h, w]`` maps,
-    ``cmi_image``/``mi_image`` (nats). Each batch uses a generator seeded from ``(seed, first index)``, so an
-    interrupted run resumed with the same batch size gives the same maps (a partly stored batch is recomputed
-    whole and only its missing rows are stored).
+    Each stored row: ``index``, ``id``, ``word_type``, ``mask_fraction``, ``cmi``/``mi`` float16 ``[h, w]`` maps,
+    ``cmi_image``/``mi_image`` (nats); ``attn_info`` (float16 ``[h, w]``) when ``attention``, from
+    ``attention_samples`` passes (default ``n_samples``); ``daam`` (float16 ``[h, w]``) when ``daam_steps`` is
+    given: DDIM inversion + regeneration over ``daam_steps`` steps with guidance ``daam_guidance_scale`` (the
+    paper: 50/100/200 steps, guidance 1), the image encoded as the protocol's other maps (posterior mean or
+    sample), fed to the VAE in [−1, 1] and with every attention head kept (the reference did neither, B10, B11).
+
+    Each batch uses a generator seeded from ``(seed, first index)``, so an interrupted run resumed with the same
+    batch size gives the same maps (a partly stored batch is recomputed whole and only its missing rows are
+    stored). The store's settings record ``attention_samples`` and the DAAM options only when they are used
+    (not the defaults), so stores written before these options existed still resume.
     """
-    protocol_settings(protocol)
+    st = protocol_settings(protocol)
+    if daam_steps is not None and (isinstance(daam_steps, bool) or not isinstance(daam_steps, int)
+                                   or daam_steps < 1):
+        raise ValueError(f"daam_steps must be None (no DAAM map) or a positive int, got {daam_steps!r}")
     settings = {"n_samples": int(n_samples), "protocol": protocol, "mi_cond": mi_cond, "batch_size": int(batch_size),
                 "n_rows": len(dataset), "attention": bool(attention)}
+    if attention and attention_samples is not None and int(attention_samples) != int(n_samples):
+        settings["attention_samples"] = int(attention_samples)
+    if daam_steps is not None:
+        settings["daam_steps"] = int(daam_steps)
+        settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
     store = ResultStore(store_dir, settings, model_id=model_id or getattr(model, "name", None), seed=seed)
     done = store.done_indices()
     todo = [i for i in (range(len(dataset)) if indices is None else indices) if i not in done]
@@ -54,7 +84,12 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
         rows = [dataset[i] for i in idx]
         gen = torch.Generator().manual_seed(example_seed(seed, b))
         hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond, generator=gen,
-                          attention=attention)
+                           attention=attention, attention_samples=attention_samples)
+        daam = None
+        if daam_steps is not None:  # after the information maps, so their draws match a run without DAAM
+            daam = daam_maps(model, [r["image"] for r in rows], [r["caption"] for r in rows],
+                             [r["word"] for r in rows], steps=daam_steps, guidance_scale=daam_guidance_scale,
+                             posterior=st["posterior"], generator=gen).word
         out = []
         for k, (i, r) in enumerate(zip(idx, rows)):
             if i not in wanted:
@@ -66,19 +101,45 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
                    "cmi_image": float(hm.cmi_image[k]), "mi_image": float(hm.mi_image[k])}
             if attention:
                 row["attn_info"] = hm.attention[k].detach().cpu().to(torch.float16)
+            if daam is not None:
+                row["daam"] = daam[k].detach().cpu().to(torch.float16)
             out.append(row)
         store.append(out)
     return store
 
 
-def score_store(store: ResultStore, dataset: Sequence[dict], *, methods: Sequence[str] = METHODS,
+def stored_methods(store: ResultStore) -> tuple[str, ...]:
+    """The :data:`METHODS` whose maps ``store`` holds, in Table 3's order (from its settings, no rows read)."""
+    st = store.settings
+    have = {"cmi", "mi"} | ({"attn_info"} if st.get("attention", True) else set()) \
+        | ({"daam"} if st.get("daam_steps") is not None else set())
+    return tuple(m for m in METHODS if m in have)
+
+
+def _methods(store: ResultStore, methods: Sequence[str] | None) -> tuple[str, ...]:
+    have = stored_methods(store)
+    if methods is None:
+        return have
+    methods = tuple(methods)
+    missing = [m for m in methods if m not in have]
+    if missing:
+        hint = " (run_localization(..., daam_steps=N) stores it)" if "daam" in missing else ""
+        raise ValueError(f"methods {missing} are not in the store {store.path}, which holds {list(have)}{hint}")
+    return methods
+
+
+def score_store(store: ResultStore, dataset: Sequence[dict], *, methods: Sequence[str] | None = None,
                 thresholds=None) -> tuple[dict[str, IoUSweep], pd.DataFrame]:
-    """One streaming pass: ``{method: IoUSweep}`` plus the per-row frame with a ``whole_image`` IoU column."""
+    """One streaming pass: ``{method: IoUSweep}`` plus the per-row frame with a ``whole_image`` IoU column.
+
+    ``methods``: map names to score (default: every method the store holds, :func:`stored_methods`)."""
+    methods = _methods(store, methods)
     frame = store.to_frame().sort_values("index").reset_index(drop=True)
     sweeps = {m: IoUSweep(thresholds) for m in methods}
     whole = []
     for _, row in frame.iterrows():
-        mask = torch.as_tensor(np.asarray(dataset[int(row["index"])]["mask"], dtype=bool))
+        # np.array copies: a mask read through PIL is a read-only array
+        mask = torch.from_numpy(np.array(dataset[int(row["index"])]["mask"], dtype=bool))
         for m in methods:
             sweeps[m].update(torch.as_tensor(np.asarray(row[m], dtype=np.float32))[None], mask[None],
                              ids=[row["id"]], upsample=True)
@@ -87,9 +148,10 @@ def score_store(store: ResultStore, dataset: Sequence[dict], *, methods: Sequenc
     return sweeps, frame
 
 
-def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: Sequence[str] = METHODS,
+def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: Sequence[str] | None = None,
                        calibration_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
-    """Table 3: one row per method, mIoU ± stderr with the faithful (oracle) and corrected (held-out) threshold.
+    """Table 3: one row per method (index: the map name; ``label``: Table 3's name), mIoU ± stderr with the
+    faithful (oracle) and corrected (held-out) threshold. ``methods``: default every method the store holds.
 
     The whole-image baseline has no threshold; its corrected column is its mean over the same reported images.
     """
@@ -97,7 +159,8 @@ def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: 
     out = []
     for m, sw in sweeps.items():
         f, c = sw.oracle(), sw.held_out(calibration_fraction=calibration_fraction, seed=seed)
-        out.append({"method": m, "miou_faithful": f.miou, "stderr_faithful": f.stderr, "tau_faithful": f.threshold,
+        out.append({"method": m, "label": METHOD_LABELS[m],
+                    "miou_faithful": f.miou, "stderr_faithful": f.stderr, "tau_faithful": f.threshold,
                     "miou_corrected": c.miou, "stderr_corrected": c.stderr, "tau_corrected": c.threshold,
                     "n": f.n, "n_reported_corrected": c.n})
     w = frame["whole_image"].to_numpy()
@@ -106,14 +169,15 @@ def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: 
     report = np.ones(n, dtype=bool)
     report[np.random.default_rng(seed).permutation(n)[:k]] = False
     se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")  # noqa: E731
-    out.append({"method": "whole_image", "miou_faithful": float(w.mean()), "stderr_faithful": se(w),
-                "tau_faithful": np.nan, "miou_corrected": float(w[report].mean()), "stderr_corrected": se(w[report]),
+    out.append({"method": "whole_image", "label": METHOD_LABELS["whole_image"],
+                "miou_faithful": float(w.mean()), "stderr_faithful": se(w), "tau_faithful": np.nan,
+                "miou_corrected": float(w[report].mean()), "stderr_corrected": se(w[report]),
                 "tau_corrected": np.nan, "n": n, "n_reported_corrected": int(report.sum())})
     return pd.DataFrame(out).set_index("method")
 
 
 def miou_by(store: ResultStore, dataset: Sequence[dict], by: str = "word_type", *,
-            methods: Sequence[str] = METHODS) -> pd.DataFrame:
+            methods: Sequence[str] | None = None) -> pd.DataFrame:
     """Error analysis: mean IoU ± stderr per group (``by`` a stored column, or ``"size"`` = mask-fraction tercile)
     at each method's oracle threshold, and the whole-image baseline."""
     sweeps, frame = score_store(store, dataset, methods=methods)
@@ -133,12 +197,60 @@ def miou_by(store: ResultStore, dataset: Sequence[dict], by: str = "word_type", 
     return res.assign(n=count)
 
 
-def load_dataset(name: str, n: int, *, seed: int = 0, data_dir: str | None = None) -> Sequence[dict]:
-    """Localization-format rows: the ShapesWorld twin of ``name`` ("coco-it", "coco-wl", "coco100-it") when
-    ``data_dir`` is None. Real COCO (``data_dir`` given) needs ``infodecomp.data.coco``, not available yet."""
+def threshold_curves(store: ResultStore, dataset: Sequence[dict], *,
+                     methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """IoU-vs-threshold curves (the reference's ``iou_curves`` plots): one row per (method, threshold) with
+    ``miou`` and ``stderr`` over all rows, and ``oracle`` True at each method's faithful threshold."""
+    sweeps, _ = score_store(store, dataset, methods=methods)
+    parts = []
+    for m, sw in sweeps.items():
+        tau, miou, se = sw.curve()
+        parts.append(pd.DataFrame({"method": m, "threshold": tau, "miou": miou, "stderr": se,
+                                   "oracle": np.arange(len(tau)) == sw.oracle().threshold_index}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_dataset(name: str, n: int | None, *, seed: int = 0, data_dir: str | Path | None = None,
+                 **coco_options) -> Sequence[dict]:
+    """Localization-format rows (``id``, ``image``, ``mask``, ``caption``, ``word``, ``label``, ``context``,
+    ``context_``, ``word_type``), as :func:`run_localization` consumes them.
+
+    ``data_dir`` None: the ShapesWorld twin of ``name`` ("coco-it", "coco-wl", "coco100-it"), ``n`` rows drawn
+    with ``seed`` (exact masks).
+
+    ``data_dir`` given: the real COCO rows of :func:`infodecomp.data.coco.dataset` (``name`` one of
+    :data:`COCO_DATASETS`; ``data_dir`` the download root or its ``coco/`` folder; ``coco_options`` go to
+    :class:`~infodecomp.data.coco.CocoLocalization`, e.g. ``size``, ``context="whole-word"``). ``n`` None or
+    at least the table's length: every row, in table order (the paper: all 6,927 COCO-IT rows); smaller: ``n``
+    rows drawn without replacement by ``numpy.random.default_rng(seed)``, kept in table order (their ids are
+    their rows in the full table). Rows also carry ``image_id`` and ``mask_valid``: COCO-WL words that are not
+    COCO categories ("run", "two", …) get an all-False mask with ``mask_valid=False`` (the reference unioned
+    every object instead, B24), so only COCO-IT and COCO100-IT give meaningful localization scores.
+    Missing files raise ``FileNotFoundError`` naming the ``python -m infodecomp.data.download`` command.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"n must be None (all rows) or a positive int, got {n!r}")
     if data_dir is None:
+        if n is None:
+            raise ValueError("a ShapesWorld twin needs a number of rows n (n=None means all rows of a real table)")
+        if coco_options:
+            raise TypeError(f"options {sorted(coco_options)} apply to real COCO data only (data_dir=None here)")
         from ..data.shapes import twin
 
         return twin(name, n, seed)
-    raise NotImplementedError(f"real COCO data ({name!r} from {data_dir!r}) needs infodecomp.data.coco, which does "
-                              "not exist yet; use DATA_DIR=None for the ShapesWorld twin")
+    from ..data import coco
+
+    if name not in COCO_DATASETS:
+        raise ValueError(f"unknown COCO localization dataset {name!r}; expected one of {list(COCO_DATASETS)} "
+                         "(with data_dir=None: the ShapesWorld twins 'coco-it', 'coco-wl', 'coco100-it')")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_dir {str(data_dir)!r} is not a folder; fetch the COCO data with `python -m "
+                                f"infodecomp.data.download coco-tables coco-annotations2017 coco-val2017 --root "
+                                f"{data_dir}` (or pass data_dir=None for the ShapesWorld twin)")
+    full = coco.dataset(name, root, **coco_options)
+    if n is None or n >= len(full):
+        return full
+    pick = np.sort(np.random.default_rng(seed).choice(len(full), size=int(n), replace=False))
+    table = "coco100-it" if name == "coco10" else name
+    return coco.CocoLocalization(table, root, indices=[full.indices[int(k)] for k in pick], **coco_options)
