@@ -16,7 +16,7 @@ NOTEBOOK_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)" -e ".[notebooks,dev]"
+	$(PY) -m pip install -q "$(TORCH_SPEC)" -e ".[notebooks,dev,browser]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,241 @@
+"""The interactive probe's experiment: one (image, prompt, word) at a time (paper §3.2–3.3, Figs. 1–3).
+
+What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable without widgets too::
+
+    res = probe_word(model, image, "a small blue circle", "circle", ProbeSettings(n_samples=16))
+    res.cmi, res.cmi_image, res.cmi_stderr          # [h, w] nats per latent pixel, nats, nats
+
+* :func:`probe_word`: pixel CMI i^o_j(x; y*|c) (reference = the prompt with the word deleted), pixel MI
+  i^o_j(x; y*) (the word alone against the null prompt, B24's "word" choice: a typed prompt has no COCO label)
+  and the Attention+Information map, all from :func:`~infodecomp.experiments.heatmaps.word_heatmaps` with the
+  log-SNR distribution of :class:`ProbeSettings` (truncated logistic, loc ± clip·scale).
+* :func:`probe_intervention`: invert the image with the prompt and regenerate with the prompt and with the word
+  omitted (or swapped), by :func:`infodecomp.editing.intervene`; the change is the latent
+  ``Σ_channels (reconstruction − edit)²`` of :func:`~infodecomp.experiments.intervention.latent_change`.
+* :func:`generate_image`: an image from a prompt with the pipeline's own sampler, to probe the model's own output.
+* :func:`read_image`: bytes of an uploaded file → an RGB image, with an error that says what was wrong.
+
+Every input is checked before any model call, so a word not in the prompt or a prompt over the tokenizer's
+limit fails at once with a ``ValueError`` naming what was given and what is expected.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..logsnr import LogSNRSampling
+from ..text import check_prompt_length, omit_word, swap_word, token_positions
+from .heatmaps import word_heatmaps
+from .intervention import latent_change
+
+__all__ = ["ProbeSettings", "ProbeResult", "ProbeIntervention", "probe_word", "probe_intervention",
+           "generate_image", "read_image", "default_dataset", "check_word"]
+
+#: Default number of log-SNR draws per map: a click on shapes-tiny stays well under 3 s on 2 CPU cores
+#: (``benchmarks/probe_latency.py``).
+DEFAULT_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What changes the maps of one click (part of the probe's cache key).
+
+    n_samples: log-SNR draws per MI / CMI map (the paper: 100). attention_samples: denoiser passes for the
+    attention map (None: ``n_samples``). loc, scale, clip: the truncated logistic over log-SNR, range
+    loc ± clip·scale in nats (paper: 1, 2, 3 → [−5, 7]). seed: seeds the draws, so a setting gives one answer.
+    """
+
+    n_samples: int = DEFAULT_SAMPLES
+    loc: float = 1.0
+    scale: float = 2.0
+    clip: float = 3.0
+    seed: int = 0
+    attention_samples: int | None = None
+
+    def __post_init__(self):
+        for name in ("n_samples", "attention_samples"):
+            v = getattr(self, name)
+            if v is None and name == "attention_samples":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
+                raise ValueError(f"{name} must be an int >= 2 (a standard error needs two draws), got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        _ = self.sampling  # validates loc, scale, clip with LogSNRSampling's messages
+
+    @property
+    def sampling(self) -> LogSNRSampling:
+        """The log-SNR distribution (the paper's truncated logistic)."""
+        return LogSNRSampling(rule="logistic", loc=float(self.loc), scale=float(self.scale), clip=float(self.clip))
+
+    @property
+    def logsnr_range(self) -> tuple[float, float]:
+        """``(loc − clip·scale, loc + clip·scale)`` in nats."""
+        return self.sampling.support
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """The maps of one click. Maps are on the latent grid ``[h, w]``; values in nats."""
+
+    image: np.ndarray      # [H, W, 3] uint8: the image as the model saw it (resized to its resolution)
+    prompt: str
+    word: str
+    context: str           # the prompt with the word deleted: the CMI's reference
+    mi: np.ndarray         # [h, w] nats per latent pixel, i^o_j(x; y*)
+    cmi: np.ndarray        # [h, w] nats per latent pixel, i^o_j(x; y*|c)
+    attention: np.ndarray  # [h, w] Attention+Information map of the word (arbitrary units)
+    mi_image: float        # nats, the sum of ``mi``
+    mi_stderr: float       # nats
+    cmi_image: float       # nats, the sum of ``cmi``
+    cmi_stderr: float      # nats
+    settings: ProbeSettings
+    seconds: float         # wall time of the computation
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeIntervention:
+    """An omit / swap edit of one image: regenerated from its inversion with the prompt and with the edit."""
+
+    kind: str                   # "omit" or "swap"
+    prompt: str
+    word: str                   # the word omitted or swapped
+    edit_prompt: str
+    reconstruction: np.ndarray  # [H, W, 3] uint8, regenerated with the prompt
+    edited: np.ndarray          # [H, W, 3] uint8, regenerated with the edit prompt
+    change: np.ndarray          # [h, w] Σ_channels (reconstruction − edit)² on the latent grid
+    change_total: float         # the sum of ``change`` (the reference's "change", PROTOCOL.md B23)
+    steps: int                  # σ values of the Heun ODE each way
+    seconds: float
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    """``[B, 3, H, W]`` in [0, 1] → ``[B, H, W, 3]`` uint8."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def check_word(tokenizer, prompt: str, word: str) -> str:
+    """Check that ``prompt`` fits the tokenizer and ``word`` occurs in it; return the CMI's context (the prompt
+    with every whole-word occurrence of ``word`` deleted). Raises ``ValueError`` saying what is wrong."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"the prompt is empty; expected a caption such as 'a red circle', got {prompt!r}")
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"no word given; expected one word of the prompt {prompt!r}, got {word!r}")
+    check_prompt_length(tokenizer, prompt)
+    token_positions(tokenizer, prompt, word)  # raises if the word's tokens do not occur
+    try:
+        return omit_word(prompt, word, placeholder="", plural=False)
+    except ValueError:
+        raise ValueError(f"word {word!r} does not occur as a whole word in prompt {prompt!r}; click one of the "
+                         "prompt's words") from None
+
+
+def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | None = None) -> ProbeResult:
+    """Pixel MI, pixel CMI and the attention map of ``word`` in ``prompt`` for one image.
+
+    model: an :class:`infodecomp.models.Model`. image: a PIL image, uint8 array ``[H, W, 3]`` or float tensor
+    ``[3, H, W]`` in [0, 1], resized (bicubic) to the model's resolution. Latents are the VAE posterior mean.
+    Raises ``ValueError`` (before any model call) for an empty prompt, a prompt over the token limit, or a word
+    that does not occur in the prompt.
+    """
+    settings = settings or ProbeSettings()
+    context = check_word(model.tokenizer, prompt, word)
+    t0 = time.perf_counter()
+    pixels = model.images_to_tensor(image, resize="bicubic")  # [1, 3, H, W] in [0, 1]
+    if pixels.shape[0] != 1:
+        raise ValueError(f"probe_word takes one image, got a batch of {pixels.shape[0]}")
+    seen = _uint8(pixels)[0]  # exactly what is analysed and shown
+    row = {"image": seen, "caption": prompt, "word": word, "label": word, "context": context}
+    g = torch.Generator().manual_seed(int(settings.seed))
+    hm = word_heatmaps(model, [row], n_samples=int(settings.n_samples), protocol="corrected", mi_cond="word",
+                       attention_samples=settings.attention_samples, generator=g, sampling=settings.sampling)
+
+    def arr(t):
+        return t[0].detach().float().cpu().numpy()
+
+    return ProbeResult(image=seen, prompt=prompt, word=word, context=context, mi=arr(hm.mi),
+                       cmi=arr(hm.cmi), attention=arr(hm.attention), mi_image=float(hm.mi_image[0]),
+                       mi_stderr=float(hm.mi_stderr[0]), cmi_image=float(hm.cmi_image[0]),
+                       cmi_stderr=float(hm.cmi_stderr[0]), settings=settings, seconds=time.perf_counter() - t0)
+
+
+def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None = None,
+                       steps: int = 20) -> ProbeIntervention:
+    """Omit (``swap=None``) or swap ``word`` in ``prompt`` and regenerate ``image`` from its Heun inversion.
+
+    ``steps``: σ values of the ODE each way (the paper: 100); ``2(steps − 1)`` denoiser calls to invert and as many
+    (on a batch of 2) to regenerate. Returns :class:`ProbeIntervention` with both regenerated images, the edit
+    prompt and the latent change map.
+    """
+    check_word(model.tokenizer, prompt, word)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (σ values of the ODE), got {steps!r}")
+    if swap is not None:
+        swap = swap.strip()
+        if not swap:
+            swap = None
+    edit_prompt = omit_word(prompt, word) if swap is None else swap_word(prompt, word, swap)
+    check_prompt_length(model.tokenizer, edit_prompt)
+    t0 = time.perf_counter()
+    from ..editing import intervene
+
+    x = model.encode_images(image, resize="bicubic")  # [1, C, h, w]
+    out = intervene(model, x, prompt, word, omit=swap is None, swap=swap, steps=int(steps), progress=False)
+    kind = "omit" if swap is None else "swap"
+    recon, edit = out.latents["reconstruction"], out.latents[kind]
+    imgs = model.decode(torch.cat([recon, edit]).to(model.dtype), output_type="pt")
+    change = latent_change(recon, edit)[0]
+    pix = _uint8(imgs)
+    return ProbeIntervention(kind=kind, prompt=prompt, word=word, edit_prompt=out.prompts[kind][0],
+                             reconstruction=pix[0], edited=pix[1], change=change.cpu().numpy(), change_total=float(change.sum()),
+                             steps=int(steps), seconds=time.perf_counter() - t0)
+
+
+def generate_image(model, prompt: str, *, steps: int = 30, guidance_scale: float = 3.0, seed: int = 0):
+    """An RGB ``PIL.Image`` generated from ``prompt`` by the pipeline's own sampler (DDIM for shapes-tiny) with
+    classifier-free guidance, at the model's resolution. Raises ``ValueError`` for an empty or over-long prompt."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"the prompt is empty; expected a caption to generate from, got {prompt!r}")
+    check_prompt_length(model.tokenizer, prompt)
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    H, W = model.resolution
+    with torch.no_grad():
+        out = model.pipeline(prompt, height=H, width=W, num_inference_steps=int(steps),
+                             guidance_scale=float(guidance_scale), generator=g, output_type="pil")
+    return out.images[0].convert("RGB")
+
+
+def read_image(data: bytes, name: str = "upload"):
+    """The bytes of an image file (PNG, JPEG, GIF, BMP, WebP, …) → an RGB ``PIL.Image`` (alpha dropped).
+
+    Raises ``ValueError`` naming the file and its size when the bytes are empty or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    data = bytes(data)
+    if not data:
+        raise ValueError(f"{name!r} is empty (0 bytes); expected an image file (PNG, JPEG, …)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return im.convert("RGB")
+    except UnidentifiedImageError:
+        why = "its contents are not in an image format PIL can read"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # truncated, corrupt, huge
+        why = f"{type(err).__name__}: {err}"
+    raise ValueError(f"could not read {name!r} ({len(data)} bytes) as an image: {why}. Expected an image file "
+                     "such as PNG or JPEG")
+
+
+def default_dataset(n: int = 21, seed: int = 0) -> Sequence[dict]:
+    """Rows with ``image``, ``caption``, ``word`` and ``swap_word``: the ShapesWorld twin of COCO100-IT (shape
+    and colour words that can be omitted or swapped; n >= 7, one block of rows per word group)."""
+    from ..data.shapes import twin
+
+    return twin("coco100-it", n, seed)

@@ -1,0 +1,301 @@
+"""The interactive probe, driven programmatically: controls are set, buttons clicked, and what the widget shows
+is checked. On the embedded shapes-tiny model with a few log-SNR draws, so each click takes well under a second."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ipywidgets")
+
+from infodecomp.experiments import probe as probe_exp  # noqa: E402
+from infodecomp.experiments.heatmaps import word_heatmaps  # noqa: E402
+from infodecomp.experiments.probe import ProbeSettings, check_word, probe_word, read_image  # noqa: E402
+from infodecomp.logsnr import LogSNRSampling  # noqa: E402
+from infodecomp.plotting import heat_overlay, probe_figure  # noqa: E402
+from infodecomp.text import prompt_words  # noqa: E402
+from infodecomp.widgets import Probe  # noqa: E402
+
+FEW = ProbeSettings(n_samples=4)
+NUMBER = re.compile(r"<span class='probe-number'>(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)</span>")
+
+
+@pytest.fixture(scope="module")
+def model():
+    from infodecomp.models import load_model
+
+    return load_model("shapes-tiny")
+
+
+@pytest.fixture
+def probe(model):
+    return Probe(model, settings=FEW, background=False, intervention_steps=3, generation_steps=2)
+
+
+def _png(b) -> bool:
+    return bytes(b).startswith(b"\x89PNG")  # an Image widget's value is bytes or a memoryview
+
+
+def _number(html: str) -> float:
+    m = NUMBER.search(html)
+    assert m, f"no number shown in {html!r}"
+    return float(m.group(1))
+
+
+def _message(p: Probe) -> str:
+    """The message the widget shows, as text."""
+    return html.unescape(p.message.value)
+
+
+def _button(p: Probe, word: str):
+    matches = [b for b in p.word_buttons if b.description == word]
+    assert matches, f"no button for {word!r} among {[b.description for b in p.word_buttons]}"
+    return matches[0]
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# -- the text helper and drawing ----------------------------------------------------------------------------
+
+def test_prompt_words_are_distinct_words_without_punctuation():
+    assert prompt_words("A red circle, left of a red square.") == ["A", "red", "circle", "left", "of", "square"]
+    assert prompt_words("the dog's x-ray") == ["the", "dog's", "x-ray"]
+    assert prompt_words("") == []
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        prompt_words(None)
+
+
+def test_heat_overlay_colours_the_map_over_the_image():
+    img = np.zeros((8, 8, 3), np.uint8)
+    m = np.zeros((2, 2))
+    m[0, 0] = 1.0
+    out = heat_overlay(img, m, size=32, alpha=1.0, cmap="gray")
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert out[0, 0].tolist() == [255, 255, 255]  # the hot corner
+    assert out[-1, -1].tolist() == [0, 0, 0]      # a cold corner
+    half = heat_overlay(np.full((8, 8, 3), 200, np.uint8), m, alpha=0.0)
+    assert (half == 200).all()                     # alpha 0: the image alone
+    with pytest.raises(ValueError, match="2-D map"):
+        heat_overlay(img, np.zeros((2, 2, 2)))
+
+
+# -- the experiment behind the probe ------------------------------------------------------------------------
+
+def test_word_heatmaps_sampling_defaults_to_the_protocol_and_moves_with_loc(model):
+    row = dict(probe_exp.default_dataset()[0])
+    row["label"] = row["word"]
+    kw = dict(n_samples=2, attention_samples=2)
+    a = word_heatmaps(model, [row], generator=torch.Generator().manual_seed(0), **kw)
+    b = word_heatmaps(model, [row], generator=torch.Generator().manual_seed(0), sampling=LogSNRSampling(clip=3.0),
+                      **kw)
+    assert torch.equal(a.cmi, b.cmi) and torch.equal(a.attention, b.attention)
+    c = word_heatmaps(model, [row], generator=torch.Generator().manual_seed(0), attention=False,
+                      sampling=LogSNRSampling(loc=-2.0, clip=1.0), n_samples=2)
+    assert not torch.allclose(a.cmi_image, c.cmi_image)
+    with pytest.raises(TypeError, match="LogSNRSampling"):
+        word_heatmaps(model, [row], n_samples=2, sampling={"loc": 1.0})
+
+
+def test_probe_word_maps_and_errors(model):
+    row = probe_exp.default_dataset()[0]
+    res = probe_word(model, row["image"], row["caption"], row["word"], FEW)
+    assert res.cmi.shape == res.mi.shape == res.attention.shape == (16, 16)
+    assert res.image.shape == (32, 32, 3) and res.image.dtype == np.uint8
+    assert res.cmi_image == pytest.approx(float(res.cmi.sum()), rel=1e-4)
+    assert res.mi_image == pytest.approx(float(res.mi.sum()), rel=1e-4)
+    assert res.cmi_stderr > 0 and res.mi_stderr > 0
+    assert res.word not in res.context.split() and res.context  # the CMI's reference: the word deleted
+    with pytest.raises(ValueError, match="does not occur"):
+        probe_word(model, row["image"], row["caption"], "dog", FEW)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        check_word(model.tokenizer, "  ", "a")
+    with pytest.raises(ValueError, match="at most 24"):
+        check_word(model.tokenizer, "a red circle " * 10, "red")
+    with pytest.raises(ValueError, match="n_samples must be an int >= 2"):
+        ProbeSettings(n_samples=1)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        ProbeSettings(scale=0.0)
+
+
+def test_read_image_accepts_images_and_explains_bad_files():
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    img = read_image(buf.getvalue(), "a.png")
+    assert img.mode == "RGB" and img.size == (7, 5)
+    with pytest.raises(ValueError, match=r"could not read 'b.png' \(4 bytes\)"):
+        read_image(b"junk", "b.png")
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = _png_bytes(noisy)
+    with pytest.raises(ValueError, match="truncated"):
+        read_image(data[: len(data) // 2], "c.png")
+    with pytest.raises(ValueError, match="empty"):
+        read_image(b"", "d.png")
+
+
+# -- the widget ---------------------------------------------------------------------------------------------
+
+def test_starts_on_a_dataset_item_with_one_button_per_word(probe):
+    row = probe.dataset[0]
+    assert probe.prompt.value == row["caption"]
+    assert [b.description for b in probe.word_buttons] == prompt_words(row["caption"])
+    assert _png(probe.views["image"].value) and bytes(probe.views["cmi"].value) == b""
+    assert probe.values["cmi"].value == "—" and probe.result is None
+    assert probe.swap.value == row["swap_word"]
+
+
+def test_clicking_a_word_shows_three_maps_and_image_level_values(probe):
+    word = probe.dataset[0]["word"]
+    _button(probe, word).click()
+    for key in ("mi", "cmi", "attention", "intervention_cmi"):
+        assert _png(probe.views[key].value), key
+    assert _png(probe.bars.value)
+    res = probe.result
+    assert res is not None and res.word == word and res.prompt == probe.prompt.value
+    assert _number(probe.values["cmi"].value) == pytest.approx(res.cmi_image, abs=1e-3)
+    assert _number(probe.values["mi"].value) == pytest.approx(res.mi_image, abs=1e-3)
+    assert f"{res.cmi_stderr:.3f}" in probe.values["cmi"].value  # the error bar
+    assert probe.message.value == "" and "probe-done" in probe.status.value
+    assert _button(probe, word).button_style == "info"
+    assert all(b.button_style == "" for b in probe.word_buttons if b.description != word)
+    assert probe.progress.bar_style == "success" and not probe.busy
+    assert probe.last_latency is not None and probe.n_computed == 1
+
+
+def test_values_change_when_settings_change(probe):
+    probe.show_word(probe.dataset[0]["word"])
+    first = probe.result
+    probe.n_samples.value = 8  # the shown word is recomputed with the new settings
+    assert probe.result is not first and probe.result.settings.n_samples == 8
+    assert probe.result.cmi_image != first.cmi_image
+    assert _number(probe.values["cmi"].value) == pytest.approx(probe.result.cmi_image, abs=1e-3)
+    before = probe.result
+    probe.loc.value = -1.0
+    assert "[-7.00, 5.00]" in probe.range_label.value
+    assert probe.result.settings.loc == -1.0 and probe.result.cmi_image != before.cmi_image
+    before = probe.result
+    probe.seed.value = 1
+    assert probe.result.cmi_image != before.cmi_image
+    assert probe.n_computed == 4
+
+
+def test_a_cache_hit_does_not_recompute(probe, monkeypatch):
+    calls = []
+    real = probe_exp.probe_word
+
+    def counting(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe_exp, "probe_word", counting)
+    a, b = probe.word_buttons[-1], probe.word_buttons[-2]
+    a.click()
+    shown = probe.values["cmi"].value
+    b.click()
+    assert probe.values["cmi"].value != shown
+    a.click()
+    assert calls == [a.description, b.description]
+    assert probe.n_computed == 2 and probe.n_cache_hits == 1
+    assert probe.values["cmi"].value == shown and "from the cache" in probe.status.value
+    probe.clear_cache()
+    a.click()
+    assert calls[-1] == a.description and probe.n_computed == 3
+
+
+def test_a_word_not_in_the_prompt_is_a_message(probe, monkeypatch):
+    monkeypatch.setattr(probe_exp, "probe_word", lambda *a, **k: pytest.fail("the model must not run"))
+    probe.show_word("dog")
+    assert "probe-error" in probe.message.value
+    assert "word 'dog'" in _message(probe) and "does not occur in prompt 'a small blue circle'" in _message(probe)
+    assert probe.result is None and probe.word is None
+    assert probe.progress.bar_style == "danger"
+
+
+def test_an_over_long_prompt_is_a_message(probe, monkeypatch):
+    probe.prompt.value = "a small red circle left of a big blue square " * 4
+    assert "probe-error" in probe.message.value and "at most 24" in probe.message.value
+    monkeypatch.setattr(probe_exp, "probe_word", lambda *a, **k: pytest.fail("the model must not run"))
+    probe.word_buttons[0].click()
+    assert "at most 24" in probe.message.value and probe.result is None
+    probe.prompt.value = "a small red circle"  # a good prompt clears the message
+    assert probe.message.value == ""
+
+
+def test_uploads_good_and_bad(probe):
+    old = bytes(probe.views["image"].value)
+    probe.upload.value = ({"name": "bad.png", "type": "image/png", "size": 4, "content": memoryview(b"junk"),
+                           "last_modified": datetime.now(timezone.utc)},)
+    assert "could not read 'bad.png' (4 bytes)" in _message(probe) and "probe-error" in probe.message.value
+    assert bytes(probe.views["image"].value) == old  # the image is kept
+    img = np.zeros((48, 40, 3), np.uint8)
+    img[10:30, 5:25] = (255, 0, 0)
+    data = _png_bytes(img)
+    probe.upload.value = ({"name": "red.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+                           "last_modified": datetime.now(timezone.utc)},)
+    assert "uploaded 'red.png'" in _message(probe)
+    assert bytes(probe.views["image"].value) != old and probe.image.shape == (32, 32, 3)
+    assert probe.image[..., 0].max() == 255 and probe.image[..., 2].max() < 30
+    probe.prompt.value = "a big red square"
+    _button(probe, "red").click()
+    assert probe.result.word == "red" and np.array_equal(probe.result.image, probe.image)
+
+
+def test_dataset_items_and_generation_change_the_image(probe):
+    probe.item.value = 2
+    row = probe.dataset[2]
+    assert probe.prompt.value == row["caption"] and probe.swap.value == row["swap_word"]
+    with pytest.raises(ValueError, match="does not exist"):
+        probe.load_item(len(probe.dataset))
+    before = probe.image.copy()
+    probe.generate_button.click()  # 2 sampler steps: fast, and a different image
+    assert probe.message.value.count("generated from") == 1
+    assert probe.prompt.value == row["caption"] and not np.array_equal(probe.image, before)
+    probe.prompt.value = "a red circle " * 10
+    probe.generate()
+    assert "at most 24" in probe.message.value
+
+
+def test_intervene_omits_or_swaps_the_word_and_shows_the_change(probe):
+    probe.swap.value = ""
+    probe.intervene()
+    assert "click a word" in probe.message.value
+    word = probe.dataset[0]["word"]
+    probe.show_word(word)
+    probe.intervene()
+    iv = probe.intervention
+    assert iv.kind == "omit" and "_" in iv.edit_prompt and word not in iv.edit_prompt.split()
+    for key in ("reconstruction", "edited", "change", "intervention_cmi"):
+        assert _png(probe.views[key].value), key
+    assert _number(probe.values["change"].value) == pytest.approx(iv.change_total, rel=1e-2)
+    assert iv.change.shape == (16, 16) and iv.change_total > 0
+    probe.swap.value = "square"
+    probe.intervene()
+    assert probe.intervention.kind == "swap" and "square" in probe.intervention.edit_prompt.split()
+    assert probe.n_intervened == 2 and probe.n_computed == 1  # the CMI map came from the cache
+    fig = probe.figure()
+    assert len(fig.axes) == 7
+    assert len(probe_figure(probe.result).axes) == 4
+
+
+def test_background_mode_runs_in_a_thread_and_wait_returns(model):
+    p = Probe(model, settings=FEW, background=True)
+    p.show_word(p.dataset[0]["word"])
+    assert p.wait(300), "the probe did not finish within 300 s"
+    assert not p.busy and p.result is not None and _png(p.views["cmi"].value)
+    assert "probe-busy" not in p.widget._dom_classes
+    p.show_word("dog")  # errors are found before any work is queued
+    assert "does not occur" in p.message.value and not p.busy
