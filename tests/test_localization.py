@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from infodecomp.experiments.heatmaps import word_heatmaps
+from infodecomp.experiments import localization
 from infodecomp.experiments.localization import localization_table, miou_by, run_localization
 from infodecomp.metrics import IoUSweep
 from test_coco import coco_root  # noqa: F401  (fixture: a COCO data root in the download layout, real formats)
@@ -180,3 +182,17 @@ def test_load_dataset_reads_real_coco_rows(tiny_model, coco_root, tmp_path):
         load_dataset("coco-it", 0, data_dir=root)
     with pytest.raises(ValueError, match="needs a number of rows"):
         load_dataset("coco-it", None)
+
+
+def test_table3_frame_sets_ours_beside_the_papers_numbers():
+    table = pd.DataFrame(
+        [{"method": "cmi", "label": "CMI", "miou_faithful": 0.3312, "stderr_faithful": 0.0123, "miou_corrected": 0.3,
+          "stderr_corrected": 0.02, "n": 40},
+         {"method": "mi", "label": "MI", "miou_faithful": 0.2, "stderr_faithful": 0.01, "miou_corrected": 0.19,
+          "stderr_corrected": 0.01, "n": 40}]).set_index("method")
+    t3 = localization.table3_frame(table, 100)
+    assert t3.loc["CMI", "mIoU % (oracle τ)"] == "33.1 ± 1.2"
+    assert t3.loc["CMI", "paper % (100 steps)"] == "33.24"
+    assert t3.loc["MI", "paper % (100 steps)"] == "–"  # the paper has no MI row
+    with pytest.raises(ValueError, match="50, 100 and 200"):
+        localization.table3_frame(table, 75)

@@ -36,6 +36,13 @@ METHODS = ("cmi", "mi", "daam", "attn_info")
 #: Table 3's names of the methods (and of the whole-image baseline).
 METHOD_LABELS = {"cmi": "CMI", "mi": "MI", "daam": "Attention (DAAM)", "attn_info": "Attention+Information",
                  "whole_image": "whole image"}
+#: Table 3 of the paper (mIoU %, SD 2.1-base on COCO-IT, oracle thresholds) by number of steps (PROTOCOL §5.5).
+PAPER_TABLE3 = {
+    "whole_image": {50: 14.94, 100: 14.94, 200: 14.94},
+    "daam": {50: 34.52, 100: 34.90, 200: 35.35},
+    "cmi": {50: 32.31, 100: 33.24, 200: 33.63},
+    "attn_info": {50: 42.46, 100: 42.71, 200: 42.84},
+}
 #: COCO datasets :func:`load_dataset` reads from ``data_dir``.
 COCO_DATASETS = ("coco-it", "coco100-it", "coco-wl", "coco10")
 
@@ -146,6 +153,24 @@ def score_store(store: ResultStore, dataset: Sequence[dict], *, methods: Sequenc
         whole.append(float(whole_image_iou(mask)[0]))
     frame = frame.assign(whole_image=whole)
     return sweeps, frame
+
+
+def table3_frame(table: pd.DataFrame, paper_steps: int = 50) -> pd.DataFrame:
+    """Table 3 for reading beside the paper: :func:`localization_table`'s mIoU (in %, ± stderr) with the oracle
+    (faithful) and held-out (corrected) thresholds, and the paper's mIoU at ``paper_steps`` (50, 100 or 200;
+    "–" where the paper has no row, e.g. MI)."""
+    if paper_steps not in (50, 100, 200):
+        raise ValueError(f"the paper reports 50, 100 and 200 steps; got paper_steps={paper_steps!r}")
+    pct = lambda v: f"{100 * v:.1f}" if np.isfinite(v) else "–"  # noqa: E731
+    rows = []
+    for method, r in table.iterrows():
+        paper = PAPER_TABLE3.get(method, {}).get(paper_steps)
+        rows.append({"method": r["label"],
+                     "mIoU % (oracle τ)": f"{pct(r.miou_faithful)} ± {pct(r.stderr_faithful)}",
+                     "mIoU % (held-out τ)": f"{pct(r.miou_corrected)} ± {pct(r.stderr_corrected)}",
+                     "n": int(r["n"]),
+                     f"paper % ({paper_steps} steps)": "–" if paper is None else f"{paper:.2f}"})
+    return pd.DataFrame(rows).set_index("method")
 
 
 def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: Sequence[str] | None = None,
