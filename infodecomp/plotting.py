@@ -288,8 +288,14 @@ def accuracy_bars(table, *, chance: Mapping[str, float] | None = None, title: st
             ys.append(100 * r["accuracy"])
             lo.append(100 * (r["accuracy"] - r["ci_low"]))
             hi.append(100 * (r["ci_high"] - r["accuracy"]))
-        ax.bar(xs, ys, width=width * 0.95, color=f"C{j}", label=m)
-        ax.errorbar(xs, ys, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="none", ecolor="k", capsize=2, lw=1)
+        # rows without an interval (the paper's numbers) are drawn hatched and pale, and get no error bar
+        has_ci = [np.isfinite(a) and np.isfinite(b) for a, b in zip(lo, hi)]
+        ax.bar(xs, ys, width=width * 0.95, color=f"C{j}", label=m, alpha=1.0 if all(has_ci) else 0.45,
+               hatch=None if all(has_ci) else "//", edgecolor="white" if all(has_ci) else f"C{j}")
+        keep = [k for k, ok in enumerate(has_ci) if ok]
+        if keep:
+            ax.errorbar([xs[k] for k in keep], [ys[k] for k in keep], yerr=[[lo[k] for k in keep], [hi[k] for k in keep]],
+                        fmt="none", ecolor="k", capsize=2, lw=1)
     for i, d in enumerate(datasets):
         if chance and d in chance:
             ax.hlines(100 * chance[d], i - 0.45, i + 0.45, colors="grey", linestyles="--", lw=1)

@@ -259,6 +259,14 @@ def test_example_frame_and_tables_on_known_scores():
     assert wide.loc["paper: DiffITM (SD 2.1)", "coco-order"] == "23.5"
     assert list(wide.index[:3]) == [rt.METHOD_LABELS[m] for m in rt.METHODS]
     assert set(long.loc[long["method_key"].isna(), "dataset"]) == {"vg-relation", "coco-order"}
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    from infodecomp import plotting
+
+    ax = plotting.accuracy_bars(long).axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bars) == 3 + len(rt.PAPER_TABLE1)  # one bar series per method, ours and the paper's
+    assert len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) == 3  # intervals only where we have them
 
 
 def test_load_dataset_and_relation_list(tmp_path):

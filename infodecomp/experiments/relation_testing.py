@@ -75,7 +75,7 @@ PROTOCOLS = ("faithful", "corrected")
 SCORES = ("orthogonal", "standard")
 #: Scoring methods, all computed from the same denoiser evaluations: i^o, i^s, and the denoising error (−MMSE).
 METHODS = ("info_o", "info_s", "mmse")
-METHOD_LABELS = {"info_o": "Info i^o (paper)", "info_s": "Info i^s", "mmse": "−MMSE (DiffITM)"}
+METHOD_LABELS = {"info_o": "Info i^o (the paper's score)", "info_s": "Info i^s", "mmse": "−MMSE (DiffITM)"}
 #: Table 1's columns, in the paper's order.
 ARO_DATASETS = ("vg-attribution", "vg-relation", "coco-order", "flickr-order")
 #: The aggregate Table 1 shows per dataset (ARO's convention, PROTOCOL §3.2): VG-R macro over relations without
