@@ -81,9 +81,10 @@ def test_vae_recovers_held_out_scenes(model):
     assert res["value"] >= _bar(0.98, n), res
 
 
-def test_generation_meets_the_single_object_bar(generation):
-    # On this fixed-seed subset the committed model clears the bar within the tolerance; the model card's
-    # larger sample (68.8% ± 6.7, n = 48) is below 90%: the bar is not met with confidence.
+def test_single_object_generation_is_within_two_standard_errors_of_the_bar_on_this_subset(generation):
+    # NOT a claim that the bar is met: on this fixed-seed subset of 24 prompts the committed model lies within
+    # the two-standard-error tolerance of 90% (≥ 77.8%), but the model card's measurement (68.8% ± 6.7, n = 48)
+    # is below the bar. The check still fails if generation degrades below the tolerance.
     assert generation["single_object"]["value"] >= _bar(0.90, N_GEN), generation
 
 
