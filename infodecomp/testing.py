@@ -17,12 +17,15 @@ and the same seed gives the same weights.
 from __future__ import annotations
 
 import copy
+import socket
 import tempfile
 from pathlib import Path
 
 import torch
 
 __all__ = [
+    "RecordingDenoiser",
+    "free_port",
     "TINY_IMAGE_SIZE",
     "SD21_BETAS",
     "SD21_BASE_UNET_CONFIG",
@@ -230,3 +233,22 @@ def sd21_unet(*, config: dict | None = None, sample_size: int | None = None, wid
             vals = pool.repeat(reps)[off:off + n] * (p[0].numel() ** -0.5)
             p.copy_(vals.view_as(p).to(p.device))
     return (unet if dtype == torch.float32 else unet.to(dtype=dtype)).eval()
+
+
+class RecordingDenoiser:
+    """Wraps a denoiser and records every call as ``(z, logsnr, cond)`` clones, for tests that check which
+    evaluations an estimator makes (shared noise, the null prompt once per draw, chunking)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __call__(self, z, logsnr, cond):
+        self.calls.append((z.clone(), logsnr.clone(), cond.clone()))
+        return self.inner(z, logsnr, cond)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for test servers and ``accelerate launch --main_process_port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -12,6 +12,7 @@ import torch
 from infodecomp import analytic as A
 from infodecomp import estimators as E
 from infodecomp.logsnr import LogSNRSampling
+from infodecomp.testing import RecordingDenoiser
 
 LO, HI = -5.0, 7.0  # loc 1, scale 2, clip 3
 INF = math.inf
@@ -188,16 +189,6 @@ def test_stderr_shrinks_like_one_over_sqrt_n_and_is_calibrated(gworld):
             assert 0.85 < ratio < 1.15, (rule, estimator, ratio)
 
 
-class _Spy:
-    """Wraps a denoiser and records every call."""
-
-    def __init__(self, fn):
-        self.fn, self.calls = fn, []
-
-    def __call__(self, z, logsnr, cond):
-        self.calls.append((z.clone(), logsnr.clone(), cond.clone()))
-        return self.fn(z, logsnr, cond)
-
 
 def test_noise_is_shared_across_conditions(gworld):
     # 1) a denoiser that ignores the condition: with shared (λ, ε), different conditions give EXACTLY zero
@@ -207,7 +198,7 @@ def test_noise_is_shared_across_conditions(gworld):
         assert bool((E.pointwise_information(blind, x, cond, ref, n_samples=16, estimator=estimator,
                                                 generator=gen(46)).value == 0).all())
     # 2) every call holds all M+1 conditions of the same items, on identical z and λ
-    spy = _Spy(gworld)
+    spy = RecordingDenoiser(gworld)
     conds = torch.stack([cond, ref, cond], 1)
     E.information_scores(spy, x, conds, ref, n_samples=5, noise_per_logsnr=3, chunk_size=4 * 7, generator=gen(28))
     rows = 0
@@ -234,7 +225,7 @@ def test_results_do_not_depend_on_chunk_size(gworld):
 def test_share_logsnr(gworld):
     x, cond, ref = _pairs("mi", gworld, 3, seed=31)
     for share in (True, False):
-        spy = _Spy(gworld)
+        spy = RecordingDenoiser(gworld)
         E.pointwise_information(spy, x, cond, ref, n_samples=6, share_logsnr=share, chunk_size=1000, generator=gen(32))
         (z, logsnr, _), = spy.calls
         lam = logsnr[: 3 * 6].view(6, 3)  # items in (draw, example) order
@@ -252,7 +243,7 @@ def test_low_precision_denoiser_accumulates_in_float32(gworld):
         tol = 0.02 if dt == torch.float16 else 0.1
         torch.testing.assert_close(est.value, exact.value, atol=tol, rtol=0)
     # fp16 data: z reaches the denoiser in fp16, results come back in float32
-    spy = _Spy(lambda z, l, c: gworld(z, l, c))
+    spy = RecordingDenoiser(lambda z, l, c: gworld(z, l, c))
     est = E.pointwise_information(spy, x.half(), cond, ref, n_samples=8, generator=gen(35))
     assert spy.calls[0][0].dtype == torch.float16 and est.value.dtype == torch.float32
     assert bool(torch.isfinite(est.value).all())

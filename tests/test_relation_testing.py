@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from infodecomp import analytic
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.logsnr import LogSNRSampling
 from infodecomp.results import ResultStore, SettingsMismatchError
+from infodecomp.testing import RecordingDenoiser, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(n_samples=8, blocks=2)  # tiny-pipeline mechanics tests
@@ -131,23 +131,13 @@ def test_separated_world_likelihood_scores_are_always_right():
 
 # ──────────────────────────────────────────── shared noise ────────────────────────────────────────────
 
-class CountingDenoiser:
-    """Records every call: (z, logsnr, cond) row by row."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, []
-
-    def __call__(self, z, logsnr, cond):
-        self.calls.append((z.clone(), logsnr.clone(), cond.clone()))
-        return self.inner(z, logsnr, cond)
-
 
 @pytest.mark.parametrize("chunk_size", [4, 9, 256])
 def test_null_is_evaluated_once_per_draw_and_every_condition_sees_the_same_noise(mworld, chunk_size):
     x, _, g = _mixture_examples(mworld, 1, seed=5)
     conds = mworld.component_labels[[0, 1, 3]]  # M = 3 candidates
     null = mworld.null(1)[0]
-    den = CountingDenoiser(mworld)
+    den = RecordingDenoiser(mworld)
     s = rt.score_candidates(den, x[0], conds, null, n_samples=12, blocks=3, chunk_size=chunk_size, generator=g)
     z = torch.cat([c[0] for c in den.calls])
     lam = torch.cat([c[1] for c in den.calls])
@@ -418,12 +408,6 @@ if state.is_main_process:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_accelerate_run_equals_one_process_run(tmp_path):
     if torch.cuda.is_available():
@@ -436,7 +420,7 @@ def test_two_process_accelerate_run_equals_one_process_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-           str(_free_port()), str(script), str(tmp_path / "two"), str(tmp_path / "two.pkl")]
+           str(free_port()), str(script), str(tmp_path / "two"), str(tmp_path / "two.pkl")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "process 0 of 2 sees 6 rows" in proc.stdout and "process 1 of 2 sees 6 rows" in proc.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 from infodecomp import results as R
+from infodecomp.testing import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -321,12 +321,6 @@ if state.is_main_process:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_accelerate_two_process_cpu_run_matches_one_process(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (torchrun underneath; the state
@@ -340,7 +334,7 @@ def test_accelerate_two_process_cpu_run_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(script), str(out)]
+           "--main_process_port", str(free_port()), str(script), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "process 0 of 2 computed 12" in proc.stdout and "process 1 of 2 computed 11" in proc.stdout
