@@ -249,6 +249,8 @@ class Model:
         pipeline: the diffusers ``StableDiffusionPipeline``.
         name: short name (used for ``figures/<name>/``), or the id/path it was loaded from.
         source: hub id or directory the weights came from; ``revision``: the pinned revision, if any.
+        digest: for a local directory, ``sha256`` of its weight files (see :func:`weights_digest`), so two
+            trainings of the same name are told apart. :attr:`version` is what result stores and records use.
         denoiser: :class:`UNetDenoiser` with nearest timesteps (the reference's choice); see
             :meth:`make_denoiser` for the alternatives.
     """
@@ -257,6 +259,7 @@ class Model:
     name: str = "custom"
     source: str | None = None
     revision: str | None = None
+    digest: str | None = None
     denoiser: UNetDenoiser = field(init=False)
 
     def __post_init__(self):
@@ -270,6 +273,15 @@ class Model:
         return (f"Model(name={self.name!r}, source={self.source!r}, revision={self.revision!r}, "
                 f"prediction_type={self.prediction_type!r}, resolution={self.resolution}, device={self.device}, "
                 f"dtype={self.dtype})")
+
+    @property
+    def version(self) -> str | None:
+        """Which weights these are: the pinned hub revision, else ``"sha256:<first 16 hex>"`` of a local
+        directory's weight files, else ``None``. Part of every result store's identity, so results of a
+        retrained model are never mixed with (or resumed from) those of the previous weights."""
+        if self.revision is not None:
+            return self.revision
+        return None if self.digest is None else f"sha256:{self.digest[:16]}"
 
     # -- components and facts ------------------------------------------------------------------------------
     @property
@@ -530,6 +542,24 @@ def _resolve(model: str | Path, source: str | None) -> tuple[ModelSpec | None, s
     return spec, where, local
 
 
+def weights_digest(directory: str | Path) -> str:
+    """SHA-256 over a pipeline directory's weight files (``*.safetensors``, ``*.bin``), their relative paths
+    in sorted order included: the identity of a local model's weights."""
+    import hashlib
+
+    root = Path(directory)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
+    if not files:
+        raise ValueError(f"{directory!r} holds no weight files (*.safetensors, *.bin)")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def load_model(model: str | Path, *, revision: str | None = None, device=None,
                dtype: torch.dtype | None = None, source: str | None = None,
                local_files_only: bool = False) -> Model:
@@ -573,7 +603,7 @@ def load_model(model: str | Path, *, revision: str | None = None, device=None,
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     name = spec.name if spec is not None else str(model)
-    out = Model(pipe, name=name, source=where, revision=revision)
+    out = Model(pipe, name=name, source=where, revision=revision, digest=weights_digest(where) if local else None)
     if spec is not None:
         if spec.prediction_type is not None and out.prediction_type != spec.prediction_type:
             raise ValueError(f"{where!r} was loaded as {spec.name!r} but its scheduler predicts "

@@ -359,3 +359,26 @@ def test_real_sd21_end_to_end():
     noise = invert(model, x, prompt, 10, progress=False)
     rec_x = generate(model, noise, prompt, 10, progress=False)
     assert rec_x.shape == x.shape and torch.isfinite(rec_x).all()
+
+
+def test_local_weights_are_identified_by_their_digest(tmp_path):
+    # Two trainings under one name must not share result stores: a local model's version is the SHA-256 of
+    # its weight files, which the stores keep in their identity.
+    from infodecomp.results import ResultStore, SettingsMismatchError
+    from infodecomp.testing import save_tiny_pipeline
+
+    a = load_model(save_tiny_pipeline(tmp_path / "a", seed=0))
+    again = load_model(tmp_path / "a")
+    b = load_model(save_tiny_pipeline(tmp_path / "b", seed=1))
+    assert a.revision is None and a.version.startswith("sha256:") and len(a.version) == len("sha256:") + 16
+    assert again.version == a.version and b.version != a.version
+    ResultStore(tmp_path / "store", {"k": 1}, model_id="m", revision=a.version, seed=0)
+    with pytest.raises(SettingsMismatchError, match="revision"):
+        ResultStore(tmp_path / "store", {"k": 1}, model_id="m", revision=b.version, seed=0)
+
+
+def test_weights_digest_needs_weight_files(tmp_path):
+    from infodecomp.models import weights_digest
+
+    with pytest.raises(ValueError, match="no weight files"):
+        weights_digest(tmp_path)

@@ -238,7 +238,7 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path, settings: In
     already written are skipped). Returns the store.
     """
     store = ResultStore(store_path, asdict(settings), model_id=getattr(model, "name", None),
-                        revision=getattr(model, "revision", None), seed=seed,
+                        revision=getattr(model, "version", getattr(model, "revision", None)), seed=seed,
                         process_index=process_index or 0, num_processes=num_processes or 1)
 
     def fn_batch(batch):

@@ -77,7 +77,8 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     if daam_steps is not None:
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
-    store = ResultStore(store_dir, settings, model_id=model_id or getattr(model, "name", None), seed=seed)
+    store = ResultStore(store_dir, settings, model_id=model_id or getattr(model, "name", None),
+                        revision=getattr(model, "version", getattr(model, "revision", None)), seed=seed)
     done = store.done_indices()
     todo = [i for i in (range(len(dataset)) if indices is None else indices) if i not in done]
     # batches aligned to multiples of batch_size so resumed runs see the same batches

@@ -438,7 +438,7 @@ def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSetti
     source = _data_source(data)
     identity = store_identity(settings, dataset, source)
     model_id = getattr(model, "name", None)
-    revision = getattr(model, "revision", None)
+    revision = getattr(model, "version", getattr(model, "revision", None))
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model_id or "model", dataset, settings, seed,
                                                           source)
