@@ -3,6 +3,7 @@
     python -m infodecomp.training train --work-dir runs/shapes-tiny [--vae-steps 500 --unet-steps 4500 --seed 0]
     python -m infodecomp.training export --work-dir runs/shapes-tiny --out infodecomp/assets/shapes-tiny [--no-ema --note TEXT]
     python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card [--n 192 --steps 50 --guidance 4]
+    python -m infodecomp.training sweep infodecomp/assets/shapes-tiny --guidance 2 3 4 6 [--n 96 --seed 1]
 
 Two stages, one resumable run: (1) the VAE (AutoencoderKL, 32×32×3 → 16×16×4) on reconstruction plus a small
 KL term; its latent scaling factor is then set to 1/std of the latents, as SD's 0.18215; (2) the UNet and the
@@ -12,6 +13,11 @@ unconditional denoiser that mutual information needs is learned). Data are drawn
 with a generator seeded by (seed, stage, step), so a resumed run sees exactly the batches an uninterrupted
 one would. A checkpoint is written every ``--checkpoint-every`` steps; a killed run loses at most that;
 running ``train`` again resumes (``--unet-steps`` may be raised to train longer; every other setting must match).
+
+``--init-from PIPELINE_DIR`` continues the UNet and text encoder of an exported pipeline (its VAE kept) with a fresh
+optimiser, and ``--lr-decay cosine`` decays the learning rate to ``--lr-final`` × the peak at the last step: the
+committed model is a 3,250-step constant-rate run continued this way (``bash scripts/train_shapes_tiny.sh`` redoes
+both phases, the export and the evaluation).
 
 ``evaluate`` measures what the model card reports, on held-out ShapesWorld draws (generators seeded apart from
 the training stream): the VAE's scene recovery (``parse_scene`` of reconstructions), generation accuracy of
@@ -59,6 +65,16 @@ class TrainConfig:
     unet_channels: tuple = (32, 64, 64)
     checkpoint_every: int = 250
     threads: int = 2
+    lr_decay: str = "none"  # "none": constant after warm-up; "cosine": to lr_final × unet_lr at the last step
+    lr_final: float = 0.02
+    init_from: str = ""  # a pipeline directory: start stage 2 from its weights (VAE, UNet, text encoder)
+
+    def __post_init__(self):
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
+        if self.init_from and self.vae_steps:
+            raise ValueError(f"init_from={self.init_from!r} takes the VAE from that pipeline: set vae_steps=0 "
+                             f"(got {self.vae_steps})")
 
 
 def build_components(cfg: TrainConfig):
@@ -93,8 +109,15 @@ def batch_rng(seed: int, stage: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, stage, step])
 
 
-def lr_at(step: int, base: float, warmup: int) -> float:
-    return base * min(1.0, (step + 1) / warmup)
+def lr_at(step: int, base: float, warmup: int, *, total: int | None = None, decay: str = "none",
+          final: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant (``decay="none"``) or a cosine from ``base`` down to
+    ``final × base`` at step ``total - 1`` (``decay="cosine"``)."""
+    lr = base * min(1.0, (step + 1) / warmup)
+    if decay == "cosine" and step >= warmup:
+        progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+        lr = base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr
 
 
 class Trainer:
@@ -108,7 +131,23 @@ class Trainer:
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr)
         self.unet_opt = torch.optim.AdamW(list(self.unet.parameters()) + list(self.text_encoder.parameters()),
                                           lr=cfg.unet_lr, weight_decay=0.01)
+        if cfg.init_from:
+            self._init_from(Path(cfg.init_from))
         self._load()
+
+    def _init_from(self, pipeline_dir: Path):
+        """Start from a pipeline directory's weights (as float32): stage 2 continues training them."""
+        from safetensors.torch import load_file
+
+        for part, module in (("vae", self.vae), ("unet", self.unet), ("text_encoder", self.text_encoder)):
+            files = sorted((pipeline_dir / part).glob("*.safetensors"))
+            if not files:
+                raise FileNotFoundError(f"--init-from {pipeline_dir}: no {part}/*.safetensors there; expected a "
+                                        "pipeline directory written by `python -m infodecomp.training export`")
+            weights = {k: v.float() for k, v in load_file(str(files[0])).items()}
+            module.load_state_dict(weights)
+        vae_config = json.loads((pipeline_dir / "vae" / "config.json").read_text())
+        self.state.update(stage="unet", step=0, scaling_factor=float(vae_config["scaling_factor"]))
 
     # ── checkpoints ──
     @property
@@ -186,7 +225,8 @@ class Trainer:
         eps_hat = self.unet(z, t, self._encode_text(captions)).sample
         loss = F.mse_loss(eps_hat, eps)
         for g in self.unet_opt.param_groups:
-            g["lr"] = lr_at(step, cfg.unet_lr, cfg.warmup)
+            g["lr"] = lr_at(step, cfg.unet_lr, cfg.warmup, total=cfg.unet_steps, decay=cfg.lr_decay,
+                            final=cfg.lr_final)
         self.unet_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0)
@@ -260,9 +300,11 @@ class Trainer:
                                        unet=self.unet, scheduler=scheduler, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+        init = Path(self.cfg.init_from) / "training.json" if self.cfg.init_from else None
         (Path(out) / "training.json").write_text(json.dumps(
             {"config": asdict(self.cfg), "wall_seconds": self.state["wall"], "weights": "ema" if use_ema else "raw",
              "provenance": note,
+             "init_training": json.loads(init.read_text()) if init and init.exists() else None,
              "final_losses": [r for r in self.state["losses"] if r[0] == "unet"][-50:]}, indent=1))
         return pipe
 
@@ -380,6 +422,76 @@ def _fmt(d: dict) -> str:
     return f"{100 * d['value']:.1f}% ± {100 * d['stderr']:.1f} (n = {d['n']})"
 
 
+def _schedule_text(cfg: dict) -> str:
+    warm = f"warm-up {cfg['warmup']} steps"
+    if cfg.get("lr_decay", "none") == "cosine":
+        return f"{warm}, then a cosine down to {cfg['lr_final']} × the peak at the last step"
+    return f"{warm}, then constant"
+
+
+def _weights_text(info: dict) -> str:
+    cfg = info["config"]
+    return ("their EMA (decay " + str(cfg["ema_decay"]) + ", warmed up)" if info.get("weights") == "ema"
+            else "the raw weights of the last step, not their EMA")
+
+
+def _train_cmd(cfg: dict, work_dir: str) -> str:
+    cmd = (f"python -m infodecomp.training train --work-dir {work_dir} --seed {cfg['seed']} "
+           f"--vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']}")
+    if cfg.get("unet_lr", 5e-4) != TrainConfig.unet_lr:
+        cmd += f" --unet-lr {cfg['unet_lr']}"
+    if cfg.get("lr_decay", "none") != "none":
+        cmd += f" --lr-decay {cfg['lr_decay']} --lr-final {cfg['lr_final']}"
+    if cfg.get("init_from"):
+        cmd += f" --init-from {cfg['init_from']}"
+    return cmd
+
+
+def _training_text(info: dict, quality: dict) -> str:
+    """The model card's Training section: one phase, or a first phase from scratch and its continuation."""
+    cfg, first = info["config"], info.get("init_training")
+    phases = [first, info] if first else [info]
+    lines = []
+    for k, ph in enumerate(phases):
+        c = ph["config"]
+        head = (f"Phase {k + 1}" if len(phases) > 1 else "Training") + f" (seed {c['seed']}). "
+        if not c.get("init_from"):
+            body = (f"Stage 1, VAE: {c['vae_steps']} steps, batch {c['vae_batch']}, AdamW lr {c['vae_lr']}, "
+                    f"MSE + {c['vae_kl_weight']} · KL. Stage 2, UNet and text encoder jointly from scratch: ")
+        else:
+            body = ("The VAE, UNet and text encoder of phase 1 (its exported float16 weights), the UNet and text "
+                    "encoder trained further with a fresh optimiser and a new data stream: ")
+        body += (f"{c['unet_steps']} steps, batch {c['unet_batch']}, AdamW peak lr {c['unet_lr']} "
+                 f"({_schedule_text(c)}), ε-prediction loss with uniform timesteps, the caption replaced by the null "
+                 f"prompt \"\" with probability {c['p_uncond']} (classifier-free training); exported weights: "
+                 f"{_weights_text(ph)}. Wall time: {ph['wall_seconds'] / 60:.0f} minutes on 2 CPU cores. Final "
+                 f"ε-prediction loss (mean of the last {len(ph['final_losses'])} UNet steps): "
+                 f"{np.mean([l for *_, l in ph['final_losses']]):.4f}.")
+        if ph.get("provenance"):
+            body += " " + ph["provenance"]
+        lines.append(head + body)
+    lines.append("Data: fresh ShapesWorld draws for every batch (`infodecomp.data.shapes.training_batch`), from a "
+                 "generator seeded by (seed, stage, step), so a resumed run sees the batches an uninterrupted one would.")
+    work = ["runs/shapes-tiny-phase1", "runs/shapes-tiny"] if first else ["runs/shapes-tiny"]
+    cmds = []
+    for k, (ph, w) in enumerate(zip(phases, work)):
+        c = dict(ph["config"])
+        if k == 1:
+            c["init_from"] = "runs/shapes-tiny-phase1/pipeline"
+        out = "runs/shapes-tiny-phase1/pipeline" if k + 1 < len(phases) else "infodecomp/assets/shapes-tiny"
+        cmds.append(_train_cmd(c, w))
+        cmds.append(_train_cmd(c, w).replace(" train ", " export ", 1)
+                    + ("" if ph.get("weights") == "ema" else " --no-ema") + f" --out {out}")
+    gen = quality["generation"]
+    cmds.append(f"python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card "
+                f"--n {gen['single_object']['n']} --steps {gen['steps']} --guidance {gen['guidance']} "
+                f"--seed {seed_of(quality)}")
+    lines.append("Retrain from scratch (`bash scripts/train_shapes_tiny.sh` runs exactly these; checkpoints go to the "
+                 "work directories every 250 steps, and rerunning a command resumes it):\n\n```bash\n"
+                 + "\n".join(cmds) + "\n```")
+    return "\n\n".join(lines)
+
+
 def write_model_card(model_dir: str | Path, quality: dict) -> Path:
     model_dir = Path(model_dir)
     info = json.loads((model_dir / "training.json").read_text())
@@ -413,23 +525,7 @@ Weights are stored in float16 (safetensors) and load as float32 unless another d
 
 ## Training
 
-Seed {cfg['seed']}. Stage 1, VAE: {cfg['vae_steps']} steps, batch {cfg['vae_batch']}, AdamW lr {cfg['vae_lr']},
-MSE + {cfg['vae_kl_weight']} · KL. Stage 2, UNet and text encoder jointly from scratch: {cfg['unet_steps']} steps,
-batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']} (warm-up {cfg['warmup']} steps), ε-prediction loss with
-uniform timesteps, the caption replaced by the null prompt "" with probability {cfg['p_uncond']}
-(classifier-free training); exported weights: {"the EMA (decay " + str(cfg['ema_decay']) + ")" if info.get('weights') == 'ema' else "the raw weights of the last step, not their EMA"}. Data: fresh ShapesWorld draws for
-every batch. Wall time: {info['wall_seconds'] / 60:.0f} minutes on 2 CPU cores (shared with other work).
-Final ε-prediction loss (mean of the last {len(info['final_losses'])} UNet steps): {np.mean([l for *_, l in info['final_losses']]):.4f}.
-
-{info.get('provenance', '')}
-
-Retrain from scratch (checkpoints in the work dir; rerunning resumes):
-
-```bash
-python -m infodecomp.training train --work-dir runs/shapes-tiny --seed {cfg['seed']} --vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']}
-python -m infodecomp.training export --work-dir runs/shapes-tiny --seed {cfg['seed']} --vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']}{'' if info.get('weights') == 'ema' else ' --no-ema'} --out infodecomp/assets/shapes-tiny
-python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card --n {gen['single_object']['n']} --steps {gen['steps']} --guidance {gen['guidance']} --seed {seed_of(quality)}
-```
+{_training_text(info, quality)}
 
 ## Measured quality
 
@@ -461,7 +557,10 @@ def record_quality(quality: dict, model_dir: str | Path, *, root: str | Path = "
     from .results import Recorder
 
     gen, cmi = quality["generation"], quality["cmi"]
+    from .models import weights_digest
+
     rec = Recorder("00_model_quality", Path(model_dir).name, root=root, protocol="corrected",
+                   revision=f"sha256:{weights_digest(model_dir)[:16]}",
                    seed=quality.get("seed", 0), n_samples=gen["single_object"]["n"],
                    settings={"ddim_steps": gen["steps"], "guidance": gen["guidance"],
                              "cmi_logsnr_draws": cmi["n_samples"]})
@@ -486,12 +585,25 @@ def main(argv=None):
     e.add_argument("--guidance", type=float, default=4.0)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--write-card", action="store_true", help="write README.md and quality.json into model_dir")
+    w = sub.add_parser("sweep", help="generation accuracy at several guidance scales (to choose the card's guidance "
+                                     "on a seed other than the card's)")
+    w.add_argument("model_dir")
+    w.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0, 6.0])
+    w.add_argument("--n", type=int, default=96, help="prompts per kind")
+    w.add_argument("--steps", type=int, default=50)
+    w.add_argument("--seed", type=int, default=1)
     for name in ("train", "export"):
         s = sub.add_parser(name)
         s.add_argument("--work-dir", default="runs/shapes-tiny")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--vae-steps", type=int, default=TrainConfig.vae_steps)
         s.add_argument("--unet-steps", type=int, default=TrainConfig.unet_steps)
+        s.add_argument("--unet-lr", type=float, default=TrainConfig.unet_lr)
+        s.add_argument("--lr-decay", choices=("none", "cosine"), default=TrainConfig.lr_decay,
+                       help="after warm-up: constant, or a cosine down to --lr-final × the peak")
+        s.add_argument("--lr-final", type=float, default=TrainConfig.lr_final)
+        s.add_argument("--init-from", default="", metavar="PIPELINE_DIR",
+                       help="continue from an exported pipeline's weights (its VAE is kept: --vae-steps 0)")
         if name == "export":
             s.add_argument("--out", required=True)
             s.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
@@ -505,7 +617,20 @@ def main(argv=None):
             print(f"wrote {write_model_card(a.model_dir, quality)}")
             print(f"recorded {record_quality(quality, a.model_dir)}")
         return
-    cfg = TrainConfig(seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps)
+    if a.cmd == "sweep":
+        from .models import load_model
+
+        model = load_model(a.model_dir)
+        print(f"{'guidance':>8}  {'single object':>16}  {'relational':>16}  {'objects only':>16}   (n = {a.n} each, "
+              f"seed {a.seed}, {a.steps} DDIM steps)")
+        for scale in a.guidance:
+            r = generation_accuracy(model, n=a.n, steps=a.steps, guidance=scale, seed=a.seed)
+            cells = [f"{100 * r[k]['value']:5.1f}% ± {100 * r[k]['stderr']:4.1f}"
+                     for k in ("single_object", "relational", "relational_objects_only")]
+            print(f"{scale:8.1f}  " + "  ".join(f"{c:>16}" for c in cells), flush=True)
+        return
+    cfg = TrainConfig(seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps, unet_lr=a.unet_lr,
+                      lr_decay=a.lr_decay, lr_final=a.lr_final, init_from=a.init_from)
     trainer = Trainer(cfg, Path(a.work_dir))
     if a.cmd == "train":
         trainer.train()

@@ -77,3 +77,62 @@ def test_export_writes_a_loadable_pipeline(uninterrupted, tmp_path):
     lo, hi = model.logsnr_range
     assert lo == pytest.approx(-5.364, abs=1e-3) and hi == pytest.approx(7.069, abs=1e-3)
     assert model.encode_prompts(["a red circle", ""]).shape == (2, TINY.max_length, TINY.text_hidden)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_final_fraction():
+    from infodecomp.training import lr_at
+
+    total, warmup = 100, 10
+    lrs = [lr_at(s, 1e-3, warmup, total=total, decay="cosine", final=0.05) for s in range(total)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[warmup - 1] == pytest.approx(1e-3)
+    assert lrs[warmup] == pytest.approx(1e-3)  # the cosine starts at the peak
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # then only falls
+    assert lrs[-1] == pytest.approx(5e-5)
+    assert lrs[(warmup + total - 1) // 2] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5), rel=0.05)  # half-way
+    # the default stays constant after warm-up (how the first 3,250 steps of shapes-tiny were trained)
+    assert {lr_at(s, 1e-3, warmup) for s in range(warmup, total)} == {1e-3}
+
+
+def test_bad_schedule_settings_are_refused():
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay="linear")
+    with pytest.raises(ValueError, match="vae_steps=0"):
+        TrainConfig(init_from="some/pipeline", vae_steps=10)
+
+
+def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
+    uninterrupted.export(tmp_path / "pipe", use_ema=False)
+    cont = Trainer(replace(TINY, vae_steps=0, unet_steps=2, lr_decay="cosine", init_from=str(tmp_path / "pipe")),
+                   tmp_path / "cont")
+    assert cont.state["stage"] == "unet" and cont.state["step"] == 0
+    # the weights are the exported ones (float16 on disk), and the VAE's latent scale comes along
+    assert cont.state["scaling_factor"] == pytest.approx(uninterrupted.state["scaling_factor"], rel=1e-3)
+    for name in ("unet", "text_encoder", "vae"):
+        a, b = getattr(uninterrupted, name).state_dict(), getattr(cont, name).state_dict()
+        for k in a:
+            torch.testing.assert_close(b[k], a[k].half().float(), rtol=0, atol=0, msg=k)
+    cont.train()
+    assert [name for name, *_ in cont.state["losses"]] == ["unet"] * 2
+    cont.export(tmp_path / "pipe2")
+    import json
+
+    info = json.loads((tmp_path / "pipe2" / "training.json").read_text())
+    assert info["config"]["init_from"] == str(tmp_path / "pipe")
+    assert info["init_training"]["config"]["unet_steps"] == TINY.unet_steps  # the first phase's record travels along
+    # the model card tells both phases and the commands that redo them; the quality record names the weights
+    from infodecomp.training import record_quality, write_model_card
+
+    b = {"value": 0.5, "stderr": 0.1, "n": 4}
+    quality = {"seed": 0, "vae_recovery": b,
+               "generation": {"single_object": b, "relational": b, "relational_objects_only": b, "steps": 5,
+                              "guidance": 2.0},
+               "cmi": {"mass_inside": b, "area_fraction": b, "rows_with_majority_inside": b, "n_samples": 8}}
+    card = write_model_card(tmp_path / "pipe2", quality).read_text()
+    assert "Phase 1 (seed 3)" in card and "Phase 2 (seed 3)" in card and "then a cosine down to" in card
+    assert ("--init-from runs/shapes-tiny-phase1/pipeline" in card
+            and "--no-ema --out runs/shapes-tiny-phase1/pipeline" in card)
+    assert "--guidance 2.0 --seed 0" in card and "50.0% ± 10.0 (n = 4)" in card
+    rec = json.loads(record_quality(quality, tmp_path / "pipe2", root=tmp_path / "figures").read_text())
+    assert rec["_provenance"]["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
+    with pytest.raises(FileNotFoundError, match="safetensors there"):
+        Trainer(replace(TINY, vae_steps=0, init_from=str(tmp_path)), tmp_path / "bad")
