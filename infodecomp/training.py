@@ -1,7 +1,7 @@
 """Train the embedded miniature Stable Diffusion ("shapes-tiny") on ShapesWorld.
 
-    python -m infodecomp.training train --work-dir runs/shapes-tiny [--vae-steps 500 --unet-steps 4500 --seed 0]
-    python -m infodecomp.training export --work-dir runs/shapes-tiny --out infodecomp/assets/shapes-tiny [--no-ema --note TEXT]
+    python -m infodecomp.training train --work-dir runs/train/shapes-tiny [--vae-steps 500 --unet-steps 4500 --seed 0]
+    python -m infodecomp.training export --work-dir runs/train/shapes-tiny --out infodecomp/assets/shapes-tiny [--no-ema --note TEXT]
     python -m infodecomp.training evaluate infodecomp/assets/shapes-tiny --write-card [--n 192 --steps 50 --guidance 4]
     python -m infodecomp.training sweep infodecomp/assets/shapes-tiny --guidance 2 3 4 6 [--n 96 --seed 1]
 
@@ -472,13 +472,13 @@ def _training_text(info: dict, quality: dict) -> str:
         lines.append(head + body)
     lines.append("Data: fresh ShapesWorld draws for every batch (`infodecomp.data.shapes.training_batch`), from a "
                  "generator seeded by (seed, stage, step), so a resumed run sees the batches an uninterrupted one would.")
-    work = ["runs/shapes-tiny-phase1", "runs/shapes-tiny"] if first else ["runs/shapes-tiny"]
+    work = ["runs/train/shapes-tiny-phase1", "runs/train/shapes-tiny"] if first else ["runs/train/shapes-tiny"]
     cmds = []
     for k, (ph, w) in enumerate(zip(phases, work)):
         c = dict(ph["config"])
         if k == 1:
-            c["init_from"] = "runs/shapes-tiny-phase1/pipeline"
-        out = "runs/shapes-tiny-phase1/pipeline" if k + 1 < len(phases) else "infodecomp/assets/shapes-tiny"
+            c["init_from"] = "runs/train/shapes-tiny-phase1/pipeline"
+        out = "runs/train/shapes-tiny-phase1/pipeline" if k + 1 < len(phases) else "infodecomp/assets/shapes-tiny"
         cmds.append(_train_cmd(c, w))
         cmds.append(_train_cmd(c, w).replace(" train ", " export ", 1)
                     + ("" if ph.get("weights") == "ema" else " --no-ema") + f" --out {out}")
@@ -594,7 +594,7 @@ def main(argv=None):
     w.add_argument("--seed", type=int, default=1)
     for name in ("train", "export"):
         s = sub.add_parser(name)
-        s.add_argument("--work-dir", default="runs/shapes-tiny")
+        s.add_argument("--work-dir", default="runs/train/shapes-tiny")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--vae-steps", type=int, default=TrainConfig.vae_steps)
         s.add_argument("--unet-steps", type=int, default=TrainConfig.unet_steps)

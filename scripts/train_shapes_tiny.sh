@@ -12,11 +12,11 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 train() { "$PY" -m infodecomp.training "$@"; }
 
-P1="--work-dir runs/shapes-tiny-phase1 --seed 0 --vae-steps 400 --unet-steps 3250"
-P2="--work-dir runs/shapes-tiny --seed 1 --vae-steps 0 --unet-steps 6000 --lr-decay cosine --lr-final 0.02 --init-from runs/shapes-tiny-phase1/pipeline"
+P1="--work-dir runs/train/shapes-tiny-phase1 --seed 0 --vae-steps 400 --unet-steps 3250"
+P2="--work-dir runs/train/shapes-tiny --seed 1 --vae-steps 0 --unet-steps 6000 --lr-decay cosine --lr-final 0.02 --init-from runs/train/shapes-tiny-phase1/pipeline"
 
 train train $P1
-[ -f runs/shapes-tiny-phase1/pipeline/model_index.json ] || train export $P1 --no-ema --out runs/shapes-tiny-phase1/pipeline
+[ -f runs/train/shapes-tiny-phase1/pipeline/model_index.json ] || train export $P1 --no-ema --out runs/train/shapes-tiny-phase1/pipeline
 train train $P2
 train export $P2 --out infodecomp/assets/shapes-tiny
 train evaluate infodecomp/assets/shapes-tiny --write-card --n "${EVAL_N:-192}" --steps 50 --guidance "${GUIDANCE:-4.0}" --seed 0

@@ -129,8 +129,8 @@ def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
                "cmi": {"mass_inside": b, "area_fraction": b, "rows_with_majority_inside": b, "n_samples": 8}}
     card = write_model_card(tmp_path / "pipe2", quality).read_text()
     assert "Phase 1 (seed 3)" in card and "Phase 2 (seed 3)" in card and "then a cosine down to" in card
-    assert ("--init-from runs/shapes-tiny-phase1/pipeline" in card
-            and "--no-ema --out runs/shapes-tiny-phase1/pipeline" in card)
+    assert ("--init-from runs/train/shapes-tiny-phase1/pipeline" in card
+            and "--no-ema --out runs/train/shapes-tiny-phase1/pipeline" in card)
     assert "--guidance 2.0 --seed 0" in card and "50.0% ± 10.0 (n = 4)" in card
     rec = json.loads(record_quality(quality, tmp_path / "pipe2", root=tmp_path / "figures").read_text())
     assert rec["_provenance"]["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
