@@ -370,6 +370,11 @@ def generation_accuracy(model, n: int = 192, *, steps: int = 50, guidance: float
         "single_object": _binomial(single_hits, n),
         "relational": _binomial(sum(r["match"] for r in reports), n),
         "relational_objects_only": _binomial(sum(r["objects"] for r in reports), n),
+        "relational_two_objects": _binomial(sum(r["count"] for r in reports), n),
+        # the relation alone, where both objects were drawn right (None when no prompt got that far)
+        "relational_relation_if_objects": (_binomial(sum(r["objects"] and r["relation"] for r in reports),
+                                                     sum(r["objects"] for r in reports))
+                                           if any(r["objects"] for r in reports) else None),
         "steps": steps, "guidance": guidance,
     }
 
@@ -445,6 +450,13 @@ def _train_cmd(cfg: dict, work_dir: str) -> str:
     if cfg.get("init_from"):
         cmd += f" --init-from {cfg['init_from']}"
     return cmd
+
+
+def _optional_rows(gen: dict) -> str:
+    """Rows of the quality table that older measurements lack."""
+    rows = [("… exactly two objects drawn", gen.get("relational_two_objects")),
+            ("… the relation right, of the prompts with both objects right", gen.get("relational_relation_if_objects"))]
+    return "".join(f"| {what} | {_fmt(d)} | — |\n" for what, d in rows if d)
 
 
 def _training_text(info: dict, quality: dict) -> str:
@@ -538,7 +550,7 @@ binomial standard error. Bars are those of the project's issue.
 | generation, single-object prompts parsed as the prompted colour and shape | {_fmt(gen['single_object'])} | ≥ 90% |
 | generation, two-object relational prompts fully correct (objects and relation) | {_fmt(gen['relational'])} | ≥ 70% |
 | … of which both objects right, relation aside | {_fmt(gen['relational_objects_only'])} | — |
-| pixel CMI of a colour/shape word: fraction of its mass inside the word's object mask | {100 * cmi['mass_inside']['value']:.1f}% ± {100 * cmi['mass_inside']['stderr']:.1f} (n = {cmi['mass_inside']['n']}) | "most" |
+{_optional_rows(gen)}| pixel CMI of a colour/shape word: fraction of its mass inside the word's object mask | {100 * cmi['mass_inside']['value']:.1f}% ± {100 * cmi['mass_inside']['stderr']:.1f} (n = {cmi['mass_inside']['n']}) | "most" |
 | … the object's area fraction, for comparison | {100 * cmi['area_fraction']['value']:.1f}% ± {100 * cmi['area_fraction']['stderr']:.1f} | — |
 | … rows with more than half of the mass inside | {_fmt(cmi['rows_with_majority_inside'])} | — |
 
