@@ -136,3 +136,14 @@ def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
     assert rec["_provenance"]["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
     with pytest.raises(FileNotFoundError, match="safetensors there"):
         Trainer(replace(TINY, vae_steps=0, init_from=str(tmp_path)), tmp_path / "bad")
+
+
+def test_sweep_prints_one_row_per_guidance_scale(uninterrupted, tmp_path, capsys):
+    from infodecomp.training import main
+
+    uninterrupted.export(tmp_path / "pipe", use_ema=False)
+    main(["sweep", str(tmp_path / "pipe"), "--guidance", "1.5", "3", "--n", "2", "--steps", "2"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert "single object" in lines[0] and "n = 2 each, seed 1, 2 DDIM steps" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["1.5", "3.0"]
+    assert all(line.count("%") == 3 for line in lines[1:])
