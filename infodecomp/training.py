@@ -573,7 +573,9 @@ def record_quality(quality: dict, model_dir: str | Path, *, root: str | Path = "
 
     rec = Recorder("00_model_quality", Path(model_dir).name, root=root, protocol="corrected",
                    revision=f"sha256:{weights_digest(model_dir)[:16]}",
-                   seed=quality.get("seed", 0), n_samples=gen["single_object"]["n"],
+                   seed=quality.get("seed", 0),
+                   n_samples=(f"{quality['vae_recovery']['n']} scenes (VAE), {gen['single_object']['n']} prompts per "
+                              f"kind (generation), {cmi['mass_inside']['n']} images (CMI)"),
                    settings={"ddim_steps": gen["steps"], "guidance": gen["guidance"],
                              "cmi_logsnr_draws": cmi["n_samples"]})
     for name, d in [("vae_scene_recovery", quality["vae_recovery"]), ("generation_single_object", gen["single_object"]),

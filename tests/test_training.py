@@ -133,7 +133,9 @@ def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
             and "--no-ema --out runs/train/shapes-tiny-phase1/pipeline" in card)
     assert "--guidance 2.0 --seed 0" in card and "50.0% ± 10.0 (n = 4)" in card
     rec = json.loads(record_quality(quality, tmp_path / "pipe2", root=tmp_path / "figures").read_text())
-    assert rec["_provenance"]["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
+    prov = rec["_provenance"]
+    assert prov["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
+    assert prov["n_samples"] == "4 scenes (VAE), 4 prompts per kind (generation), 4 images (CMI)"
     with pytest.raises(FileNotFoundError, match="safetensors there"):
         Trainer(replace(TINY, vae_steps=0, init_from=str(tmp_path)), tmp_path / "bad")
 
