@@ -542,6 +542,12 @@ def _resolve(model: str | Path, source: str | None) -> tuple[ModelSpec | None, s
     return spec, where, local
 
 
+def model_version(model) -> str | None:
+    """The identity of a model's weights for result stores and records: :attr:`Model.version`, or the
+    ``revision`` attribute of another model-like object, else ``None``."""
+    return getattr(model, "version", getattr(model, "revision", None))
+
+
 def weights_digest(directory: str | Path) -> str:
     """SHA-256 over a pipeline directory's weight files (``*.safetensors``, ``*.bin``), their relative paths
     in sorted order included: the identity of a local model's weights."""

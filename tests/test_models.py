@@ -372,6 +372,11 @@ def test_local_weights_are_identified_by_their_digest(tmp_path):
     b = load_model(save_tiny_pipeline(tmp_path / "b", seed=1))
     assert a.revision is None and a.version.startswith("sha256:") and len(a.version) == len("sha256:") + 16
     assert again.version == a.version and b.version != a.version
+    from types import SimpleNamespace
+
+    from infodecomp.models import model_version
+
+    assert model_version(a) == a.version and model_version(SimpleNamespace(revision="abc")) == "abc"
     ResultStore(tmp_path / "store", {"k": 1}, model_id="m", revision=a.version, seed=0)
     with pytest.raises(SettingsMismatchError, match="revision"):
         ResultStore(tmp_path / "store", {"k": 1}, model_id="m", revision=b.version, seed=0)

@@ -46,6 +46,7 @@ from ..attention import record_cross_attention
 from ..editing import generate, invert
 from ..estimators import information_scores
 from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
+from ..models import model_version
 from ..results import ResultStore, example_seed, run_sharded
 
 __all__ = [
@@ -238,7 +239,7 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path, settings: In
     already written are skipped). Returns the store.
     """
     store = ResultStore(store_path, asdict(settings), model_id=getattr(model, "name", None),
-                        revision=getattr(model, "version", getattr(model, "revision", None)), seed=seed,
+                        revision=model_version(model), seed=seed,
                         process_index=process_index or 0, num_processes=num_processes or 1)
 
     def fn_batch(batch):

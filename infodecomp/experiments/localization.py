@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..metrics import IoUSweep, whole_image_iou
+from ..models import model_version
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
 
@@ -78,7 +79,7 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
     store = ResultStore(store_dir, settings, model_id=model_id or getattr(model, "name", None),
-                        revision=getattr(model, "version", getattr(model, "revision", None)), seed=seed)
+                        revision=model_version(model), seed=seed)
     done = store.done_indices()
     todo = [i for i in (range(len(dataset)) if indices is None else indices) if i not in done]
     # batches aligned to multiples of batch_size so resumed runs see the same batches

@@ -60,6 +60,7 @@ from torch import Tensor
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
+from ..models import model_version
 from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables, to_jsonable
 
 __all__ = [
@@ -438,7 +439,7 @@ def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSetti
     source = _data_source(data)
     identity = store_identity(settings, dataset, source)
     model_id = getattr(model, "name", None)
-    revision = getattr(model, "version", getattr(model, "revision", None))
+    revision = model_version(model)
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model_id or "model", dataset, settings, seed,
                                                           source)
