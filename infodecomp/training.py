@@ -131,7 +131,7 @@ class Trainer:
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr)
         self.unet_opt = torch.optim.AdamW(list(self.unet.parameters()) + list(self.text_encoder.parameters()),
                                           lr=cfg.unet_lr, weight_decay=0.01)
-        if cfg.init_from:
+        if cfg.init_from and not self.ckpt_path.exists():  # a resumed run takes every weight from its checkpoint
             self._init_from(Path(cfg.init_from))
         self._load()
 
