@@ -41,6 +41,7 @@ __all__ = [
     "CrossAttentionRecorder",
     "cross_attention_layers",
     "record_cross_attention",
+    "capture_cross_attention",
     "word_map",
 ]
 
@@ -272,7 +273,16 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
             model.denoiser(z, logsnr, cond)
         maps = rec.word_maps(model.tokenizer, prompts, "dog")    # [B, h, w]
     """
-    unet = _unet_of(model)
+    if upsample not in ("bicubic", "bilinear"):
+        raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
+    chosen = _select_layers(_unet_of(model), layers, include_mid)
+    recorder = CrossAttentionRecorder(chosen, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
+                                      upsample=upsample)
+    with capture_cross_attention(model, recorder, layers=chosen, pre_hook=recorder._capture_shape):
+        yield recorder
+
+
+def _select_layers(unet, layers, include_mid: bool) -> list[str]:
     available = cross_attention_layers(unet, include_mid=True)
     if layers is None:
         chosen = [n for n in available if include_mid or not n.startswith("mid_block")]
@@ -285,18 +295,30 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
             raise ValueError(f"unknown cross-attention layers {unknown}; this UNet has {available}")
     if not chosen:
         raise ValueError(f"the layer selection matches no cross-attention layer; available: {available}")
-    if upsample not in ("bicubic", "bilinear"):
-        raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
-    recorder = CrossAttentionRecorder(chosen, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
-                                      upsample=upsample)
+    return chosen
+
+
+@contextmanager
+def capture_cross_attention(model, sink: Callable[[str, Tensor], None], *,
+                            layers: Iterable[str] | Callable[[str], bool] | None = None, include_mid: bool = True,
+                            pre_hook: Callable | None = None):
+    """Inside the block, every call of a selected cross-attention layer also passes ``(layer name, probs)``
+    to ``sink``: ``probs [B, heads, N, L]`` float32, the softmax over the L tokens (the UNet's own mask
+    applied, so hidden tokens get exactly 0) for the N query positions. The layer outputs are unchanged; the
+    processors in place before are restored on exit, also on an exception. ``layers`` as in
+    :func:`record_cross_attention` (default: every cross-attention layer, the mid-block included);
+    ``pre_hook``: an optional forward pre-hook (with kwargs) on the UNet for the same span."""
+    unet = _unet_of(model)
+    chosen = _select_layers(unet, layers, include_mid)
     originals = dict(unet.attn_processors)
-    wrapped = {key: (RecordingAttnProcessor(proc, key.removesuffix(".processor"), recorder)
+    wrapped = {key: (RecordingAttnProcessor(proc, key.removesuffix(".processor"), sink)
                      if key.removesuffix(".processor") in chosen else proc)
                for key, proc in originals.items()}
-    handle = unet.register_forward_pre_hook(recorder._capture_shape, with_kwargs=True)
+    handle = unet.register_forward_pre_hook(pre_hook, with_kwargs=True) if pre_hook is not None else None
     try:
         unet.set_attn_processor(dict(wrapped))  # set_attn_processor pops from its argument: give it a copy
-        yield recorder
+        yield
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
         unet.set_attn_processor(dict(originals))

@@ -13,6 +13,9 @@ noise level ``s`` (σ in the paper), ``logsnr = −2 log s``. A VP-trained denoi
   real latent with the original caption, then regenerate from that noise with the original (reconstruction),
   omit and swap prompts. All generations of one call run batched in the same dtype (avoiding B19, where the
   reference ran the reconstruction in fp16 and the edits in fp32).
+* :func:`sample`: fresh images from prompts (N(0, I) noise, DDIM, classifier-free guidance), through the
+  model's denoiser, so a model that hides tokens from cross-attention is sampled as it was trained (a stock
+  diffusers pipeline call would not hide them).
 * :func:`ddim_levels`, :func:`ddim_integrate`, :func:`ddim_invert`, :func:`ddim_generate`: deterministic DDIM
   (η = 0) in the VP convention, as the DAAM baseline of Table 3 runs it (PROTOCOL.md §5.2): "leading" timesteps
   ``{offset, offset + Δ, …}`` with ``Δ = T // steps``, the clean latent at ``ᾱ_0 = alphas_cumprod[0]``
@@ -44,6 +47,7 @@ __all__ = [
     "ddim_integrate",
     "ddim_invert",
     "ddim_generate",
+    "sample",
     "invert",
     "generate",
     "Intervention",
@@ -272,6 +276,26 @@ def ddim_generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_sc
     _, levels = ddim_levels(model.alphas_cumprod, steps, offset=offset)
     return ddim_integrate(model.denoiser, noise, levels.flip(0), cond, uncond=_uncond(model, guidance_scale,
                           noise.shape[0]), guidance_scale=guidance_scale, progress=progress, desc="DDIM generate")
+
+
+def sample(model, prompts: str | Sequence[str] | Tensor, *, steps: int = 50, guidance_scale: float | None = 3.0,
+           generator: torch.Generator | None = None, batch_size: int = 32, progress: bool = False) -> Tensor:
+    """Clean latents ``[N, C, h, w]`` generated from prompts: ``N(0, I)`` noise drawn with ``generator`` on
+    the CPU (as diffusers' pipelines draw it), then :func:`ddim_generate` (``steps`` DDIM steps, "leading"
+    timesteps, classifier-free guidance ``guidance_scale``; ``None`` or 1: none). The same algorithm as
+    ``StableDiffusionPipeline`` with its DDIM scheduler, but every UNet call goes through ``model.denoiser``
+    (which hides the tokens a ``cross_attention_tokens="words"`` model never saw). Decode with
+    ``model.decode``. ``prompts``: captions or embeddings ``[N, L, D]``."""
+    cond = _embed(model, prompts, len(prompts) if not isinstance(prompts, (str, Tensor)) else
+                  (1 if isinstance(prompts, str) else prompts.shape[0]))
+    C, h, w = model.latent_shape
+    out = []
+    for i in range(0, cond.shape[0], batch_size):
+        c = cond[i:i + batch_size]
+        noise = torch.randn((c.shape[0], C, h, w), generator=generator).to(model.device)
+        g = None if guidance_scale is None or float(guidance_scale) == 1.0 else float(guidance_scale)
+        out.append(ddim_generate(model, noise, c, steps, guidance_scale=g, progress=progress))
+    return torch.cat(out)
 
 
 @dataclass

@@ -34,9 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
-from .text import check_prompt_length, token_positions
+from .text import check_prompt_length, token_positions, word_token_mask
 
 __all__ = ["ModelSpec", "MODELS", "Model", "UNetDenoiser", "load_model", "ASSETS_DIR"]
+
+#: ``Model.cross_attention_tokens`` values.
+CROSS_ATTENTION_TOKENS = ("all", "words")
+#: The file in a pipeline directory that says how infodecomp must run it (diffusers ignores it).
+SETTINGS_FILE = "infodecomp.json"
 
 #: Where the embedded model lives inside the package.
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -123,6 +128,10 @@ class UNetDenoiser:
             parameterisation; ``"applied"`` uses the log-SNR the noise was actually added at. The two agree for
             ``timestep="interpolated"`` inside the trained range and for log-SNRs exactly on the grid.
         max_batch: evaluate the UNet in chunks of at most this many rows (memory bound); ``None`` = one call.
+        hide_zero_tokens: for a model that reads only its words (``Model.cross_attention_tokens == "words"``):
+            token rows of ``cond`` that are exactly zero (how :meth:`Model.encode_prompts` marks the end token
+            and the padding) are hidden from cross-attention with the UNet's ``encoder_attention_mask``, as in
+            training. ``False`` (SD 2.1 and every model trained without the mask): every token is attended to.
 
     Call: ``z [B, C, h, w]`` noisy latents (any float dtype), ``logsnr [B]`` or a scalar, ``cond [B, L, D]``
     (or ``[1, L, D]``, broadcast) prompt embeddings → ``eps_hat [B, C, h, w]`` in ``z``'s dtype. The UNet runs
@@ -131,7 +140,8 @@ class UNetDenoiser:
     """
 
     def __init__(self, unet, alphas_cumprod: Tensor, prediction_type: str = "epsilon", *,
-                 timestep: str = "nearest", v_logsnr: str = "timestep", max_batch: int | None = None):
+                 timestep: str = "nearest", v_logsnr: str = "timestep", max_batch: int | None = None,
+                 hide_zero_tokens: bool = False):
         if prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(
                 f"prediction_type {prediction_type!r} is not supported; expected 'epsilon', 'v_prediction' or 'sample'"
@@ -147,13 +157,15 @@ class UNetDenoiser:
         self.timestep = timestep
         self.v_logsnr = v_logsnr
         self.max_batch = max_batch
+        self.hide_zero_tokens = bool(hide_zero_tokens)
         self.trained_logsnr = logsnr_from_alphas_cumprod(torch.as_tensor(alphas_cumprod))  # [T] float64, decreasing
         self._cache: dict[torch.device, Tensor] = {}
 
     def __repr__(self) -> str:
         lo, hi = float(self.trained_logsnr.min()), float(self.trained_logsnr.max())
         return (f"UNetDenoiser(prediction_type={self.prediction_type!r}, timestep={self.timestep!r}, "
-                f"v_logsnr={self.v_logsnr!r}, trained logsnr [{lo:.3f}, {hi:.3f}])")
+                f"v_logsnr={self.v_logsnr!r}, hide_zero_tokens={self.hide_zero_tokens}, "
+                f"trained logsnr [{lo:.3f}, {hi:.3f}])")
 
     @property
     def logsnr_range(self) -> tuple[float, float]:
@@ -210,11 +222,24 @@ class UNetDenoiser:
         return torch.cat([self._eps(z[i:i + self.max_batch], logsnr[i:i + self.max_batch],
                                     cond[i:i + self.max_batch]) for i in range(0, B, self.max_batch)])
 
+    def attention_mask(self, cond: Tensor) -> Tensor | None:
+        """``[B, L]`` bool, True where cross-attention may look (see ``hide_zero_tokens``), or ``None``."""
+        if not self.hide_zero_tokens:
+            return None
+        mask = cond.abs().amax(-1) > 0
+        if not bool(mask.any(1).all()):
+            raise ValueError("a conditioning row has every token hidden (all zero); expected at least the start "
+                             "token, as Model.encode_prompts gives")
+        return mask
+
     @torch.no_grad()
     def _eps(self, z: Tensor, logsnr: Tensor, cond: Tensor) -> Tensor:
         unet_dtype = next(self.unet.parameters()).dtype
         t = self.timesteps(logsnr)
-        out = self.unet(z.to(unet_dtype), t, encoder_hidden_states=cond.to(unet_dtype), return_dict=False)[0]
+        mask = self.attention_mask(cond)
+        extra = {} if mask is None else {"encoder_attention_mask": mask}
+        out = self.unet(z.to(unet_dtype), t, encoder_hidden_states=cond.to(unet_dtype), return_dict=False,
+                        **extra)[0]
         if out.shape != z.shape:
             raise ValueError(f"the UNet returned shape {tuple(out.shape)} for input {tuple(z.shape)}; "
                              "expected the same (learned-variance UNets are not supported)")
@@ -251,6 +276,11 @@ class Model:
         source: hub id or directory the weights came from; ``revision``: the pinned revision, if any.
         digest: for a local directory, ``sha256`` of its weight files (see :func:`weights_digest`), so two
             trainings of the same name are told apart. :attr:`version` is what result stores and records use.
+        cross_attention_tokens: ``"all"`` (SD 2.1 and every stock pipeline: cross-attention sees all 77
+            tokens, padding included) or ``"words"`` (shapes-tiny v2: trained with the end token and the
+            padding hidden from cross-attention, so every UNet call must hide them too). Read by
+            :func:`load_model` from the pipeline directory's ``infodecomp.json``; with ``"words"``,
+            :meth:`encode_prompts` zeroes the hidden rows and :attr:`denoiser` masks zero rows.
         denoiser: :class:`UNetDenoiser` with nearest timesteps (the reference's choice); see
             :meth:`make_denoiser` for the alternatives.
     """
@@ -260,9 +290,13 @@ class Model:
     source: str | None = None
     revision: str | None = None
     digest: str | None = None
+    cross_attention_tokens: str = "all"
     denoiser: UNetDenoiser = field(init=False)
 
     def __post_init__(self):
+        if self.cross_attention_tokens not in CROSS_ATTENTION_TOKENS:
+            raise ValueError(f"cross_attention_tokens must be one of {CROSS_ATTENTION_TOKENS}, got "
+                             f"{self.cross_attention_tokens!r}")
         sched = self.pipeline.scheduler
         if getattr(sched, "alphas_cumprod", None) is None:
             raise ValueError(f"the pipeline's scheduler {type(sched).__name__} has no alphas_cumprod; "
@@ -348,7 +382,8 @@ class Model:
                       max_batch: int | None = None) -> UNetDenoiser:
         """A :class:`UNetDenoiser` for this model with the given settings (see its docstring)."""
         return UNetDenoiser(self.unet, self.alphas_cumprod, self.prediction_type, timestep=timestep,
-                            v_logsnr=v_logsnr, max_batch=max_batch)
+                            v_logsnr=v_logsnr, max_batch=max_batch,
+                            hide_zero_tokens=self.cross_attention_tokens == "words")
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Model":
         """Move the pipeline (in place) and return ``self``."""
@@ -357,13 +392,18 @@ class Model:
 
     # -- text ----------------------------------------------------------------------------------------------
     def encode_prompts(self, prompts: str | Sequence[str], *, truncate: bool = False,
-                       batch_size: int = 64) -> Tensor:
+                       batch_size: int = 64, hide: bool = True) -> Tensor:
         """Text-encoder hidden states ``[N, L, D]`` (L = 77 for CLIP) for ``N`` prompts.
 
         Through the pipeline's public ``encode_prompt`` with classifier-free guidance off, one image per prompt
         (PROTOCOL.md §1.1). The null prompt ``""`` gives exactly the pipeline's own unconditional embedding.
         Returned on the model's device, in the text encoder's dtype. A prompt over the tokenizer's limit raises
         ``ValueError`` (it would be truncated) unless ``truncate=True``.
+
+        For a model with ``cross_attention_tokens == "words"`` the rows the model never attends to (the end
+        token and the padding, :meth:`token_mask`) are set to exactly zero, which the denoiser reads as
+        "hidden"; ``hide=False`` returns the text encoder's raw rows (to build hybrid embeddings, say; hide
+        them with :meth:`hide_tokens` before a UNet call).
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
@@ -374,7 +414,29 @@ class Model:
             for i in range(0, len(prompts), batch_size):
                 emb, _ = self.pipeline.encode_prompt(prompts[i:i + batch_size], self.device, 1, False)
                 out.append(emb)
-        return torch.cat(out)
+        emb = torch.cat(out)
+        return self.hide_tokens(emb, self.token_mask(prompts, truncate=truncate)) if hide else emb
+
+    def token_mask(self, prompts: str | Sequence[str], *, truncate: bool = False) -> Tensor:
+        """``[N, L]`` bool: the token positions cross-attention sees for each prompt: all of them for
+        ``cross_attention_tokens == "all"``; the start and word tokens (not ``<|endoftext|>`` nor the padding)
+        for ``"words"`` (:func:`infodecomp.text.word_token_mask`)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        L = int(self.tokenizer.model_max_length)
+        if self.cross_attention_tokens == "all":
+            return torch.ones(len(prompts), L, dtype=torch.bool)
+        ids = self.tokenizer(prompts, padding="max_length", max_length=L, truncation=True,
+                             return_tensors="pt").input_ids
+        return word_token_mask(ids, self.tokenizer.eos_token_id)
+
+    def hide_tokens(self, emb: Tensor, mask: Tensor) -> Tensor:
+        """``emb [N, L, D]`` with the rows where ``mask [N, L]`` is False set to zero (hidden from the
+        denoiser's cross-attention for a ``"words"`` model); ``emb`` unchanged for an ``"all"`` model."""
+        if self.cross_attention_tokens == "all":
+            return emb
+        if mask.shape != emb.shape[:2]:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match embeddings {tuple(emb.shape)} ([N, L])")
+        return emb * mask.to(emb.device, emb.dtype)[..., None]
 
     def token_positions(self, prompt: str, word: str, *, truncate: bool = False) -> list[int]:
         """Token positions of ``word`` in ``prompt`` (see :func:`infodecomp.text.token_positions`)."""
@@ -542,6 +604,28 @@ def _resolve(model: str | Path, source: str | None) -> tuple[ModelSpec | None, s
     return spec, where, local
 
 
+def read_settings(directory: str | Path) -> dict:
+    """A pipeline directory's ``infodecomp.json`` (how to run it), with defaults for a directory without one
+    (a stock diffusers pipeline: ``{"cross_attention_tokens": "all"}``). Bad content raises ``ValueError``
+    naming the file."""
+    import json
+
+    path = Path(directory) / SETTINGS_FILE
+    settings = {"cross_attention_tokens": "all"}
+    if path.exists():
+        try:
+            given = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err})") from err
+        if not isinstance(given, dict) or set(given) - set(settings):
+            raise ValueError(f"{path}: expected a JSON object with keys among {sorted(settings)}, got {given!r}")
+        settings.update(given)
+        if settings["cross_attention_tokens"] not in CROSS_ATTENTION_TOKENS:
+            raise ValueError(f"{path}: cross_attention_tokens must be one of {CROSS_ATTENTION_TOKENS}, got "
+                             f"{settings['cross_attention_tokens']!r}")
+    return settings
+
+
 def model_version(model) -> str | None:
     """The identity of a model's weights for result stores and records: :attr:`Model.version`, or the
     ``revision`` attribute of another model-like object, else ``None``."""
@@ -609,7 +693,8 @@ def load_model(model: str | Path, *, revision: str | None = None, device=None,
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     name = spec.name if spec is not None else str(model)
-    out = Model(pipe, name=name, source=where, revision=revision, digest=weights_digest(where) if local else None)
+    out = Model(pipe, name=name, source=where, revision=revision, digest=weights_digest(where) if local else None,
+                cross_attention_tokens=read_settings(where)["cross_attention_tokens"] if local else "all")
     if spec is not None:
         if spec.prediction_type is not None and out.prediction_type != spec.prediction_type:
             raise ValueError(f"{where!r} was loaded as {spec.name!r} but its scheduler predicts "

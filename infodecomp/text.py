@@ -32,6 +32,7 @@ __all__ = [
     "swap_words",
     "contains_word",
     "prompt_words",
+    "word_token_mask",
 ]
 
 _END_OF_WORD = "</w>"
@@ -57,6 +58,21 @@ def prompt_token_ids(tokenizer, prompt: str, *, truncate: bool = False) -> list[
             )
         ids = ids[: limit - 1] + [ids[-1]]
     return ids
+
+
+def word_token_mask(input_ids, eos_token_id: int):
+    """Which token positions a model that reads only its words lets cross-attention see: ``[N, L]`` bool,
+    True for the start token and the word tokens, False from the first end token (``<|endoftext|>``) on, so
+    the end token and the padding are hidden. ``input_ids``: ``[N, L]`` padded ids (tensor or array). A row
+    with no end token (a truncated prompt) keeps every position."""
+    import torch
+
+    ids = torch.as_tensor(input_ids)
+    if ids.ndim != 2:
+        raise ValueError(f"input_ids must be [N, L] token ids, got shape {tuple(ids.shape)}")
+    is_eos = ids == int(eos_token_id)
+    first = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1]))
+    return torch.arange(ids.shape[1])[None, :] < first[:, None]
 
 
 def check_prompt_length(tokenizer, prompts: str | Iterable[str], *, truncate: bool = False) -> None:

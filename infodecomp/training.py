@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from infodecomp.data import shapes
+from infodecomp.text import word_token_mask
 from infodecomp.tokenizer import load_clip_tokenizer
 
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
@@ -68,13 +69,34 @@ class TrainConfig:
     lr_decay: str = "none"  # "none": constant after warm-up; "cosine": to lr_final × unet_lr at the last step
     lr_final: float = 0.02
     init_from: str = ""  # a pipeline directory: start stage 2 from its weights (VAE, UNet, text encoder)
+    vae_from: str = ""  # a pipeline directory: take only its VAE; UNet and text encoder from scratch
+    # v2 recipe options (their defaults are the v1 recipe):
+    text_mask: str = "none"  # "words": cross-attention sees only the start and word tokens (end token, padding hidden)
+    relation_boost: float = 0.0  # P(an example is a relational caption instead of a draw of the natural mix)
+    counterfactual: float = 0.0  # P(a boosted relational example comes with its mirrored, relation-flipped twin)
+    attention_16: bool = False  # cross-attention also at 16×16 (the first down and last up block)
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "cosine"):
             raise ValueError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
-        if self.init_from and self.vae_steps:
-            raise ValueError(f"init_from={self.init_from!r} takes the VAE from that pipeline: set vae_steps=0 "
-                             f"(got {self.vae_steps})")
+        if self.text_mask not in TEXT_MASKS:
+            raise ValueError(f"text_mask must be one of {TEXT_MASKS}, got {self.text_mask!r}")
+        for name in ("relation_boost", "counterfactual"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)!r}")
+        if self.init_from and self.vae_from:
+            raise ValueError("init_from and vae_from are exclusive (init_from already takes the VAE)")
+        for name in ("init_from", "vae_from"):
+            if getattr(self, name) and self.vae_steps:
+                raise ValueError(f"{name}={getattr(self, name)!r} takes the VAE from that pipeline: set "
+                                 f"vae_steps=0 (got {self.vae_steps})")
+
+
+#: ``TrainConfig.text_mask`` values. "words" is the v2 recipe: hide ``<|endoftext|>`` and the padding from
+#: cross-attention in training, and (through the exported ``infodecomp.json``) wherever the package runs the UNet.
+TEXT_MASKS = ("none", "words")
+#: The file beside model_index.json that tells infodecomp how to run an exported pipeline.
+MODEL_SETTINGS_FILE = "infodecomp.json"
 
 
 def build_components(cfg: TrainConfig):
@@ -87,10 +109,12 @@ def build_components(cfg: TrainConfig):
         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1,
         latent_channels=4, sample_size=shapes.IMAGE_SIZE,
     )
+    first_down, last_up = (("CrossAttnDownBlock2D", "CrossAttnUpBlock2D") if cfg.attention_16
+                           else ("DownBlock2D", "UpBlock2D"))
     unet = UNet2DConditionModel(
         sample_size=shapes.IMAGE_SIZE // 2, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=(first_down, "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", last_up),
         block_out_channels=tuple(cfg.unet_channels), layers_per_block=1, cross_attention_dim=cfg.text_hidden,
         attention_head_dim=8, norm_num_groups=16,
     )
@@ -131,18 +155,24 @@ class Trainer:
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr)
         self.unet_opt = torch.optim.AdamW(list(self.unet.parameters()) + list(self.text_encoder.parameters()),
                                           lr=cfg.unet_lr, weight_decay=0.01)
-        if cfg.init_from and not self.ckpt_path.exists():  # a resumed run takes every weight from its checkpoint
-            self._init_from(Path(cfg.init_from))
+        if not self.ckpt_path.exists():  # a resumed run takes every weight from its checkpoint
+            if cfg.init_from:
+                self._init_from(Path(cfg.init_from))
+            elif cfg.vae_from:
+                self._init_from(Path(cfg.vae_from), parts=("vae",))
         self._load()
 
-    def _init_from(self, pipeline_dir: Path):
-        """Start from a pipeline directory's weights (as float32): stage 2 continues training them."""
+    def _init_from(self, pipeline_dir: Path, parts=("vae", "unet", "text_encoder")):
+        """Start from a pipeline directory's weights (as float32): stage 2 continues training them (or, with
+        ``parts=("vae",)``, trains a new UNet and text encoder on its VAE)."""
         from safetensors.torch import load_file
 
-        for part, module in (("vae", self.vae), ("unet", self.unet), ("text_encoder", self.text_encoder)):
+        modules = {"vae": self.vae, "unet": self.unet, "text_encoder": self.text_encoder}
+        for part in parts:
+            module = modules[part]
             files = sorted((pipeline_dir / part).glob("*.safetensors"))
             if not files:
-                raise FileNotFoundError(f"--init-from {pipeline_dir}: no {part}/*.safetensors there; expected a "
+                raise FileNotFoundError(f"{pipeline_dir}: no {part}/*.safetensors there; expected a "
                                         "pipeline directory written by `python -m infodecomp.training export`")
             weights = {k: v.float() for k, v in load_file(str(files[0])).items()}
             module.load_state_dict(weights)
@@ -167,11 +197,16 @@ class Trainer:
     def _load(self):
         if not self.ckpt_path.exists():
             return
-        blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        try:  # tensors, dicts, lists and numbers only: a checkpoint never runs code when it is read
+            blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{self.ckpt_path} cannot be read as a training checkpoint ({type(err).__name__}: "
+                             f"{err}); delete it to start over, or use another --work-dir") from err
         saved = blob["config"]
         # The UNet step count may grow on resume (train longer), and threads / checkpoint interval are free;
-        # every other setting must match.
+        # every other setting must match. Settings added after a checkpoint was written take their defaults.
         def comparable(c):
+            c = {**asdict(TrainConfig()), **c}
             return {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items() if k not in ("unet_steps", "threads", "checkpoint_every")}
         if comparable(asdict(self.cfg)) != comparable(saved):
             raise ValueError(f"{self.ckpt_path} was written with other settings: {saved}; use another --work-dir")
@@ -206,14 +241,17 @@ class Trainer:
 
     # ── stage 2: UNet + text encoder ──
     def _encode_text(self, captions):
+        """→ hidden states ``[N, L, D]`` and the cross-attention mask ``[N, L]`` (None: every token seen)."""
         ids = self.tokenizer(captions, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                              return_tensors="pt").input_ids
-        return self.text_encoder(ids)[0]
+        mask = word_token_mask(ids, self.tokenizer.eos_token_id) if self.cfg.text_mask == "words" else None
+        return self.text_encoder(ids)[0], mask
 
     def _unet_step(self, step: int) -> float:
         cfg = self.cfg
         rng = batch_rng(cfg.seed, 2, step)
-        images, captions = shapes.training_batch(cfg.unet_batch, rng)
+        images, captions = shapes.training_batch(cfg.unet_batch, rng, relation_boost=cfg.relation_boost,
+                                                 counterfactual=cfg.counterfactual)
         captions = ["" if u < cfg.p_uncond else c for u, c in zip(rng.random(len(captions)), captions)]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         with torch.no_grad():
@@ -222,7 +260,8 @@ class Trainer:
         eps = torch.randn(x.shape, generator=gen)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x.shape[0],), generator=gen)
         z = self.scheduler.add_noise(x, eps, t)
-        eps_hat = self.unet(z, t, self._encode_text(captions)).sample
+        emb, mask = self._encode_text(captions)
+        eps_hat = self.unet(z, t, emb, encoder_attention_mask=mask).sample
         loss = F.mse_loss(eps_hat, eps)
         for g in self.unet_opt.param_groups:
             g["lr"] = lr_at(step, cfg.unet_lr, cfg.warmup, total=cfg.unet_steps, decay=cfg.lr_decay,
@@ -300,6 +339,9 @@ class Trainer:
                                        unet=self.unet, scheduler=scheduler, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+        # How the package must run this UNet (read by infodecomp.models.load_model; diffusers ignores the file).
+        (Path(out) / MODEL_SETTINGS_FILE).write_text(json.dumps(
+            {"cross_attention_tokens": "words" if self.cfg.text_mask == "words" else "all"}, indent=1) + "\n")
         init = Path(self.cfg.init_from) / "training.json" if self.cfg.init_from else None
         (Path(out) / "training.json").write_text(json.dumps(
             {"config": asdict(self.cfg), "wall_seconds": self.state["wall"], "weights": "ema" if use_ema else "raw",
@@ -340,13 +382,17 @@ def vae_recovery(model, n: int = 500, seed: int = 12_345, batch: int = 100) -> d
 @torch.no_grad()
 def generate_images(model, prompts: list[str], *, steps: int = 50, guidance: float = 4.0, seed: int = 0,
                     batch: int = 32) -> list[np.ndarray]:
-    """Images ``[32, 32, 3]`` in [0, 1] from the pipeline's DDIM sampler with classifier-free guidance."""
+    """Images ``[32, 32, 3]`` in [0, 1] from DDIM with classifier-free guidance through the model's denoiser
+    (:func:`infodecomp.editing.sample`; the stock pipeline's algorithm, with the model's token mask). Batch
+    ``k`` draws its noise from a generator seeded ``seed + k·batch``."""
+    from .editing import sample
+
     out = []
     for start in range(0, len(prompts), batch):
         g = torch.Generator().manual_seed(seed + start)
-        res = model.pipeline(prompts[start:start + batch], height=shapes.IMAGE_SIZE, width=shapes.IMAGE_SIZE,
-                             num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="np")
-        out.extend(list(res.images))
+        latents = sample(model, prompts[start:start + batch], steps=steps, guidance_scale=guidance, generator=g,
+                         batch_size=batch)
+        out.extend(list(model.decode(latents, output_type="np")))
     return out
 
 
@@ -383,11 +429,14 @@ def generation_accuracy(model, n: int = 192, *, steps: int = 50, guidance: float
 def cmi_mass_inside(model, n: int = 140, *, n_samples: int = 64, seed: int = 0, batch: int = 14) -> dict:
     """Pixel CMI i^o_j(x; w | c) of a colour or shape word (the coco100-it twin; cond = caption, ref = caption
     with the word deleted): the fraction of the map's mass inside the word's object mask, against the mask's
-    area fraction. Maps are at latent resolution (16×16); the 32×32 mask is average-pooled to it."""
+    area fraction. On the latent grid (16×16: the 32×32 mask average-pooled to it; ``mass_inside``) and at
+    pixel resolution (the map upsampled bilinearly to 32×32, clamped at 0, against the exact mask;
+    ``mass_inside_pixels``)."""
     from .estimators import pointwise_information
+    from .metrics import upsample_bilinear
 
     rows = shapes.twin("coco100-it", n, seed=seed)
-    inside, area = [], []
+    inside, inside_px, area = [], [], []
     g = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch):
         chunk = [rows[i] for i in range(start, min(n, start + batch))]
@@ -399,17 +448,41 @@ def cmi_mass_inside(model, n: int = 140, *, n_samples: int = 64, seed: int = 0, 
         m = F.avg_pool2d(masks, masks.shape[-1] // est.value.shape[-1])[:, 0]
         v = est.value.clamp_min(0)
         inside += (v * m).flatten(1).sum(1).div(v.flatten(1).sum(1)).tolist()
+        vp = upsample_bilinear(est.value, tuple(masks.shape[-2:])).clamp_min(0)
+        inside_px += (vp * masks[:, 0]).flatten(1).sum(1).div(vp.flatten(1).sum(1)).tolist()
         area += m.flatten(1).mean(1).tolist()
-    inside, area = np.array(inside), np.array(area)
+    inside, inside_px, area = np.array(inside), np.array(inside_px), np.array(area)
     return {
         "mass_inside": {"value": float(inside.mean()), "stderr": float(inside.std(ddof=1) / math.sqrt(n)), "n": n},
+        "mass_inside_pixels": {"value": float(inside_px.mean()), "stderr": float(inside_px.std(ddof=1) / math.sqrt(n)),
+                               "n": n},
         "area_fraction": {"value": float(area.mean()), "stderr": float(area.std(ddof=1) / math.sqrt(n)), "n": n},
         "rows_with_majority_inside": _binomial(int((inside > 0.5).sum()), n),
         "n_samples": n_samples,
     }
 
 
-def evaluate(model_dir: str | Path, *, n: int = 192, steps: int = 50, guidance: float = 4.0, seed: int = 0) -> dict:
+def word_reading(model, *, n: int = 96, seed: int = 0, daam_steps: int = 50) -> dict:
+    """The "does the model read its words?" battery (:mod:`infodecomp.experiments.word_reading`) at the
+    model card's sizes: attention mass per token kind, the swap test, ε̂ sensitivity to edits, word maps."""
+    from .experiments import word_reading as wr
+
+    mass = wr.attention_mass(model, n=max(16, n // 3), seed=seed)
+    return {
+        "attention_mass": {"overall": mass["overall"], "n": mass["n"],
+                           "by_layer": {k: v for k, v in mass["by_layer"].to_dict("index").items()},
+                           "by_logsnr": {str(k): v for k, v in mass["by_logsnr"].to_dict("index").items()}},
+        "swap": wr.swap_test(model, n=n, seed=seed),
+        "sensitivity": wr.edit_sensitivity(model, n=n, seed=seed),
+        "word_maps": wr.word_map_quality(model, n=max(16, 2 * n // 3), n_localization=max(16, 2 * n // 3),
+                                         seed=seed, steps=daam_steps),
+    }
+
+
+def evaluate(model_dir: str | Path, *, n: int = 192, steps: int = 50, guidance: float = 3.0, seed: int = 0,
+             reading: bool = True) -> dict:
+    """Everything the model card reports, on held-out draws seeded by ``seed``: VAE recovery, generation
+    accuracy, pixel CMI inside the word's object and (``reading``) the word-reading battery."""
     from .models import load_model
 
     model = load_model(str(model_dir))
@@ -418,9 +491,96 @@ def evaluate(model_dir: str | Path, *, n: int = 192, steps: int = 50, guidance: 
         "vae_recovery": vae_recovery(model, n=max(n, 500)),
         "generation": generation_accuracy(model, n=n, steps=steps, guidance=guidance, seed=seed),
         "cmi": cmi_mass_inside(model, seed=seed),
+        "cross_attention_tokens": model.cross_attention_tokens,
     }
+    if reading:
+        result["reading"] = word_reading(model, n=n, seed=seed)
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def recipe_text(cfg: dict) -> str:
+    """A recipe in words, from a training config: what differs from the v1 recipe."""
+    parts = []
+    if cfg.get("text_mask", "none") == "words":
+        parts.append("end token and padding hidden")
+    if cfg.get("relation_boost", 0.0):
+        b, c = cfg["relation_boost"], cfg.get("counterfactual", 0.0)
+        r = shapes.NATURAL_RELATION_SHARE
+        share = (b * (1 + c) + (1 - b) * r) / (b * (1 + c) + 1 - b)
+        parts.append(f"{100 * share:.0f}% relational captions" + (f", counterfactual pairs ({c:g})" if c else ""))
+    if cfg.get("attention_16"):
+        parts.append("cross-attention at 16×16")
+    return "; ".join(parts) if parts else "v1 recipe (all tokens attended, natural mix)"
+
+
+def _pct(d: dict | None) -> str:
+    return "—" if not d else f"{100 * d['value']:.1f} ± {100 * d['stderr']:.1f}"
+
+
+def _num(d: dict | None, digits: int = 2) -> str:
+    return "—" if not d else f"{d['value']:.{digits}f} ± {d['stderr']:.{digits}f}"
+
+
+#: The columns of :func:`ablation_table`: (header, how to read it off an evaluation).
+ABLATION_COLUMNS = (
+    ("single object %", lambda q: _pct(q["generation"]["single_object"])),
+    ("relational, fully correct %", lambda q: _pct(q["generation"]["relational"])),
+    ("relation right if objects right %", lambda q: _pct(q["generation"].get("relational_relation_if_objects"))),
+    ("swap test: follows words %", lambda q: _pct(q["reading"]["swap"]["follows_words"])),
+    ("relation flip / colour swap (ε̂)", lambda q: _num(q["reading"]["sensitivity"]["ratio_relation"], 3)),
+    ("AUROC colour: own vs other", lambda q: _num(q["reading"]["word_maps"]["auroc"]["colour"]["other"])),
+    ("AUROC shape: own vs other", lambda q: _num(q["reading"]["word_maps"]["auroc"]["shape"]["other"])),
+    ("AUROC object vs background (colour / shape)", lambda q: "{:.2f} / {:.2f}".format(
+        q["reading"]["word_maps"]["auroc"]["colour"]["background"]["value"],
+        q["reading"]["word_maps"]["auroc"]["shape"]["background"]["value"])),
+    ("DAAM mIoU / whole image", lambda q: "{:.1f} / {:.1f} %".format(
+        100 * q["reading"]["word_maps"]["daam_miou"]["value"],
+        100 * q["reading"]["word_maps"]["whole_image_miou"]["value"])),
+    ("CMI mass inside % (latent / pixels)", lambda q: "{:.1f} / {:.1f}".format(
+        100 * q["cmi"]["mass_inside"]["value"], 100 * q["cmi"].get("mass_inside_pixels", {"value": float("nan")})["value"])),
+    ("attention on words / padding %", lambda q: "{:.0f} / {:.0f}".format(
+        100 * q["reading"]["attention_mass"]["overall"]["word"],
+        100 * q["reading"]["attention_mass"]["overall"]["padding"])),
+)
+
+
+def ablation_table(entries: list[dict]) -> str:
+    """A Markdown table of recipes (rows) × measurements (:data:`ABLATION_COLUMNS`); ``entries``: dicts with
+    ``name``, ``config`` (the training config), ``unet_steps``, ``wall_seconds`` and ``quality`` (an
+    :func:`evaluate` result)."""
+    head = ["recipe", "UNet steps", "CPU min"] + [h for h, _ in ABLATION_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        cells = [f"{e['name']}: {recipe_text(e['config'])}", str(e["unet_steps"]), f"{e['wall_seconds'] / 60:.0f}"]
+        cells += [f(e["quality"]) for _, f in ABLATION_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_recipes(pipeline_dirs: list[str], *, n: int = 96, seed: int = 1, steps: int = 50,
+                    guidance: float = 3.0, out: str | Path | None = None) -> list[dict]:
+    """Evaluate exported pipelines side by side (same prompts, seeds and settings), caching each result in
+    ``<dir>/evaluation-seed<seed>-n<n>.json``; write the list to ``out`` (JSON) if given."""
+    entries = []
+    for d in pipeline_dirs:
+        d = Path(d)
+        cache = d / f"evaluation-seed{seed}-n{n}.json"
+        if cache.exists():
+            quality = json.loads(cache.read_text())
+        else:
+            quality = evaluate(d, n=n, steps=steps, guidance=guidance, seed=seed)
+            quality["seed"] = seed
+            cache.write_text(json.dumps(quality, indent=1))
+        info = json.loads((d / "training.json").read_text())
+        entries.append({"name": d.parent.name if d.name == "pipeline" else d.name, "config": info["config"],
+                        "unet_steps": info["config"]["unet_steps"], "wall_seconds": info["wall_seconds"],
+                        "quality": quality})
+        print(f"evaluated {d} ({quality['seconds']:.0f} s)", flush=True)
+    if out is not None:
+        Path(out).write_text(json.dumps({"n": n, "seed": seed, "steps": steps, "guidance": guidance,
+                                         "entries": entries}, indent=1))
+    return entries
 
 
 def _fmt(d: dict) -> str:
@@ -449,6 +609,15 @@ def _train_cmd(cfg: dict, work_dir: str) -> str:
         cmd += f" --lr-decay {cfg['lr_decay']} --lr-final {cfg['lr_final']}"
     if cfg.get("init_from"):
         cmd += f" --init-from {cfg['init_from']}"
+    if cfg.get("vae_from"):
+        cmd += f" --vae-from {cfg['vae_from']}"
+    if cfg.get("text_mask", "none") != "none":
+        cmd += f" --text-mask {cfg['text_mask']}"
+    for key in ("relation_boost", "counterfactual"):
+        if cfg.get(key, 0.0):
+            cmd += f" --{key.replace('_', '-')} {cfg[key]}"
+    if cfg.get("attention_16"):
+        cmd += " --attention-16"
     return cmd
 
 
@@ -596,9 +765,14 @@ def main(argv=None):
     e.add_argument("model_dir")
     e.add_argument("--n", type=int, default=192, help="prompts per generation test")
     e.add_argument("--steps", type=int, default=50)
-    e.add_argument("--guidance", type=float, default=4.0)
+    e.add_argument("--guidance", type=float, default=3.0)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--write-card", action="store_true", help="write README.md and quality.json into model_dir")
+    c = sub.add_parser("compare", help="evaluate exported pipelines side by side and print the ablation table")
+    c.add_argument("pipeline_dirs", nargs="+")
+    c.add_argument("--n", type=int, default=96, help="prompts / scenes per measurement")
+    c.add_argument("--seed", type=int, default=1, help="held-out seed (the model card measures on seed 0)")
+    c.add_argument("--out", default=None, help="write the entries as JSON here")
     w = sub.add_parser("sweep", help="generation accuracy at several guidance scales (to choose the card's guidance "
                                      "on a seed other than the card's)")
     w.add_argument("model_dir")
@@ -618,6 +792,20 @@ def main(argv=None):
         s.add_argument("--lr-final", type=float, default=TrainConfig.lr_final)
         s.add_argument("--init-from", default="", metavar="PIPELINE_DIR",
                        help="continue from an exported pipeline's weights (its VAE is kept: --vae-steps 0)")
+        s.add_argument("--vae-from", default="", metavar="PIPELINE_DIR",
+                       help="take only the VAE of an exported pipeline; UNet and text encoder from scratch "
+                            "(--vae-steps 0)")
+        s.add_argument("--text-mask", choices=TEXT_MASKS, default=TrainConfig.text_mask,
+                       help="'words': cross-attention sees only the start and word tokens, not <|endoftext|> "
+                            "and the padding (the v2 recipe)")
+        s.add_argument("--relation-boost", type=float, default=TrainConfig.relation_boost,
+                       help="probability that an example is a relational caption instead of the natural mix's draw")
+        s.add_argument("--counterfactual", type=float, default=TrainConfig.counterfactual,
+                       help="probability that a boosted relational example comes with its mirrored, "
+                            "relation-flipped twin in the same batch")
+        s.add_argument("--attention-16", action="store_true", help="cross-attention also at 16×16")
+        s.add_argument("--threads", type=int, default=TrainConfig.threads,
+                       help="torch CPU threads (leave a core free for other work beside a training run)")
         if name == "export":
             s.add_argument("--out", required=True)
             s.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
@@ -630,6 +818,9 @@ def main(argv=None):
         if a.write_card:
             print(f"wrote {write_model_card(a.model_dir, quality)}")
             print(f"recorded {record_quality(quality, a.model_dir)}")
+        return
+    if a.cmd == "compare":
+        print(ablation_table(compare_recipes(a.pipeline_dirs, n=a.n, seed=a.seed, out=a.out)))
         return
     if a.cmd == "sweep":
         from .models import load_model
@@ -644,7 +835,9 @@ def main(argv=None):
             print(f"{scale:8.1f}  " + "  ".join(f"{c:>16}" for c in cells), flush=True)
         return
     cfg = TrainConfig(seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps, unet_lr=a.unet_lr,
-                      lr_decay=a.lr_decay, lr_final=a.lr_final, init_from=a.init_from)
+                      lr_decay=a.lr_decay, lr_final=a.lr_final, init_from=a.init_from, vae_from=a.vae_from,
+                      text_mask=a.text_mask, relation_boost=a.relation_boost, counterfactual=a.counterfactual,
+                      attention_16=a.attention_16, threads=a.threads)
     trainer = Trainer(cfg, Path(a.work_dir))
     if a.cmd == "train":
         trainer.train()

@@ -424,3 +424,55 @@ def test_twin_errors():
         S.twin("coco100-it", 3)
     with pytest.raises(TypeError, match="int or slice"):
         S.twin("coco-it", 3)["0"]
+
+
+# ── the v2 training mix: more relational captions, counterfactual pairs ──
+
+def test_relation_counterfactual_flips_the_word_and_mirrors_the_layout():
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        s = S.sample_kind(rng, "relation", 2)
+        t = S.relation_counterfactual(s)
+        a, b = s.caption.split(), t.caption.split()
+        rel = next(w.text for w in s.words if w.pos == "prep")
+        rel = "left of" if rel == "left" else "right of" if rel == "right" else rel
+        assert t.caption == s.caption.replace(rel, S.FLIPPED_RELATION[rel], 1)
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1  # only the relation word differs
+        assert [(o.colour, o.shape, o.size) for o in t.scene.objects] == [(o.colour, o.shape, o.size)
+                                                                           for o in s.scene.objects]
+        i, j = next(w.objects for w in t.words if w.pos == "prep")
+        assert S.relation(t.scene.objects[i], t.scene.objects[j]) == S.FLIPPED_RELATION[rel]  # strictly true
+        assert S.caption_matches(t.caption, S.parse_scene(t.image), strict_relation=True)
+        assert not np.array_equal(s.image, t.image)
+
+
+def test_relation_counterfactual_refuses_other_captions():
+    s = S.sample_kind(np.random.default_rng(0), "and", 2)
+    with pytest.raises(ValueError, match="two-object relational caption"):
+        S.relation_counterfactual(s)
+
+
+def test_training_samples_default_stream_is_the_natural_mix():
+    a = [s.caption for s in S.training_samples(20, np.random.default_rng(9))]
+    rng = np.random.default_rng(9)
+    b = [S.random_sample(rng).caption for _ in range(20)]
+    assert a == b
+
+
+def _is_relational(caption):
+    return any(r in caption for r in (" left of ", " right of ", " above ", " below "))
+
+
+def test_relation_boost_and_counterfactual_pairs_give_the_stated_share():
+    b, c, n = 0.2, 1.0, 4000
+    samples = S.training_samples(n, np.random.default_rng(1), relation_boost=b, counterfactual=c)
+    assert len(samples) == n
+    share = np.mean([_is_relational(s.caption) for s in samples])
+    r = S.NATURAL_RELATION_SHARE
+    expected = (b * (1 + c) + (1 - b) * r) / (b * (1 + c) + 1 - b)  # 0.477
+    assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 0.01, (share, expected)
+    pairs = sum(S.relation_counterfactual(x).caption == y.caption for x, y in zip(samples, samples[1:])
+                if _is_relational(x.caption))
+    assert pairs > 0.25 * n * b  # about b·n/(1 + b·c) boosted draws, each followed by its twin
+    with pytest.raises(ValueError, match="relation_boost must be a probability"):
+        S.training_samples(4, np.random.default_rng(0), relation_boost=1.5)

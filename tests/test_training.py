@@ -3,6 +3,7 @@
 CI never trains the embedded model; this checks the training code on a handful of steps (tiny batches).
 """
 
+import json
 import math
 from dataclasses import replace
 
@@ -149,3 +150,78 @@ def test_sweep_prints_one_row_per_guidance_scale(uninterrupted, tmp_path, capsys
     assert "single object" in lines[0] and "n = 2 each, seed 1, 2 DDIM steps" in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ["1.5", "3.0"]
     assert all(line.count("%") == 3 for line in lines[1:])
+
+
+def test_v2_recipe_options_train_export_and_load_with_the_mask(tmp_path):
+    from infodecomp.models import load_model
+
+    cfg = replace(TINY, text_mask="words", relation_boost=0.5, counterfactual=1.0, attention_16=True)
+    trainer = Trainer(cfg, tmp_path / "work").train()
+    assert all(math.isfinite(loss) for *_, loss in trainer.state["losses"])
+    assert type(trainer.unet.down_blocks[0]).__name__ == "CrossAttnDownBlock2D"  # cross-attention at 16×16
+    trainer.export(tmp_path / "pipe")
+    assert json.loads((tmp_path / "pipe" / "infodecomp.json").read_text()) == {"cross_attention_tokens": "words"}
+    model = load_model(str(tmp_path / "pipe"))
+    assert model.cross_attention_tokens == "words"
+    # the v1 recipe exports a stock pipeline ("all" tokens)
+    Trainer(TINY, tmp_path / "v1").train().export(tmp_path / "v1pipe")
+    assert load_model(str(tmp_path / "v1pipe")).cross_attention_tokens == "all"
+
+
+def test_the_mask_changes_the_training_loss_only_through_the_hidden_tokens(tmp_path):
+    # With the mask, the UNet cannot see the end token and padding: perturbing their embeddings leaves the loss
+    # of a step unchanged; without it the loss moves.
+    for mask, same in (("words", True), ("none", False)):
+        t = Trainer(replace(TINY, text_mask=mask), tmp_path / mask)
+        t.vae.eval().requires_grad_(False)
+        t.state["scaling_factor"] = t._latent_scale()
+        emb, m = t._encode_text(["a red circle", "a blue square"])
+        z = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+        tt = torch.tensor([10, 500])
+        with torch.no_grad():
+            out = t.unet(z, tt, emb, encoder_attention_mask=m).sample
+            hidden = ~m if m is not None else torch.zeros(emb.shape[:2], dtype=torch.bool).index_fill_(1, torch.tensor([10]), True)
+            noisy = torch.where(hidden[..., None], torch.randn_like(emb), emb)
+            out2 = t.unet(z, tt, noisy, encoder_attention_mask=m).sample
+        assert torch.allclose(out, out2, atol=1e-6) is same
+
+
+def test_vae_from_takes_only_the_vae(uninterrupted, tmp_path):
+    uninterrupted.export(tmp_path / "pipe")
+    t = Trainer(replace(TINY, vae_steps=0, vae_from=str(tmp_path / "pipe")), tmp_path / "work")
+    assert t.state["stage"] == "unet" and t.state["scaling_factor"] > 0
+    for k, v in t.vae.state_dict().items():
+        torch.testing.assert_close(v, uninterrupted.vae.state_dict()[k].half().float(), msg=k)
+    fresh = Trainer(replace(TINY, vae_steps=0, vae_from=str(tmp_path / "pipe")), tmp_path / "work2")
+    for k, v in fresh.unet.state_dict().items():  # the UNet is a fresh initialisation, not the pipeline's
+        torch.testing.assert_close(v, t.unet.state_dict()[k], msg=k)
+    assert any(not torch.allclose(v, uninterrupted.unet.state_dict()[k].float(), atol=1e-3)
+               for k, v in t.unet.state_dict().items() if v.is_floating_point())
+    with pytest.raises(ValueError, match="vae_steps=0"):
+        TrainConfig(vae_from="x", vae_steps=3)
+    with pytest.raises(ValueError, match="exclusive"):
+        TrainConfig(vae_from="x", init_from="y", vae_steps=0)
+    with pytest.raises(ValueError, match="text_mask must be one of"):
+        TrainConfig(text_mask="eos")
+
+
+def test_a_checkpoint_is_read_without_running_code(uninterrupted, tmp_path):
+    # A checkpoint that unpickles to a call of os.system must not run it: weights_only loading refuses it.
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    Trainer(replace(TINY, unet_steps=1), tmp_path / "w").train()
+    ckpt = tmp_path / "w" / "checkpoint.pt"
+    blob = torch.load(ckpt, weights_only=True)
+    blob["state"]["evil"] = Evil()
+    with open(ckpt, "wb") as f:
+        pickle.dump(blob, f, protocol=2)  # a plain pickle, the legacy torch.save format torch.load also reads
+    with pytest.raises(ValueError, match="cannot be read as a training checkpoint"):
+        Trainer(TINY, tmp_path / "w")
+    assert not marker.exists()

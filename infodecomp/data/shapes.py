@@ -470,11 +470,76 @@ def random_sample(rng: np.random.Generator) -> Sample:
     return sample_kind(rng, kind, n)
 
 
-def training_batch(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
-    """``n`` training examples: images float32 ``[n, 3, 32, 32]`` in [0, 1] and their ``n`` captions."""
+#: Share of two-object relational captions in :func:`random_sample`'s mix: P(2 objects) · P(not a count) ·
+#: P(relation) = 0.45 · 0.8 · 0.6.
+NATURAL_RELATION_SHARE = 0.45 * 0.8 * 0.6
+
+#: A relation and the one that holds after mirroring the layout along the relation's axis.
+FLIPPED_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def relation_counterfactual(sample: Sample) -> Sample:
+    """The counterfactual twin of a two-object relational sample: the same two objects, their positions
+    mirrored along the relation's axis (``x0 → size − x0 − d`` for left/right, ``y0`` likewise for
+    above/below; shapes are not mirrored, so triangles stay apex-up), and the relation word flipped
+    ("a red circle left of a blue square" → "a red circle right of a blue square"). Everything but the
+    relation word is the same in the two captions, so the word is the only explanation of the layout.
+
+    The strict relation rule is symmetric under mirroring, so the flipped caption is strictly true of the
+    mirrored scene. Raises ``ValueError`` for a sample that is not a relational caption.
+    """
+    rel_words = [w for w in sample.words if w.pos == "prep"]
+    if not rel_words or len(sample.scene.objects) != 2:
+        raise ValueError(f"relation_counterfactual needs a two-object relational caption, got {sample.caption!r}")
+    i, j = rel_words[0].objects
+    rel = " ".join(w.text for w in rel_words)
+    horizontal = rel in ("left of", "right of")
+    s = sample.scene.size
+    objs = tuple(Object(o.colour, o.shape, o.size, s - o.x0 - o.d if horizontal else o.x0,
+                        o.y0 if horizontal else s - o.y0 - o.d) for o in sample.scene.objects)
+    scene = Scene(objs, s)
+    sizes = [any(w.pos == "adj" and w.text in SIZES and w.objects == (k,) for w in sample.words) for k in (i, j)]
+    words = caption_words(scene, "relation", order=(i, j), sizes=sizes)
+    return Sample(render(scene), caption_text(words), scene, words)
+
+
+def training_samples(n: int, rng: np.random.Generator, *, relation_boost: float = 0.0,
+                     counterfactual: float = 0.0) -> list[Sample]:
+    """``n`` training samples.
+
+    relation_boost: probability that an example is a two-object relational caption (:func:`sample_kind`
+        "relation") instead of a draw from :func:`random_sample`'s mix, which holds
+        :data:`NATURAL_RELATION_SHARE` (r = 21.6 %) of them itself.
+    counterfactual: probability ``c`` that a boosted relational example comes with its
+        :func:`relation_counterfactual` twin right after it, in the same batch (the pair counts as two of ``n``).
+    The relational share of the batch is ``(b(1 + c) + (1 − b) r) / (b(1 + c) + 1 − b)``: b = 0.2 and c = 1
+    give 48 %, two thirds of them in counterfactual pairs.
+    With both 0 the draws are exactly :func:`random_sample`'s (the stream of earlier trainings).
+    """
+    for name, p in (("relation_boost", relation_boost), ("counterfactual", counterfactual)):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    if relation_boost == 0.0:
+        return [random_sample(rng) for _ in range(int(n))]
+    out: list[Sample] = []
+    while len(out) < n:
+        if rng.random() < relation_boost:
+            s = sample_kind(rng, "relation", 2)
+            out.append(s)
+            if rng.random() < counterfactual and len(out) < n:
+                out.append(relation_counterfactual(s))
+        else:
+            out.append(random_sample(rng))
+    return out
+
+
+def training_batch(n: int, rng: np.random.Generator, *, relation_boost: float = 0.0,
+                   counterfactual: float = 0.0) -> tuple[torch.Tensor, list[str]]:
+    """``n`` training examples: images float32 ``[n, 3, 32, 32]`` in [0, 1] and their ``n`` captions
+    (the mix of :func:`training_samples`)."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    samples = [random_sample(rng) for _ in range(int(n))]
+    samples = training_samples(int(n), rng, relation_boost=relation_boost, counterfactual=counterfactual)
     images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
     return torch.from_numpy(images.astype(np.float32) / 255.0), [s.caption for s in samples]
 

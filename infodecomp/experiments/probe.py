@@ -12,7 +12,7 @@ What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable witho
 * :func:`probe_intervention`: invert the image with the prompt and regenerate with the prompt and with the word
   omitted (or swapped), by :func:`infodecomp.editing.intervene`; the change is the latent
   ``Σ_channels (reconstruction − edit)²`` of :func:`~infodecomp.experiments.intervention.latent_change`.
-* :func:`generate_image`: an image from a prompt with the pipeline's own sampler, to probe the model's own output.
+* :func:`generate_image`: an image from a prompt (DDIM through the denoiser), to probe the model's own output.
 * :func:`read_image`: bytes of an uploaded file → an RGB image, with an error that says what was wrong.
 
 Every input is checked before any model call, so a word not in the prompt or a prompt over the tokenizer's
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..editing import sample
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
 from .heatmaps import word_heatmaps
@@ -198,17 +199,14 @@ def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None
 
 
 def generate_image(model, prompt: str, *, steps: int = 30, guidance_scale: float = 3.0, seed: int = 0):
-    """An RGB ``PIL.Image`` generated from ``prompt`` by the pipeline's own sampler (DDIM for shapes-tiny) with
-    classifier-free guidance, at the model's resolution. Raises ``ValueError`` for an empty or over-long prompt."""
+    """An RGB ``PIL.Image`` generated from ``prompt`` by DDIM with classifier-free guidance through the model's denoiser
+    (:func:`infodecomp.editing.sample`), at the model's resolution. Raises ``ValueError`` for an empty or over-long prompt."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"the prompt is empty; expected a caption to generate from, got {prompt!r}")
     check_prompt_length(model.tokenizer, prompt)
     g = torch.Generator(device="cpu").manual_seed(int(seed))
-    H, W = model.resolution
-    with torch.no_grad():
-        out = model.pipeline(prompt, height=H, width=W, num_inference_steps=int(steps),
-                             guidance_scale=float(guidance_scale), generator=g, output_type="pil")
-    return out.images[0].convert("RGB")
+    latents = sample(model, [prompt], steps=int(steps), guidance_scale=float(guidance_scale), generator=g)
+    return model.decode(latents, output_type="pil")[0].convert("RGB")
 
 
 def read_image(data: bytes, name: str = "upload"):

@@ -1,0 +1,239 @@
+"""Does the model read its words? The diagnostics of :mod:`infodecomp.diagnostics` on ShapesWorld, with
+ground truth, as the model card and notebook 00 report them.
+
+* :func:`attention_mass`: cross-attention mass per token kind (start, words, end, padding) by layer and log-SNR.
+* :func:`swap_test`: images generated from hybrid embeddings — one prompt's word tokens with another prompt's
+  end token and padding — judged by :func:`~infodecomp.data.shapes.parse_scene`: does the image follow the
+  words or the padding? Also the ε̂-space reading (:func:`~infodecomp.diagnostics.swap_distances`).
+* :func:`edit_sensitivity`: how far ε̂ moves when a relation is flipped and when the two objects' colours are
+  exchanged, relative to changing one colour word.
+* :func:`word_map_quality`: DAAM word maps of colour and shape words — AUROC object-vs-background and
+  own-object-vs-the-other-object, and mIoU on the COCO-IT twin against the whole-image baseline.
+
+Every function takes ``seed`` and draws its scenes and noise from generators seeded by it (apart from the
+training stream, whose generators are seeded by (seed, stage, step)); results carry ``n`` and standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data import shapes
+from ..diagnostics import attention_mass_table, epsilon_change, pixel_auroc, swap_distances, token_attention_mass
+from ..diagnostics import hybrid_embeddings
+from ..editing import sample
+from ..metrics import iou_per_threshold, select_threshold, upsample_bilinear, whole_image_iou
+from ..text import token_positions
+from .heatmaps import daam_maps
+
+__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "word_map_quality", "relational_edits",
+           "mean_se", "binomial"]
+
+#: The noise levels :func:`attention_mass` reports (log-SNR, nats): from nearly pure noise to nearly clean.
+MASS_LOGSNRS = (-4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
+
+
+def mean_se(values) -> dict:
+    """``{"value": mean, "stderr": std/sqrt(n), "n": n}`` of a 1-d sample."""
+    v = np.asarray(values, dtype=np.float64)
+    n = int(v.size)
+    return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+            "n": n}
+
+
+def binomial(hits: int, n: int) -> dict:
+    """``{"value": p, "stderr": sqrt(p(1 − p)/n), "n": n}``."""
+    p = hits / n
+    return {"value": p, "stderr": math.sqrt(max(p * (1 - p), 1e-12) / n), "n": n}
+
+
+def _tensor(images) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 for im in images])
+
+
+def _relational_samples(n: int, seed: int, salt: int) -> list[shapes.Sample]:
+    rng = np.random.default_rng([seed, salt])
+    return [shapes.sample_kind(rng, "relation", 2, both_distinct=True) for _ in range(n)]
+
+
+# ── attention mass ──────────────────────────────────────────────────────────────────────────────────────
+
+def attention_mass(model, n: int = 32, *, seed: int = 0, logsnrs=MASS_LOGSNRS, batch: int = 16) -> dict:
+    """Cross-attention mass per token kind, on ``n`` held-out scenes with their captions (the natural mix).
+
+    Returns ``{"overall": {kind: mass}, "by_layer": DataFrame layer × kind, "by_logsnr": DataFrame λ × kind,
+    "n": n}``; masses are means over images, heads and query positions and sum to 1 over the kinds."""
+    rng = np.random.default_rng([seed, 31])
+    samples = [shapes.random_sample(rng) for _ in range(n)]
+    g = torch.Generator().manual_seed(seed)
+    frames = []
+    for start in range(0, n, batch):
+        chunk = samples[start:start + batch]
+        x = model.encode_images(_tensor([s.image for s in chunk]))
+        f = token_attention_mass(model, x, [s.caption for s in chunk], logsnrs, generator=g)
+        f["image"] += start
+        frames.append(f)
+    frame = pd.concat(frames, ignore_index=True)
+    overall = attention_mass_table(frame, by=()).iloc[0].to_dict()
+    return {"overall": {k: float(v) for k, v in overall.items()}, "by_layer": attention_mass_table(frame, ("layer",)),
+            "by_logsnr": attention_mass_table(frame, ("logsnr",)), "n": n}
+
+
+# ── swap test ───────────────────────────────────────────────────────────────────────────────────────────
+
+def _swap_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` pairs of single-object prompts ("a red circle", "a blue square") differing in colour AND shape."""
+    rng = np.random.default_rng([seed, 41])
+    cols, shp = tuple(shapes.COLOURS), shapes.SHAPES
+    pairs = []
+    for _ in range(n):
+        ca, cb = rng.choice(len(cols), 2, replace=False)
+        sa, sb = rng.choice(len(shp), 2, replace=False)
+        pairs.append((f"a {cols[ca]} {shp[sa]}", f"a {cols[cb]} {shp[sb]}"))
+    return pairs
+
+
+def _follows(image, prompt: str) -> bool:
+    parsed = shapes.parse_scene(image)
+    return len(parsed) == 1 and shapes.caption_matches(prompt, parsed, check_size=False)
+
+
+@torch.no_grad()
+def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
+              n_samples: int = 8, batch: int = 32) -> dict:
+    """Generate from hybrids of ``n`` prompt pairs (A's start and word tokens, B's end token and padding;
+    A and B differ in colour and shape) and judge each image with ``parse_scene``: it follows the words (one
+    object, A's colour and shape), the padding (B's), or neither. Generation: DDIM ``steps``, classifier-free
+    guidance ``guidance`` with the null prompt, noise seeded by ``seed``. Also the ε̂-space reading on the
+    images of A: the fraction of pairs whose hybrid ε̂ is nearer A's than B's.
+
+    Returns ``{"follows_words", "follows_padding", "neither", "eps_follows_words"}`` as binomial dicts, plus
+    ``"d_words"`` / ``"d_padding"`` (mean ± se of the ε̂ distances)."""
+    pairs = _swap_pairs(n, seed)
+    words = padding = 0
+    for start in range(0, n, batch):
+        chunk = pairs[start:start + batch]
+        hyb = hybrid_embeddings(model, [a for a, _ in chunk], [b for _, b in chunk])
+        g = torch.Generator().manual_seed(seed + start)
+        images = model.decode(sample(model, hyb, steps=steps, guidance_scale=guidance, generator=g,
+                                     batch_size=batch), output_type="np")
+        for (a, b), im in zip(chunk, images):
+            words += _follows(im, a)
+            padding += _follows(im, b)
+    # ε̂ reading: the images of A (rendered scenes of A's object at a random place)
+    rng = np.random.default_rng([seed, 43])
+    scenes = [shapes.place(rng, [(a.split()[1], a.split()[2], shapes._pick(rng, tuple(shapes.SIZES)))])
+              for a, _ in pairs]
+    x = model.encode_images(_tensor([shapes.render(s) for s in scenes]))
+    d = swap_distances(model, x, [a for a, _ in pairs], [b for _, b in pairs], n_samples=n_samples,
+                       generator=torch.Generator().manual_seed(seed + 1))
+    return {"follows_words": binomial(words, n), "follows_padding": binomial(padding, n),
+            "neither": binomial(n - words - padding, n),
+            "eps_follows_words": binomial(int(d["follows_words"].sum()), n),
+            "d_words": mean_se(d["d_words"]), "d_padding": mean_se(d["d_padding"]),
+            "steps": steps, "guidance": guidance}
+
+
+# ── ε̂ sensitivity to edits ─────────────────────────────────────────────────────────────────────────────
+
+def relational_edits(s: shapes.Sample, rng: np.random.Generator) -> dict[str, str]:
+    """Three edits of a relational caption "a X rel a Y" (objects of distinct colours and shapes):
+    ``relation_flip`` (left ↔ right, above ↔ below), ``attribute_swap`` (the two colour words exchanged) and
+    ``colour_swap`` (the first object's colour replaced by a colour in neither object)."""
+    toks = [w.text for w in s.words]
+    rel = [k for k, w in enumerate(s.words) if w.pos == "prep"]
+    phrase = " ".join(toks[k] for k in rel)
+    flip = toks[:rel[0]] + shapes.FLIPPED_RELATION[phrase].split() + toks[rel[-1] + 1:]
+    cols = [k for k, w in enumerate(s.words) if w.pos == "adj" and w.text in shapes.COLOURS]
+    attr = list(toks)
+    attr[cols[0]], attr[cols[1]] = toks[cols[1]], toks[cols[0]]
+    others = [c for c in shapes.COLOURS if c not in (toks[cols[0]], toks[cols[1]])]
+    colour = list(toks)
+    colour[cols[0]] = others[int(rng.integers(len(others)))]
+    return {"relation_flip": " ".join(flip), "attribute_swap": " ".join(attr), "colour_swap": " ".join(colour)}
+
+
+def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, batch: int = 32) -> dict:
+    """``E‖ε̂(z|caption) − ε̂(z|edited)‖²`` for a relation flip, an attribute (colour) swap between the two
+    objects and a single colour change, on ``n`` relational scenes (shared draws per scene). Returns, per
+    edit, the mean ± se, and ``ratio_relation`` / ``ratio_attribute``: the mean over scenes of the edit's
+    change divided by the colour change's (± se over scenes)."""
+    samples = _relational_samples(n, seed, 51)
+    rng = np.random.default_rng([seed, 52])
+    edits = [relational_edits(s, rng) for s in samples]
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, list] = {k: [] for k in edits[0]}
+    for start in range(0, n, batch):
+        chunk = range(start, min(n, start + batch))
+        x = model.encode_images(_tensor([samples[i].image for i in chunk]))
+        d = epsilon_change(model, x, [samples[i].caption for i in chunk],
+                           {k: [edits[i][k] for i in chunk] for k in out}, n_samples=n_samples, generator=g)
+        for k in out:
+            out[k].extend(d[k].tolist())
+    res = {k: mean_se(v) for k, v in out.items()}
+    colour = np.asarray(out["colour_swap"])
+    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
+    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
+    res["n_samples"] = n_samples
+    return res
+
+
+# ── word maps ───────────────────────────────────────────────────────────────────────────────────────────
+
+def _map32(m: torch.Tensor) -> np.ndarray:
+    return upsample_bilinear(m.float(), (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)).numpy()
+
+
+@torch.no_grad()
+def word_map_quality(model, n: int = 64, *, seed: int = 0, steps: int = 50, n_localization: int = 64,
+                     batch: int = 16, progress: bool = False) -> dict:
+    """DAAM word maps (DDIM inversion + regeneration, ``steps`` each way, all heads) judged against the
+    scenes' masks, upsampled bilinearly to 32×32 pixels.
+
+    1. ``n`` two-object relational scenes (distinct colours and shapes): for each object's colour word and
+       shape word, AUROC of its map for its object's pixels against the background (no object), and against
+       the other object's pixels. Mean ± se per word type (``colour``, ``shape``), over (scene, object).
+    2. ``n_localization`` rows of the COCO-IT twin: mIoU of the DAAM map at the oracle threshold (the paper's
+       selection, B25) against the whole-image baseline, and the ratio of the two.
+    """
+    samples = _relational_samples(n, seed, 61)
+    auc: dict[str, dict[str, list]] = {t: {"background": [], "other": []} for t in ("colour", "shape")}
+    for start in tqdm(range(0, n, batch), desc="word maps", disable=not progress, leave=False):
+        chunk = samples[start:start + batch]
+        prompts = [s.caption for s in chunk]
+        first_colour = [next(w.text for w in s.words if w.text in shapes.COLOURS) for s in chunk]
+        res = daam_maps(model, _tensor([s.image for s in chunk]), prompts, first_colour, steps=steps)
+        for k, s in enumerate(chunk):
+            om = s.object_masks()
+            bg = ~om.any(0)
+            for w in s.words:
+                kind = "colour" if w.text in shapes.COLOURS else "shape" if w.pos == "noun" else None
+                if kind is None:
+                    continue
+                own = w.objects[0]
+                m = _map32(res.tokens[k][token_positions(model.tokenizer, s.caption, w.text)].mean(0))
+                auc[kind]["background"].append(pixel_auroc(m, om[own], bg))
+                auc[kind]["other"].append(pixel_auroc(m, om[own], om[1 - own]))
+    rows = shapes.twin("coco-it", n_localization, seed=seed)
+    ious, whole = [], []
+    for start in range(0, n_localization, batch):
+        chunk = [rows[i] for i in range(start, min(n_localization, start + batch))]
+        res = daam_maps(model, [r["image"] for r in chunk], [r["caption"] for r in chunk],
+                        [r["word"] for r in chunk], steps=steps)
+        masks = torch.from_numpy(np.stack([np.asarray(r["mask"], dtype=bool) for r in chunk]))
+        ious.append(iou_per_threshold(upsample_bilinear(res.word, tuple(masks.shape[-2:])), masks))
+        whole.extend(whole_image_iou(masks).tolist())
+    sel = select_threshold(np.concatenate(ious))
+    whole_se = mean_se(whole)
+    return {
+        "auroc": {t: {against: mean_se(v) for against, v in d.items()} for t, d in auc.items()},
+        "daam_miou": {"value": sel.miou, "stderr": sel.stderr, "n": sel.n, "threshold": sel.threshold},
+        "whole_image_miou": whole_se,
+        "miou_ratio": sel.miou / whole_se["value"],
+        "steps": steps,
+    }
