@@ -381,36 +381,45 @@ def vae_recovery(model, n: int = 500, seed: int = 12_345, batch: int = 100) -> d
 
 @torch.no_grad()
 def generate_images(model, prompts: list[str], *, steps: int = 50, guidance: float = 4.0, seed: int = 0,
-                    batch: int = 32) -> list[np.ndarray]:
+                    batch: int = 32, stock: bool = False) -> list[np.ndarray]:
     """Images ``[32, 32, 3]`` in [0, 1] from DDIM with classifier-free guidance through the model's denoiser
     (:func:`infodecomp.editing.sample`; the stock pipeline's algorithm, with the model's token mask). Batch
-    ``k`` draws its noise from a generator seeded ``seed + k·batch``."""
+    ``k`` draws its noise from a generator seeded ``seed + k·batch``. ``stock=True``: the diffusers
+    pipeline's own ``__call__`` instead (what a user of a stock ``StableDiffusionPipeline`` gets: no token
+    mask), with the same noise."""
     from .editing import sample
 
     out = []
     for start in range(0, len(prompts), batch):
         g = torch.Generator().manual_seed(seed + start)
+        if stock:
+            res = model.pipeline(prompts[start:start + batch], height=shapes.IMAGE_SIZE, width=shapes.IMAGE_SIZE,
+                                 num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="np")
+            out.extend(list(res.images))
+            continue
         latents = sample(model, prompts[start:start + batch], steps=steps, guidance_scale=guidance, generator=g,
                          batch_size=batch)
         out.extend(list(model.decode(latents, output_type="np")))
     return out
 
 
-def generation_accuracy(model, n: int = 192, *, steps: int = 50, guidance: float = 4.0, seed: int = 0) -> dict:
+def generation_accuracy(model, n: int = 192, *, steps: int = 50, guidance: float = 4.0, seed: int = 0,
+                        stock: bool = False) -> dict:
     """Single-object prompts ("a red circle", every colour × shape in turn): the image parses as exactly one
     object of the prompted colour and shape. Two-object relational prompts (held-out ShapesWorld captions,
     sizes sometimes named): both objects right (colour, shape, and size where named) and the relation true
-    (loose rule: the axis of the larger centre offset decides)."""
+    (loose rule: the axis of the larger centre offset decides). ``stock``: sample with the diffusers
+    pipeline's own call (see :func:`generate_images`)."""
     singles = [f"a {c} {s}" for c in shapes.COLOURS for s in shapes.SHAPES]
     singles = (singles * (n // len(singles) + 1))[:n]
-    imgs = generate_images(model, singles, steps=steps, guidance=guidance, seed=seed)
+    imgs = generate_images(model, singles, steps=steps, guidance=guidance, seed=seed, stock=stock)
     single_hits = 0
     for p, im in zip(singles, imgs):
         parsed = shapes.parse_scene(im)
         single_hits += len(parsed) == 1 and shapes.caption_matches(p, parsed, check_size=False)
     rng = np.random.default_rng([seed, 777])
     relational = [shapes.sample_kind(rng, "relation", 2).caption for _ in range(n)]
-    imgs = generate_images(model, relational, steps=steps, guidance=guidance, seed=seed + 100_000)
+    imgs = generate_images(model, relational, steps=steps, guidance=guidance, seed=seed + 100_000, stock=stock)
     reports = [shapes.match_report(p, shapes.parse_scene(im)) for p, im in zip(relational, imgs)]
     return {
         "single_object": _binomial(single_hits, n),
@@ -495,6 +504,9 @@ def evaluate(model_dir: str | Path, *, n: int = 192, steps: int = 50, guidance: 
     }
     if reading:
         result["reading"] = word_reading(model, n=n, seed=seed)
+    if model.cross_attention_tokens == "words":  # what a stock diffusers pipeline call makes of it
+        result["stock_pipeline"] = generation_accuracy(model, n=min(n, 96), steps=steps, guidance=guidance,
+                                                       seed=seed, stock=True)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -673,6 +685,129 @@ def _training_text(info: dict, quality: dict) -> str:
     return "\n\n".join(lines)
 
 
+def _get(d: dict, path: str):
+    for k in path.split("."):
+        if d is None:
+            return None
+        d = d.get(k)
+    return d
+
+
+#: The project's bars for the embedded model (issue "shapes-tiny v2"): (name, path in an :func:`evaluate`
+#: result, bar, unit). A value is a dict with "value" and "stderr" (a float for ratios without one).
+BARS = (
+    ("VAE: `parse_scene` recovers the scene from reconstructions", "vae_recovery", 0.98, "%"),
+    ("generation, single-object prompts: the prompted colour and shape", "generation.single_object", 0.95, "%"),
+    ("generation, two-object relational prompts fully correct", "generation.relational", 0.70, "%"),
+    ("… the relation right, of the prompts with both objects right",
+     "generation.relational_relation_if_objects", 0.85, "%"),
+    ("swap test: the image follows the word tokens (words of A, end token and padding of B)",
+     "reading.swap.follows_words", 0.90, "%"),
+    ("DAAM word maps, COCO-IT twin: mIoU ÷ the whole-image baseline", "reading.word_maps.miou_ratio", 2.0, "×"),
+    ("DAAM map of a colour word: AUROC own object vs the other object", "reading.word_maps.auroc.colour.other",
+     0.75, ""),
+    ("DAAM map of a shape word: AUROC own object vs the other object", "reading.word_maps.auroc.shape.other",
+     0.75, ""),
+    ("pixel CMI of a colour/shape word: mass inside its object (latent grid)", "cmi.mass_inside", 0.50, "%"),
+    ("… at pixel resolution (map upsampled bilinearly to 32×32)", "cmi.mass_inside_pixels", 0.50, "%"),
+    ("ε̂ change of a relation flip ÷ that of a colour swap", "reading.sensitivity.ratio_relation", 0.10, "×"),
+)
+
+
+def _value_text(v, unit: str) -> str:
+    if v is None:
+        return "not measured"
+    if not isinstance(v, dict):
+        return f"{v:.2f}{unit}"
+    if unit == "%":
+        return f"{100 * v['value']:.1f}% ± {100 * v['stderr']:.1f} (n = {v['n']})"
+    return f"{v['value']:.3f}{unit} ± {v['stderr']:.3f} (n = {v['n']})"
+
+
+def bar_rows(quality: dict) -> list[dict]:
+    """The :data:`BARS` measured in ``quality``: name, text of the result, bar, and ``met`` (the point
+    estimate at or above the bar; None when not measured)."""
+    rows = []
+    for name, path, bar, unit in BARS:
+        v = _get(quality, path)
+        value = None if v is None else (v["value"] if isinstance(v, dict) else float(v))
+        bar_text = f"≥ {100 * bar:.0f}%" if unit == "%" else f"≥ {bar:g}{unit}"
+        rows.append({"name": name, "path": path, "result": _value_text(v, unit), "bar": bar_text,
+                     "value": value, "met": None if value is None else value >= bar})
+    return rows
+
+
+def _reading_text(quality: dict) -> str:
+    r = quality.get("reading")
+    if not r:
+        return "Not measured for this model (`evaluate` without the word-reading battery)."
+    mass = r["attention_mass"]
+    lines = ["Attention mass per kind of token (mean over images, heads and query positions; "
+             f"n = {mass['n']} scenes × {len(mass['by_logsnr'])} noise levels):", "",
+             "| layer | start | words | end | padding |", "|---|---|---|---|---|"]
+    for layer, row in mass["by_layer"].items():
+        lines.append(f"| `{layer.replace('.transformer_blocks.0.attn2', '')}` | " +
+                     " | ".join(f"{100 * row[k]:.0f}%" for k in ("start", "word", "end", "padding")) + " |")
+    o = mass["overall"]
+    lines.append("| **all** | " + " | ".join(f"**{100 * o[k]:.0f}%**" for k in ("start", "word", "end", "padding"))
+                 + " |")
+    sw, se, wm = r["swap"], r["sensitivity"], r["word_maps"]
+    lines += ["",
+              f"Swap test (n = {sw['follows_words']['n']} pairs, {sw['steps']} DDIM steps, guidance {sw['guidance']}): "
+              f"the image follows the word tokens {_pct(sw['follows_words'])}%, the padding "
+              f"{_pct(sw['follows_padding'])}%, neither {_pct(sw['neither'])}%; in ε̂ space the hybrid is nearer the "
+              f"words' prediction for {_pct(sw['eps_follows_words'])}% of pairs.",
+              "",
+              f"ε̂ sensitivity (n = {se['relation_flip']['n']} relational scenes, {se['n_samples']} shared draws each): "
+              f"E‖Δε̂‖² for a relation flip {_num(se['relation_flip'], 3)}, an exchange of the two colours "
+              f"{_num(se['attribute_swap'], 3)}, one colour changed {_num(se['colour_swap'], 3)}; ratios to the colour "
+              f"change: relation {_num(se['ratio_relation'], 3)}, attribute {_num(se['ratio_attribute'], 3)}.",
+              "",
+              f"DAAM word maps ({wm['steps']} DDIM steps each way): AUROC own object vs background — colour "
+              f"{_num(wm['auroc']['colour']['background'])}, shape {_num(wm['auroc']['shape']['background'])}; own "
+              f"object vs the other object — colour {_num(wm['auroc']['colour']['other'])}, shape "
+              f"{_num(wm['auroc']['shape']['other'])}. COCO-IT twin mIoU {_pct(wm['daam_miou'])}% (oracle τ "
+              f"{wm['daam_miou']['threshold']:.2f}) against {_pct(wm['whole_image_miou'])}% for the whole image."]
+    return "\n".join(lines)
+
+
+def _stock_text(quality: dict) -> str:
+    st = quality.get("stock_pipeline")
+    if quality.get("cross_attention_tokens", "all") != "words":
+        return ("This model attends to every token, like a stock Stable Diffusion; a stock diffusers pipeline "
+                "call runs it as it was trained.")
+    text = ("**Run it through infodecomp, or pass the mask yourself.** This model was trained with the end token "
+            "`<|endoftext|>` and the padding after it hidden from cross-attention (`infodecomp.json`: "
+            '`"cross_attention_tokens": "words"`). `load_model("shapes-tiny")` reads that file; then '
+            "`Model.encode_prompts` zeroes those rows and every UNet call of the package (the denoiser, the "
+            "sampler `infodecomp.editing.sample`, inversion and interventions, attention recording, the probe) "
+            "hides zero rows with the UNet's `encoder_attention_mask`. The directory still loads with diffusers' "
+            "`StableDiffusionPipeline.from_pretrained`, but a stock `pipe(prompt)` call passes no mask, so its "
+            "UNet attends to embeddings it never saw in training")
+    if st:
+        gen = quality["generation"]
+        text += (f": measured with the same prompts and noise, single-object generation {_pct(st['single_object'])}% "
+                 f"(against {_pct(gen['single_object'])}% with the mask) and relational prompts fully correct "
+                 f"{_pct(st['relational'])}% (against {_pct(gen['relational'])}%). With diffusers directly, call the "
+                 "UNet as `unet(z, t, encoder_hidden_states=emb, encoder_attention_mask=mask)` with `mask` True for "
+                 "the start token and the word tokens (`infodecomp.text.word_token_mask`).")
+    else:
+        text += "."
+    return text
+
+
+def _ablation_text(model_dir: Path) -> str:
+    path = model_dir / "ablations.json"
+    if not path.exists():
+        return "No ablations recorded for this model."
+    a = json.loads(path.read_text())
+    head = (f"Short runs from scratch on the same data seed, each measured by `python -m infodecomp.training compare` "
+            f"on held-out seed {a['seed']} (n = {a['n']} prompts or scenes per measurement; generation: "
+            f"{a['steps']} DDIM steps, guidance {a['guidance']}; ± one standard error). "
+            + a.get("note", ""))
+    return head + "\n\n" + ablation_table(a["entries"])
+
+
 def write_model_card(model_dir: str | Path, quality: dict) -> Path:
     model_dir = Path(model_dir)
     info = json.loads((model_dir / "training.json").read_text())
@@ -684,6 +819,10 @@ def write_model_card(model_dir: str | Path, quality: dict) -> Path:
         with safe_open(str(next((model_dir / part).glob("*.safetensors"))), "pt") as f:
             n_params[part] = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
     gen, cmi = quality["generation"], quality["cmi"]
+    attn = "16×16, 8×8 and 4×4" if cfg.get("attention_16") else "8×8 and 4×4"
+    bars = bar_rows(quality)
+    bar_lines = "\n".join(f"| {b['name']} | {b['result']} | {b['bar']} | "
+                           f"{'—' if b['met'] is None else ('met' if b['met'] else '**not met**')} |" for b in bars)
     card = f"""# shapes-tiny
 
 A miniature Stable Diffusion trained from scratch by infodecomp on ShapesWorld (`infodecomp.data.shapes`):
@@ -692,39 +831,49 @@ small, big) on black, with captions such as "a small blue square left of a big y
 "a red circle and a green square", "two yellow triangles". It is a diffusers `StableDiffusionPipeline`
 directory, loaded by `infodecomp.models.load_model("shapes-tiny")`, and the default model of every notebook.
 
+Recipe: {recipe_text(cfg)}.
+
 ## Architecture
 
 | part | class | parameters | notes |
 |---|---|---|---|
 | VAE | AutoencoderKL | {n_params['vae'] / 1e6:.2f} M | 32×32×3 → 16×16×4 (one downsampling), scaling factor {json.loads((model_dir / 'vae' / 'config.json').read_text())['scaling_factor']:.4f} (1/std of the latents) |
-| UNet | UNet2DConditionModel | {n_params['unet'] / 1e6:.2f} M | channels {tuple(cfg['unet_channels'])}, 1 layer per block, cross-attention at 8×8 and 4×4 |
+| UNet | UNet2DConditionModel | {n_params['unet'] / 1e6:.2f} M | channels {tuple(cfg['unet_channels'])}, 1 layer per block, cross-attention at {attn} |
 | text encoder | CLIPTextModel | {n_params['text_encoder'] / 1e6:.2f} M | hidden {cfg['text_hidden']}, {cfg['text_layers']} layers, {cfg['max_length']} positions (most parameters are the 49,408-token embedding) |
 | tokenizer | CLIPTokenizer | — | OpenAI/OpenCLIP BPE built offline (`infodecomp.tokenizer`), model_max_length {cfg['max_length']}, pads with "!" as SD 2.x |
 | scheduler | DDIMScheduler | — | SD 2.1-base's scaled-linear betas 0.00085 → 0.012, 1000 steps, ε-prediction: log-SNR range [−5.364, +7.069] |
 
 Weights are stored in float16 (safetensors) and load as float32 unless another dtype is asked for.
 
+{_stock_text(quality)}
+
 ## Training
 
 {_training_text(info, quality)}
 
+## Ablations: how the recipe was chosen
+
+{_ablation_text(model_dir)}
+
 ## Measured quality
 
-On held-out ShapesWorld draws (`python -m infodecomp.training evaluate`, seed {seed_of(quality)}); ± is the
-binomial standard error. Bars are those of the project's issue.
+On held-out ShapesWorld draws (`python -m infodecomp.training evaluate`, seed {seed_of(quality)}, apart from the
+ablations' seed); ± is one standard error (binomial for rates). Bars are those of the project's issue; "met"
+means the point estimate reaches the bar.
 
-| what | result | bar |
-|---|---|---|
-| VAE: `parse_scene` recovers the scene from reconstructions | {_fmt(quality['vae_recovery'])} | ≥ 98% |
-| generation, single-object prompts parsed as the prompted colour and shape | {_fmt(gen['single_object'])} | ≥ 90% |
-| generation, two-object relational prompts fully correct (objects and relation) | {_fmt(gen['relational'])} | ≥ 70% |
-| … of which both objects right, relation aside | {_fmt(gen['relational_objects_only'])} | — |
-{_optional_rows(gen)}| pixel CMI of a colour/shape word: fraction of its mass inside the word's object mask | {100 * cmi['mass_inside']['value']:.1f}% ± {100 * cmi['mass_inside']['stderr']:.1f} (n = {cmi['mass_inside']['n']}) | "most" |
-| … the object's area fraction, for comparison | {100 * cmi['area_fraction']['value']:.1f}% ± {100 * cmi['area_fraction']['stderr']:.1f} | — |
-| … rows with more than half of the mass inside | {_fmt(cmi['rows_with_majority_inside'])} | — |
+| what | result | bar | |
+|---|---|---|---|
+{bar_lines}
+| … generation: of the relational prompts, both objects right (relation aside) | {_fmt(gen['relational_objects_only'])} | — | |
+{_optional_rows(gen).replace(' — |', ' — | |')}| … the word's object area fraction, for the CMI mass | {100 * cmi['area_fraction']['value']:.1f}% ± {100 * cmi['area_fraction']['stderr']:.1f} | — | |
+| … CMI: rows with more than half of the mass inside (latent grid) | {_fmt(cmi['rows_with_majority_inside'])} | — | |
 
 Generation: DDIM, {gen['steps']} steps, classifier-free guidance scale {gen['guidance']}. CMI maps: i^o with
-{cmi['n_samples']} log-SNR draws (truncated logistic, loc 1, scale 2, clip 3) per image, at latent resolution.
+{cmi['n_samples']} log-SNR draws (truncated logistic, loc 1, scale 2, clip 3) per image.
+
+## Does it read its words?
+
+{_reading_text(quality)}
 """
     path = model_dir / "README.md"
     path.write_text(card)
@@ -747,10 +896,14 @@ def record_quality(quality: dict, model_dir: str | Path, *, root: str | Path = "
                               f"kind (generation), {cmi['mass_inside']['n']} images (CMI)"),
                    settings={"ddim_steps": gen["steps"], "guidance": gen["guidance"],
                              "cmi_logsnr_draws": cmi["n_samples"]})
-    for name, d in [("vae_scene_recovery", quality["vae_recovery"]), ("generation_single_object", gen["single_object"]),
-                    ("generation_relational", gen["relational"]),
-                    ("cmi_mass_inside_word_mask", cmi["mass_inside"]), ("word_mask_area_fraction", cmi["area_fraction"])]:
-        path = rec.record(name, d["value"], d["stderr"])
+    for _, key, _, _ in BARS:
+        v = _get(quality, key)
+        if v is None:
+            continue
+        name = key.replace("reading.", "").replace(".", "_")
+        path = rec.record(name, v["value"] if isinstance(v, dict) else float(v),
+                          v.get("stderr") if isinstance(v, dict) else None)
+    path = rec.record("word_mask_area_fraction", cmi["area_fraction"]["value"], cmi["area_fraction"]["stderr"])
     return path
 
 

@@ -75,6 +75,21 @@ def test_table4_recovers_known_correlations():
     assert f["cmi"]["image"].error == pytest.approx(f["cmi"]["image"].std / 10)
 
 
+def test_cmi_minus_attention_is_paired_and_recovers_the_known_gap():
+    from infodecomp.experiments.intervention import cmi_minus_attention
+
+    frame = _synthetic_frame()
+    d = cmi_minus_attention(frame, seed=0)
+    t = table4(frame, protocol="corrected", seed=0)
+    assert d["image"]["value"] == pytest.approx(t["cmi"]["image"].value - t["attention"]["image"].value)
+    assert d["pixel"]["value"] == pytest.approx(t["cmi"]["pixel"].value - t["attention"]["pixel"].value)
+    assert d["image"]["ci_low"] > 0.4 and d["pixel"]["ci_low"] > 0.3  # true gaps 0.6 and 0.4
+    assert d["image"]["n"] == d["pixel"]["n"] == 300
+    same = frame.assign(attention_total=frame["cmi_s"], attention_map=frame["cmi_map"])
+    z = cmi_minus_attention(same, seed=0)
+    assert z["image"]["value"] == 0 and z["image"]["stderr"] == 0 and z["pixel"]["value"] == 0
+
+
 def test_table4_needs_successful_rows():
     frame = pd.DataFrame([{"ok": False, "error": "x"}, {"ok": False, "error": "x"}])
     with pytest.raises(ValueError, match="successful"):

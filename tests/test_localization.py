@@ -196,3 +196,19 @@ def test_table3_frame_sets_ours_beside_the_papers_numbers():
     assert t3.loc["MI", "paper % (100 steps)"] == "–"  # the paper has no MI row
     with pytest.raises(ValueError, match="50, 100 and 200"):
         localization.table3_frame(table, 75)
+
+
+def test_paired_differences_and_mass_inside_on_the_toy_world(tmp_path):
+    rows = toy_rows(8)
+    store = run_localization(ToyModel(), rows, tmp_path / "s", n_samples=8, batch_size=4, attention=False)
+    diffs = localization.paired_differences(store, rows, pairs=(("cmi", "whole_image"), ("cmi", "mi"),
+                                                                ("attn_info", "daam")))
+    assert set(diffs) == {"cmi_minus_whole_image", "cmi_minus_mi"}  # no attention maps in this store
+    sweeps, frame = localization.score_store(store, rows, methods=("cmi",))
+    per = sweeps["cmi"].per_image[:, sweeps["cmi"].oracle().threshold_index] - frame["whole_image"].to_numpy()
+    assert diffs["cmi_minus_whole_image"]["value"] == pytest.approx(per.mean())
+    assert diffs["cmi_minus_whole_image"]["stderr"] == pytest.approx(per.std(ddof=1) / np.sqrt(8))
+    assert diffs["cmi_minus_whole_image"]["value"] > 0.5 and diffs["cmi_minus_whole_image"]["n"] == 8
+    mass = localization.mass_inside(store, rows, methods=("cmi",))
+    # all of the toy's CMI lives in the word's region; bilinear upsampling spills a little over its edge
+    assert (mass["cmi"] > 0.8).all() and (mass["area"] < 0.5).all() and len(mass) == 8

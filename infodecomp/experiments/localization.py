@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import IoUSweep, whole_image_iou
+from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
 from ..models import model_version
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
@@ -222,6 +222,46 @@ def miou_by(store: ResultStore, dataset: Sequence[dict], by: str = "word_type", 
     mean, sem, count = g.mean(), g.sem(), g.size()
     res = mean.add_suffix("_miou").join(sem.add_suffix("_stderr"))
     return res.assign(n=count)
+
+
+def paired_differences(store: ResultStore, dataset: Sequence[dict],
+                       pairs: Sequence[tuple[str, str]] = (("cmi", "whole_image"), ("attn_info", "daam"),
+                                                           ("cmi", "mi"))) -> dict[str, dict]:
+    """Paired comparisons of methods on the same rows: ``{"a_minus_b": {"value", "stderr", "n"}}`` of the
+    per-row IoU of ``a`` minus that of ``b``, each method at its own oracle threshold (the faithful selection;
+    ``"whole_image"`` has none), and the standard error of the mean difference over rows. Pairs whose
+    methods the store lacks are left out."""
+    have = set(stored_methods(store)) | {"whole_image"}
+    wanted = [(a, b) for a, b in pairs if a in have and b in have]
+    methods = sorted({m for p in wanted for m in p} - {"whole_image"})
+    sweeps, frame = score_store(store, dataset, methods=methods)
+    per = {m: sw.per_image[:, sw.oracle().threshold_index] for m, sw in sweeps.items()}
+    per["whole_image"] = frame["whole_image"].to_numpy()
+    out = {}
+    for a, b in wanted:
+        d = per[a] - per[b]
+        out[f"{a}_minus_{b}"] = {"value": float(d.mean()), "stderr": float(d.std(ddof=1) / np.sqrt(len(d))),
+                                 "n": int(len(d))}
+    return out
+
+
+def mass_inside(store: ResultStore, dataset: Sequence[dict], methods: Sequence[str] = ("cmi", "mi")) -> pd.DataFrame:
+    """How object-focused each map is: per row, the fraction of the map's mass (clamped at 0, upsampled
+    bilinearly to the mask) that lies inside the word's mask, one column per method, plus ``area`` (the mask's
+    area fraction, what a map spread evenly would get). Rows of the store, in index order."""
+    methods = _methods(store, methods)
+    frame = store.to_frame().sort_values("index").reset_index(drop=True)
+    rows = []
+    for _, row in frame.iterrows():
+        mask = torch.from_numpy(np.array(dataset[int(row["index"])]["mask"], dtype=bool))
+        out = {"index": int(row["index"]), "area": float(mask.double().mean())}
+        for m in methods:
+            v = upsample_bilinear(torch.as_tensor(np.asarray(row[m], dtype=np.float32)), tuple(mask.shape))
+            v = v.clamp_min(0)
+            total = float(v.sum())
+            out[m] = float(v[mask].sum()) / total if total > 0 else float("nan")
+        rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def threshold_curves(store: ResultStore, dataset: Sequence[dict], *,

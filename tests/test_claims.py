@@ -1,0 +1,58 @@
+"""The claims table: verdict rule, reading recorded numbers, and the generated Markdown block."""
+
+import json
+
+import pytest
+
+from infodecomp import claims as C
+from infodecomp import results as R
+
+
+def test_verdict_rule_uses_the_95_percent_interval():
+    assert C.verdict(0.10, 0.05) == "holds"          # 0.10 − 1.96·0.05 = 0.002 > 0
+    assert C.verdict(0.09, 0.05) == "inconclusive"   # the interval reaches below 0
+    assert C.verdict(-0.10, 0.05) == "fails"
+    assert C.verdict(None, None) == "inconclusive" and C.verdict(0.5, float("nan")) == "inconclusive"
+
+
+def test_claims_read_paired_and_independent_differences(tmp_path):
+    root = tmp_path / "figures"
+    R.record("02_relation_testing", "shapes-tiny", "vg-relation_info_o_minus_mmse", 0.2, 0.05, root=root,
+             protocol="faithful", seed=0, revision="sha256:abc")
+    R.record("07_image_level_information", "shapes-tiny", "pearson_mi_cmi_noun", 0.8, 0.03, root=root, seed=0)
+    R.record("07_image_level_information", "shapes-tiny", "pearson_mi_cmi_abstract", 0.2, 0.04, root=root, seed=0)
+    v = {x.claim.key: x for x in C.evaluate_claims(root / "shapes-tiny")}
+    assert v["vg-relation_info_o_minus_mmse"].verdict == "holds"
+    c1 = v["pearson_mi_cmi_noun"]
+    assert c1.value == pytest.approx(0.6) and c1.stderr == pytest.approx(0.05)  # sqrt(0.03² + 0.04²)
+    assert c1.verdict == "holds"
+    assert v["miou_cmi_minus_whole_image"].value is None and v["miou_cmi_minus_whole_image"].verdict == "inconclusive"
+    md = C.claims_markdown(C.evaluate_claims(root / "shapes-tiny"), "shapes-tiny")
+    assert "| Table 1 (Sec. 3.1), VG-Relation |" in md and "+20.0 ± 5.0 [+10.2, +29.8] points | **holds**" in md
+    assert "sha256:abc, faithful, seed 0" in md and "not recorded" in md
+
+
+def test_update_claims_script_rewrites_only_the_marked_block(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("update_claims", Path(__file__).parent.parent / "scripts" /
+                                                  "update_claims.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nbefore\n{C.CLAIMS_START}\nstale block\n{C.CLAIMS_END}\nafter\n")
+    root = tmp_path / "figures"
+    R.record("06_prompt_intervention", "shapes-tiny", "pearson_pixel_cmi_minus_attention", -0.3, 0.05, root=root)
+    args = [str(readme), "--figures", str(root)]
+    assert script.main(args + ["--check"]) == 1
+    assert script.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# T\n\nbefore\n") and text.endswith(f"{C.CLAIMS_END}\nafter\n") and "stale block" not in text
+    assert "-0.300 ± 0.050 [-0.398, -0.202] | **fails**" in text
+    assert script.main(args + ["--check"]) == 0
+    readme.write_text("no markers\n")
+    assert script.main(args) == 0 and readme.read_text() == "no markers\n"  # files without markers are skipped
+    readme.write_text(f"{C.CLAIMS_END}\n{C.CLAIMS_START}\n")
+    with pytest.raises(SystemExit, match="exactly one"):
+        script.main(args)
