@@ -506,3 +506,70 @@ def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.fi
                  f"[{lam_lo:.1f}, {lam_hi:.1f}], ± 1 s.e.)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# -- does the model read its words? (notebook 00) ------------------------------------------------------------
+_KIND_COLOURS = {"start": "0.6", "word": "C2", "end": "C1", "padding": "C3"}
+
+
+def token_mass_plot(by_layer, by_logsnr, *, title: str | None = None) -> matplotlib.figure.Figure:
+    """Where cross-attention looks: stacked bars of the attention mass per token kind (start, words, end,
+    padding), one bar per layer (left) and per noise level (right). ``by_layer`` / ``by_logsnr``: DataFrames
+    with those four columns (:func:`infodecomp.diagnostics.attention_mass_table`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    for ax, table, label in ((axes[0], by_layer, "layer"), (axes[1], by_logsnr, "log-SNR λ")):
+        names = [str(i).replace(".transformer_blocks.0.attn2", "").replace("attentions.", "a")
+                 for i in table.index]
+        left = np.zeros(len(table))
+        for kind, colour in _KIND_COLOURS.items():
+            v = table[kind].to_numpy(dtype=float) if kind in table else np.zeros(len(table))
+            ax.barh(range(len(table)), v, left=left, color=colour, label=kind)
+            left += v
+        ax.set_yticks(range(len(table)), names, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+        ax.set_xlabel("attention mass (mean over heads and pixels)")
+        ax.set_ylabel(label)
+    axes[1].legend(loc="lower right", fontsize=7, framealpha=0.9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def swap_gallery(images: Sequence, word_prompts: Sequence[str], padding_prompts: Sequence[str],
+                 verdicts: Sequence[str], *, ncols: int = 8) -> matplotlib.figure.Figure:
+    """Images generated from hybrid embeddings (the swap test), titled with the prompt whose words they got,
+    the one whose end token and padding they got, and what the image follows ("words", "padding", "neither")."""
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows), squeeze=False)
+    colours = {"words": "C2", "padding": "C3", "neither": "0.4"}
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(np.asarray(images[i]), interpolation="nearest")
+        ax.set_title(f"w: {word_prompts[i][2:]}\np: {padding_prompts[i][2:]}\n→ {verdicts[i]}", fontsize=6,
+                     color=colours.get(verdicts[i], "k"))
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_bars(values: Mapping[str, tuple[float, float]], *, title: str | None = None) -> matplotlib.figure.Figure:
+    """How far ε̂ moves under each prompt edit: ``{edit: (mean, stderr)}`` of E‖Δε̂‖², bars with ±2 s.e.
+    on a log scale (a relation flip can be orders of magnitude below a colour change)."""
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    names = list(values)
+    v = np.array([values[k][0] for k in names], dtype=float)
+    se = np.nan_to_num(np.array([values[k][1] for k in names], dtype=float))
+    ax.bar(range(len(names)), v, color=[f"C{i}" for i in range(len(names))], width=0.6)
+    ax.errorbar(range(len(names)), v, yerr=np.minimum(2 * se, 0.999 * v), fmt="none", ecolor="k", capsize=4, lw=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), [k.replace("_", " ") for k in names], fontsize=8)
+    ax.set_ylabel("E‖Δε̂‖² (± 2 s.e.)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

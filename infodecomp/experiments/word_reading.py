@@ -105,7 +105,7 @@ def _follows(image, prompt: str) -> bool:
 
 @torch.no_grad()
 def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
-              n_samples: int = 8, batch: int = 32) -> dict:
+              n_samples: int = 8, batch: int = 32, keep_images: int = 0) -> dict:
     """Generate from hybrids of ``n`` prompt pairs (A's start and word tokens, B's end token and padding;
     A and B differ in colour and shape) and judge each image with ``parse_scene``: it follows the words (one
     object, A's colour and shape), the padding (B's), or neither. Generation: DDIM ``steps``, classifier-free
@@ -113,9 +113,11 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
     images of A: the fraction of pairs whose hybrid ε̂ is nearer A's than B's.
 
     Returns ``{"follows_words", "follows_padding", "neither", "eps_follows_words"}`` as binomial dicts, plus
-    ``"d_words"`` / ``"d_padding"`` (mean ± se of the ε̂ distances)."""
+    ``"d_words"`` / ``"d_padding"`` (mean ± se of the ε̂ distances). ``keep_images``: also return the first
+    that many generated images with their pairs and verdicts (``"examples"``), for a gallery."""
     pairs = _swap_pairs(n, seed)
     words = padding = 0
+    examples = []
     for start in range(0, n, batch):
         chunk = pairs[start:start + batch]
         hyb = hybrid_embeddings(model, [a for a, _ in chunk], [b for _, b in chunk])
@@ -123,8 +125,12 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
         images = model.decode(sample(model, hyb, steps=steps, guidance_scale=guidance, generator=g,
                                      batch_size=batch), output_type="np")
         for (a, b), im in zip(chunk, images):
-            words += _follows(im, a)
-            padding += _follows(im, b)
+            fa, fb = _follows(im, a), _follows(im, b)
+            words += fa
+            padding += fb
+            if len(examples) < keep_images:
+                examples.append({"image": im, "words": a, "padding": b,
+                                 "follows": "words" if fa else "padding" if fb else "neither"})
     # ε̂ reading: the images of A (rendered scenes of A's object at a random place)
     rng = np.random.default_rng([seed, 43])
     scenes = [shapes.place(rng, [(a.split()[1], a.split()[2], shapes._pick(rng, tuple(shapes.SIZES)))])
@@ -136,7 +142,7 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
             "neither": binomial(n - words - padding, n),
             "eps_follows_words": binomial(int(d["follows_words"].sum()), n),
             "d_words": mean_se(d["d_words"]), "d_padding": mean_se(d["d_padding"]),
-            "steps": steps, "guidance": guidance}
+            "steps": steps, "guidance": guidance, "examples": examples}
 
 
 # ── ε̂ sensitivity to edits ─────────────────────────────────────────────────────────────────────────────
