@@ -409,7 +409,7 @@ def store_path(root: str | Path, model_name: str, dataset: str, settings: Relati
 
 
 def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSettings | None = None, seed: int = 0,
-        store: ResultStore | str | Path | None = None, store_root: str | Path = "build/results", batch_size: int = 8,
+        store: ResultStore | str | Path | None = None, store_root: str | Path = "runs", batch_size: int = 8,
         chunk_size: int = 256, progress: bool = True, state=None):
     """Score every row of ``data`` (resumable, shardable) and return the per-example table (:func:`example_frame`).
 
