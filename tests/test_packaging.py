@@ -65,3 +65,16 @@ def test_notebook_output_folders_follow_one_convention(path):
     assert re.search(r'^STORE_DIR = "runs"  #', params, re.M), "parameters need STORE_DIR = \"runs\"  # …"
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "OUT_DIR}/.." not in code and "Path(OUT_DIR).parent" not in code, "stores go under STORE_DIR, not beside OUT_DIR"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    """papermill parses each parameter line (a second "=" in a comment makes it skip the line with a warning)."""
+    translators = pytest.importorskip("papermill.translators")
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [p.name for p in translators.PythonTranslator.inspect(cell)]
+    assigned = re.findall(r"^([A-Z][A-Z0-9_]*) = ", cell.source, re.M)
+    assert names == assigned, f"papermill reads {names}, the cell assigns {assigned}"
