@@ -19,6 +19,7 @@ failures are listed at the end.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                                                ("STORE_DIR", args.store_dir or store_default)) if value}
     out_dir = Path(args.out) if args.out else ROOT / executed
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The kernels inherit this environment. A non-interactive backend exported for tests (MPLBACKEND=Agg, as CI
+    # does) would keep every figure out of the executed notebooks, and so out of the book: use the inline backend.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
     failures = []
     for path in paths:
