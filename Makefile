@@ -2,6 +2,7 @@
 #   make reproduce   run every notebook with papermill on the embedded model, then refresh the README's results
 #   make test        run the test suite
 # Both create a local virtual environment in .venv on first use and install what they need.
+# After make reproduce, make book builds the read-along book of the executed notebooks in build/book/.
 # GPU users: `make TORCH_SPEC=torch reproduce` installs the CUDA build instead of the pinned CPU wheel.
 
 PYTHON ?= python3
@@ -10,13 +11,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 OPEN_CLIP_WHEEL_SPEC ?= open-clip-torch==3.3.0
 NOTEBOOK_ARGS ?=
+BOOK_NOTEBOOKS ?= build/notebooks
+BOOK_DIR ?= build/book
 
-.PHONY: install test reproduce notebooks-ci readme clean
+.PHONY: install test reproduce notebooks-ci readme book book-ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)" -e ".[notebooks,dev,browser]"
+	$(PY) -m pip install -q "$(TORCH_SPEC)" -e ".[notebooks,dev,browser,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -42,6 +45,17 @@ notebooks-ci: install
 
 readme: install
 	$(PY) scripts/update_readme_results.py
+
+# The read-along book: a static site (MkDocs, mkdocs.yml) of the executed notebooks with docs/ beside them.
+# Open build/book/index.html, or serve it: python -m http.server --directory build/book 8000
+book: install
+	$(PY) scripts/build_book.py --notebooks $(BOOK_NOTEBOOKS) --out $(BOOK_DIR)
+
+# CI's book, from the notebooks that make notebooks-ci executed (every one must be there); tests/test_book.py
+# then opens it in Chromium (INFODECOMP_BOOK=build/ci/book).
+book-ci: install
+	$(PY) scripts/build_book.py --notebooks build/ci/notebooks --out build/ci/book --strict \
+	  --banner "Executed with CI's small parameters (notebooks/ci_parameters.yml): its numbers are smoke tests, not results."
 
 clean:
 	rm -rf build .pytest_cache

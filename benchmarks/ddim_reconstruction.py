@@ -1,4 +1,5 @@
-"""How closely DDIM inversion + regeneration reconstructs real latents (the DAAM baseline's trajectory, PROTOCOL §5.2).
+"""How closely DDIM inversion + regeneration reconstructs real latents (the DAAM baseline's trajectory,
+docs/protocol.md#daam).
 
 For ``--rows`` ShapesWorld COCO-IT twin images (or any localization dataset), encode the image (posterior mean,
 [−1, 1] input), DDIM-invert it with its caption over N steps, regenerate over the same N steps, and print the

@@ -2,8 +2,8 @@
 
 Each world gives (i) samples (x, condition) from its joint distribution, (ii) the exact MMSE ε-denoiser
 ``eps_hat = world.denoiser(z, logsnr, cond)`` under the variance-preserving channel
-``z = sqrt(σ(λ))·x + sqrt(σ(−λ))·ε`` (DESIGN.md §3; a world is itself callable as a denoiser), and (iii)
-the exact answers the estimators target, in nats:
+``z = sqrt(σ(λ))·x + sqrt(σ(−λ))·ε`` (docs/architecture.md#denoiser-interface; a world is itself callable as a
+denoiser), and (iii) the exact answers the estimators target, in nats:
 
 - the pointwise log-likelihood ratio ``log p(x|cond) − log p(x|ref)`` (what i^s estimates, paper Eq. 4);
 - the per-log-SNR integrands of i^s and i^o for one example (``pointwise_integrands``), so the estimand on

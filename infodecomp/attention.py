@@ -13,14 +13,14 @@ On exit (also on an exception) the original processors are restored. Only public
 ``unet.attn_processors``, ``unet.set_attn_processor`` (which pops entries out of the dict it is given, so it
 always gets a copy) and the ``Attention`` module's projections.
 
-Aggregation follows DAAM (Tang et al. 2023; PROTOCOL.md §5.2): at every UNet call, each layer's map of each
+Aggregation follows DAAM (Tang et al. 2023; docs/protocol.md#daam): at every UNet call, each layer's map of each
 head is upsampled to the latent grid (bicubic) and clamped at ≥ 0; maps are averaged over all (layer, head)
 pairs and summed over calls (denoising steps), giving per-token maps ``[B, L, h, w]`` at latent resolution.
 A word's map is the mean over its token positions (:func:`infodecomp.text.token_positions`).
 
 Differences from DAAM v0.1.0, as options: every head is kept by default; ``faithful_half_heads=True`` keeps
 only the second half of the heads of every layer (DAAM assumed a classifier-free-guidance-doubled batch and so
-dropped heads 0 … ⌊h/2⌋−1 when run without CFG, PROTOCOL.md B10). DAAM records the down- and up-block layers
+dropped heads 0 … ⌊h/2⌋−1 when run without CFG, docs/protocol.md#b10). DAAM records the down- and up-block layers
 and excludes the mid-block: ``include_mid=False`` is the default here too.
 """
 
@@ -177,7 +177,7 @@ class CrossAttentionRecorder:
         if self.resolutions is not None and h not in self.resolutions:
             return
         if self.faithful_half_heads:
-            probs = probs[:, heads // 2:]  # DAAM's CFG assumption (PROTOCOL.md B10)
+            probs = probs[:, heads // 2:]  # DAAM's CFG assumption (docs/protocol.md#b10)
         k = probs.shape[1]
         H, W = self.latent_hw
         maps = probs.permute(0, 1, 3, 2).reshape(B, k * L, h, w)
@@ -261,7 +261,8 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
         resolutions: keep only layers whose map is h′ latent cells high (e.g. ``{64, 32, 16}`` for SD at 64×64
             latents: all of DAAM's; ``{16}``: the coarsest). ``None``: all.
         include_mid: also record the mid-block (DAAM does not).
-        faithful_half_heads: keep only the second half of each layer's heads, as DAAM did without CFG (B10).
+        faithful_half_heads: keep only the second half of each layer's heads, as DAAM did without CFG
+            (docs/protocol.md#b10).
         upsample: interpolation to the latent grid (``"bicubic"`` as DAAM, or ``"bilinear"``).
 
     Yields a :class:`CrossAttentionRecorder`; read ``recorder.token_maps()`` after (or inside) the block.

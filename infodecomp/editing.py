@@ -1,9 +1,10 @@
-"""Deterministic ODE inversion and generation, and prompt interventions (PROTOCOL.md §6.1; Table 4, Figs. 1, 3).
+"""Deterministic ODE inversion and generation, and prompt interventions (docs/protocol.md#intervention-solver; Table 4,
+Figs. 1, 3).
 
 The probability-flow ODE is integrated in the Karras et al. (2022) convention: the state is ``z = x + s·ε`` with
 noise level ``s`` (σ in the paper), ``logsnr = −2 log s``. A VP-trained denoiser is called on the rescaled state
 ``z / sqrt(1 + s²)`` (= sqrt(sigmoid(logsnr))·z, which is exactly the VP channel), the denoised estimate is
-``D = z − s·ε̂`` and the ODE derivative is ``dz/ds = (z − D)/s = ε̂`` (PROTOCOL.md §1.2).
+``D = z − s·ε̂`` and the ODE derivative is ``dz/ds = (z − D)/s = ε̂`` (docs/protocol.md#timesteps).
 
 * :func:`karras_sigmas`: ρ = 7 schedule between the model's trained ``σ_min = exp(−λ_max/2)`` and
   ``σ_max = exp(−λ_min/2)`` (0.0292 and 14.615 for SD's ᾱ), no final σ = 0.
@@ -11,13 +12,13 @@ noise level ``s`` (σ in the paper), ``logsnr = −2 log s``. A VP-trained denoi
   up (inversion) or down (generation); ``n`` σ values → ``n − 1`` steps, 2 denoiser calls each.
 * :func:`invert` / :func:`generate` / :func:`intervene`: the reference's image-editing protocol — invert the
   real latent with the original caption, then regenerate from that noise with the original (reconstruction),
-  omit and swap prompts. All generations of one call run batched in the same dtype (avoiding B19, where the
-  reference ran the reconstruction in fp16 and the edits in fp32).
+  omit and swap prompts. All generations of one call run batched in the same dtype (avoiding docs/protocol.md#b19, where
+  the reference ran the reconstruction in fp16 and the edits in fp32).
 * :func:`sample`: fresh images from prompts (N(0, I) noise, DDIM, classifier-free guidance), through the
   model's denoiser, so a model that hides tokens from cross-attention is sampled as it was trained (a stock
   diffusers pipeline call would not hide them).
 * :func:`ddim_levels`, :func:`ddim_integrate`, :func:`ddim_invert`, :func:`ddim_generate`: deterministic DDIM
-  (η = 0) in the VP convention, as the DAAM baseline of Table 3 runs it (PROTOCOL.md §5.2): "leading" timesteps
+  (η = 0) in the VP convention, as the DAAM baseline of Table 3 runs it (docs/protocol.md#daam): "leading" timesteps
   ``{offset, offset + Δ, …}`` with ``Δ = T // steps``, the clean latent at ``ᾱ_0 = alphas_cumprod[0]``
   (``set_alpha_to_one=False``), ``steps`` denoiser calls each way. (DDIM is the Euler method of the same ODE in
   the Karras coordinates; it is kept in VP form here so the inversion can use the reference's evaluation point.)
@@ -64,7 +65,7 @@ def sigma_range(alphas_cumprod: Tensor) -> tuple[float, float]:
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
     """Karras et al. (2022, Eq. 5) noise levels ``[n]`` float64, decreasing from ``sigma_max`` to ``sigma_min``:
     ``σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``. No σ = 0 is appended (the reference
-    appends it and drops it again: the flow cannot be inverted from σ = 0, PROTOCOL.md §6.1)."""
+    appends it and drops it again: the flow cannot be inverted from σ = 0, docs/protocol.md#intervention-solver)."""
     if n < 2:
         raise ValueError(f"need at least 2 noise levels, got n={n}")
     if not 0 < sigma_min < sigma_max:
@@ -159,7 +160,8 @@ def _uncond(model, guidance_scale, batch: int):
 
 def invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
            rho: float = 7.0, progress: bool = True) -> Tensor:
-    """Deterministic Heun inversion of clean latents to noise (PROTOCOL.md §6.1, the reference's ``reverse``).
+    """Deterministic Heun inversion of clean latents to noise (docs/protocol.md#intervention-solver, the reference's
+    ``reverse``).
 
     Args:
         model: an ``infodecomp.models.Model`` (anything with ``.denoiser``, ``.alphas_cumprod`` and, for string
@@ -192,7 +194,7 @@ def generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: 
 
 
 def ddim_levels(alphas_cumprod: Tensor, steps: int, *, offset: int = 1) -> tuple[Tensor, Tensor]:
-    """The DDIM grid of PROTOCOL.md §5.2: ``(timesteps [steps] int64, levels [steps + 1] float64)``.
+    """The DDIM grid of docs/protocol.md#daam: ``(timesteps [steps] int64, levels [steps + 1] float64)``.
 
     ``timesteps`` are diffusers' "leading" spacing, increasing: ``t_i = i·(T // steps) + offset`` (SD 2.1-base's
     scheduler config: ``steps_offset`` 1, so {1, 21, …, 981} for 50 steps, {1, 11, …, 991} for 100).
@@ -217,7 +219,7 @@ def ddim_integrate(denoiser, z: Tensor, levels: Tensor, cond: Tensor, *, uncond:
     Per step ``a → a'``: ``x̂ = (z − sqrt(1 − a)·ε̂) / sqrt(a)``, ``z ← sqrt(a')·x̂ + sqrt(1 − a')·ε̂``, with ε̂
     evaluated at the current ``z`` and the log-SNR of the NOISIER of the two levels: going down (generation) that
     is the step's own level, the standard DDIM step; going up (inversion) it is the target level, the usual
-    approximate DDIM inversion, as the reference's DAAM script does (PROTOCOL.md §5.2, item 3).
+    approximate DDIM inversion, as the reference's DAAM script does (docs/protocol.md#daam, item 3).
 
     Args:
         denoiser: VP denoiser ``eps_hat = denoiser(z, logsnr, cond)``; called at ``logsnr = log(ᾱ / (1 − ᾱ))``
@@ -247,7 +249,7 @@ def ddim_integrate(denoiser, z: Tensor, levels: Tensor, cond: Tensor, *, uncond:
 
 def ddim_invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
                 offset: int = 1, progress: bool = True) -> Tensor:
-    """Deterministic DDIM inversion of clean latents to noise over ``steps`` steps (PROTOCOL.md §5.2, item 3).
+    """Deterministic DDIM inversion of clean latents to noise over ``steps`` steps (docs/protocol.md#daam, item 3).
 
     Args:
         model: an ``infodecomp.models.Model`` (anything with ``.denoiser``, ``.alphas_cumprod`` and, for string
@@ -267,7 +269,8 @@ def ddim_invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_sc
 
 def ddim_generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: float | None = None,
                   offset: int = 1, progress: bool = True) -> Tensor:
-    """Deterministic DDIM generation from the last timestep down to ᾱ_0 over ``steps`` steps (§5.2, item 4).
+    """Deterministic DDIM generation from the last timestep down to ᾱ_0 over ``steps`` steps (docs/protocol.md#daam,
+    item 4).
 
     ``noise [B, C, h, w]``: the VP state at the last timestep (from :func:`ddim_invert`, or ``N(0, I)`` for a
     fresh sample). Returns the state at ᾱ_0, taken as the clean latent. Arguments as :func:`ddim_invert`.
@@ -318,7 +321,7 @@ class Intervention:
 
     def change(self, kind: str) -> Tensor:
         """``[B]`` squared L2 distance in latent space between an edit and the reconstruction (the reference's
-        "change" metric, PROTOCOL.md B23: latent space)."""
+        "change" metric, docs/protocol.md#b23: latent space)."""
         diff = (self.latents[kind] - self.latents["reconstruction"]).to(torch.float32)
         return diff.flatten(1).pow(2).sum(1)
 
@@ -334,7 +337,7 @@ def intervene(model, latents: Tensor, prompts: str | Sequence[str], word: str | 
         latents: ``[B, C, h, w]`` clean latents of real images.
         prompts: the B captions (or one for all).
         word: the word y* of each caption (or one for all); the omit prompt replaces it (and its "+s" plural),
-            whole-word and case-insensitively, by ``_`` (PROTOCOL.md §1.5).
+            whole-word and case-insensitively, by ``_`` (docs/protocol.md#prompts).
         omit: generate the omit prompt.
         swap: ``None`` (no swap), a replacement word for ``word`` (``swap_word``), a table ``{word: new}``
             applied to every listed word of the caption (``swap_words``, as the reference's swap table), or a

@@ -1,6 +1,7 @@
-"""Pointwise information estimators over a denoiser (paper Sec. 2, Eqs. 4–6; PROTOCOL.md §1.4).
+"""Pointwise information estimators over a denoiser (paper Sec. 2; docs/protocol.md#estimators,
+docs/architecture.md#equations).
 
-A denoiser is any callable ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3) with
+A denoiser is any callable ``eps_hat = denoiser(z, logsnr, cond)`` (docs/architecture.md#denoiser-interface) with
 ``z = sqrt(σ(λ))·x + sqrt(σ(−λ))·ε`` and λ = log-SNR (large λ = little noise). For a condition ``cond`` and a
 reference ``ref`` (the null prompt for MI, the context prompt for CMI), with the log-SNR integral over the real
 line estimated by importance sampling (λ_k ~ q, weights w_k = 1/q(λ_k); :mod:`infodecomp.logsnr`):
@@ -306,8 +307,8 @@ def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_sam
     number). ``share_logsnr``: one set of λ for the whole batch (the reference's eval_itd) instead of one per
     example (its ARO scorer). ``chunk_size`` bounds the rows of one denoiser call (conditions × draws; ≥ M+1);
     results do not depend on it. ``progress``: a tqdm bar over denoiser calls (experiments show their own).
-    Relation testing (PROTOCOL §3) ranks candidates by ``orthogonal`` (higher = better), DiffITM by ``mmse``
-    (lower = better). Returns :class:`InformationScores`.
+    Relation testing (docs/protocol.md#relation-testing) ranks candidates by ``orthogonal`` (higher = better), DiffITM
+    by ``mmse`` (lower = better). Returns :class:`InformationScores`.
     """
     if not isinstance(conds, Tensor) or conds.ndim < 2:
         raise ValueError(f"conds must be a tensor [B, M, ...] of M candidate conditions per example, got "
@@ -353,7 +354,7 @@ def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_s
                           rule: str = "logistic", sampling: LogSNRSampling | None = None,
                           noise_per_logsnr: int = 1, antithetic: bool = False, share_logsnr: bool = False,
                           chunk_size: int = _DEFAULT_CHUNK, progress: bool = False) -> InformationEstimate:
-    """Pointwise information i(x; cond ‖ ref) in nats (paper Eqs. 4–6; PROTOCOL §1.4).
+    """Pointwise information i(x; cond ‖ ref) in nats (paper Sec. 2; docs/architecture.md#equations).
 
     x: [B, *X] clean data; cond, ref: [B, *C] conditions batch-aligned with x (MI: ref = null; CMI: cond =
     full caption, ref = context). estimator "orthogonal" (i^o = ½E[w‖ε̂(z|cond) − ε̂(z|ref)‖²]) or "standard"
@@ -386,7 +387,8 @@ def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_s
 def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, *, n_noise: int = 50,
                pixelwise: bool = False, antithetic: bool = False, chunk_size: int = _DEFAULT_CHUNK,
                generator: torch.Generator | None = None, progress: bool = False) -> MMSECurve:
-    """Denoising errors and the i^s / i^o integrands at each log-SNR of a grid (App. C.2; PROTOCOL §7.2).
+    """Denoising errors and the i^s / i^o integrands at each log-SNR of a grid (App. C.2;
+    docs/protocol.md#denoising-process).
 
     x: [B, *X]; conds: [B, M, *C] candidates; ref: [B, *C]; logsnr: [L] grid shared by all examples (e.g.
     ``infodecomp.logsnr.logsnr_grid(200)`` = linspace(−5, 7, 200)). At each λ, ``n_noise`` noise draws shared by

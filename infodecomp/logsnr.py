@@ -1,6 +1,6 @@
 """log-SNR: the noise-level coordinate every estimator integrates over.
 
-Convention (PROTOCOL.md §0, DESIGN.md §3): the variance-preserving channel is
+Convention (docs/protocol.md#conventions, docs/architecture.md#denoiser-interface): the variance-preserving channel is
 ``z = sqrt(sigmoid(logsnr)) * x + sqrt(sigmoid(-logsnr)) * eps``, so ``logsnr = log(alpha^2 / sigma^2)``;
 large ``logsnr`` is little noise. For a discrete diffusers schedule with cumulative products
 ``alphas_cumprod[t]`` (t = 0 … T-1), the trained log-SNR is ``log ᾱ_t − log(1 − ᾱ_t)``, decreasing in t.
@@ -38,7 +38,7 @@ def trained_range(alphas_cumprod: Tensor) -> tuple[float, float]:
 def nearest_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
     """Integer timestep ``[B]`` whose trained log-SNR is nearest to ``logsnr [B]``.
 
-    As the reference code does (PROTOCOL.md §1.2): ``t = argmin_t |logsnr − λ_train(t)|``. A log-SNR outside
+    As the reference code does (docs/protocol.md#timesteps): ``t = argmin_t |logsnr − λ_train(t)|``. A log-SNR outside
     the trained range is clamped to the end timestep (t = T−1 below, t = 0 above).
     """
     lam = trained_logsnr.to(device=logsnr.device, dtype=torch.float64)
@@ -64,11 +64,12 @@ def interpolated_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
-# Quadrature over log-SNR (PROTOCOL.md §1.3). Every information estimate is ∫ f(λ) dλ over the real line,
-# estimated on a clipped range [loc − clip·scale, loc + clip·scale] by importance sampling:
+# Quadrature over log-SNR (docs/protocol.md#log-snr-sampling). Every information estimate is ∫ f(λ) dλ over the real
+# line, estimated on a clipped range [loc − clip·scale, loc + clip·scale] by importance sampling:
 #     ∫_lo^hi f(λ) dλ ≈ (1/K) Σ_k w_k f(λ_k),   w_k = 1 / q(λ_k),
 # where q is the density each λ_k has (marginally). Every rule below returns ``(logsnr [..., K], weights
-# [..., K])`` with exactly these weights, so estimators never build their own sampling (DESIGN.md §4.3).
+# [..., K])`` with exactly these weights, so estimators never build their own sampling
+# (docs/architecture.md#one-quadrature).
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 RULES = ("logistic", "uniform", "logistic_qmc", "uniform_qmc")
@@ -114,7 +115,8 @@ def logistic_density(logsnr: Tensor, *, loc: float = 1.0, scale: float = 2.0, cl
 
 
 def logistic_weights(logsnr: Tensor, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0) -> Tensor:
-    """Importance weights 1/q(λ) of the truncated logistic: scale·tanh(clip/2)·(2 + 2·cosh v) (PROTOCOL §1.3).
+    """Importance weights 1/q(λ) of the truncated logistic: scale·tanh(clip/2)·(2 + 2·cosh v)
+    (docs/protocol.md#log-snr-sampling).
 
     Written with 1/(σ(v)σ(−v)) = 2 + 2 cosh v, which is exact and never divides by a tiny number.
     """
@@ -140,7 +142,7 @@ def logistic_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: f
 
     u ~ U(σ(−c), σ(c)), λ = loc + scale·logit(u), weights w = 1/q(λ) = scale·tanh(c/2)/(σ(v)σ(−v)).
     Returns ``(logsnr [*batch_shape, n], weights [*batch_shape, n])`` in ``dtype`` on ``device``.
-    Paper defaults loc 1, scale 2, clip 3 (the reference's nll paths effectively use clip 4, PROTOCOL B2).
+    Paper defaults loc 1, scale 2, clip 3 (the reference's nll paths effectively use clip 4, docs/protocol.md#b2).
     """
     _check_settings(loc, scale, clip)
     _check_n(n)
@@ -155,8 +157,8 @@ def uniform_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: fl
     """``n`` i.i.d. uniform draws on [loc − clip·scale, loc + clip·scale] with weights = range = 1/q.
 
     ``reference_weight_bug=True`` reproduces the reference code's weight 1/range (the density, not its
-    inverse; PROTOCOL B5), which scales every integral by 1/range². Use it only to reproduce numbers. (The
-    reference also hard-codes clip 3 for this rule, B3: pass clip=3 for that.)
+    inverse; docs/protocol.md#b5), which scales every integral by 1/range². Use it only to reproduce numbers. (The
+    reference also hard-codes clip 3 for this rule, docs/protocol.md#b3: pass clip=3 for that.)
     Returns ``(logsnr [*batch_shape, n], weights [*batch_shape, n])``.
     """
     _check_settings(loc, scale, clip)
@@ -217,7 +219,7 @@ def logsnr_grid(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3
                 dtype=torch.float32) -> Tensor:
     """Deterministic grid ``linspace(loc − clip·scale, loc + clip·scale, n)`` → ``[n]`` (no weights).
 
-    For per-log-SNR curves and maps (MMSE curves, App. C.2; PROTOCOL §7.2: linspace(−5, 7, N)).
+    For per-log-SNR curves and maps (MMSE curves, App. C.2; docs/protocol.md#denoising-process: linspace(−5, 7, N)).
     """
     _check_settings(loc, scale, clip)
     _check_n(n)
@@ -227,7 +229,7 @@ def logsnr_grid(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3
 
 @dataclass(frozen=True)
 class LogSNRSampling:
-    """How log-SNR is sampled for an information estimate (PROTOCOL §1.3).
+    """How log-SNR is sampled for an information estimate (docs/protocol.md#log-snr-sampling).
 
     rule: "logistic" (the paper's i.i.d. truncated logistic), "uniform" (i.i.d. uniform on the same range),
         "logistic_qmc" / "uniform_qmc" (evenly spaced with a random shift; lower variance).
@@ -236,7 +238,7 @@ class LogSNRSampling:
         shifted lattices of n/replicates points each; the standard error comes from the spread between the
         replicate estimates (so it is valid, not the i.i.d. formula misapplied). n must be a multiple.
         Ignored by the i.i.d. rules, whose points are their own replicates.
-    reference_uniform_weight: reproduce the reference's uniform weight 1/range (PROTOCOL B5). Off = correct.
+    reference_uniform_weight: reproduce the reference's uniform weight 1/range (docs/protocol.md#b5). Off = correct.
     """
 
     rule: str = "logistic"
@@ -253,16 +255,16 @@ class LogSNRSampling:
         if isinstance(self.replicates, bool) or not isinstance(self.replicates, int) or self.replicates < 1:
             raise ValueError(f"replicates must be an integer >= 1, got {self.replicates!r}")
         if self.reference_uniform_weight and self.rule != "uniform":
-            raise ValueError("reference_uniform_weight (PROTOCOL B5) only applies to rule='uniform', "
+            raise ValueError("reference_uniform_weight (docs/protocol.md#b5) only applies to rule='uniform', "
                              f"got rule={self.rule!r}")
 
     @classmethod
     def faithful(cls, path: str = "nll") -> "LogSNRSampling":
-        """What the reference code actually ran (PROTOCOL §1.3 table).
+        """What the reference code actually ran (docs/protocol.md#log-snr-sampling table).
 
-        path "nll" (ARO, eval_itd nll_1D/nll_2D): clip 4 (B2); "daam_itd": clip 3 (hard-coded, B9);
-        "uniform": the uniform rule with clip 3 and the 1/range weight (B3, B5). For image editing (ll_ratio,
-        loc/scale from the trained range) use :meth:`from_range`.
+        path "nll" (ARO, eval_itd nll_1D/nll_2D): clip 4 (docs/protocol.md#b2); "daam_itd": clip 3 (hard-coded,
+        docs/protocol.md#b9); "uniform": the uniform rule with clip 3 and the 1/range weight (docs/protocol.md#b3,
+        docs/protocol.md#b5). For image editing (ll_ratio, loc/scale from the trained range) use :meth:`from_range`.
         """
         if path == "nll":
             return cls(rule="logistic", loc=1.0, scale=2.0, clip=4.0)
@@ -283,7 +285,7 @@ class LogSNRSampling:
         """loc = midpoint, scale = range/(2·clip), so the support is exactly [logsnr_min, logsnr_max].
 
         The reference's image-editing path does this with SD 2.1's trained range (loc ≈ 0.853,
-        scale ≈ 2.072, PROTOCOL §1.3).
+        scale ≈ 2.072, docs/protocol.md#log-snr-sampling).
         """
         if not logsnr_max > logsnr_min:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min!r}, {logsnr_max!r}")

@@ -2,16 +2,17 @@
 correlation with bootstrap error bars (Table 4).
 
 Each metric comes in the reference code's version (``faithful``) and, where that version is statistically
-questionable, a ``corrected`` one (PROTOCOL.md §12.2):
+questionable, a ``corrected`` one (docs/protocol.md#protocol-flags):
 
-* **IoU threshold** (§5.4, B25). Faithful: the threshold is the one that maximises mIoU on the evaluation set
-  itself (oracle selection). Corrected: the threshold is fitted on a calibration subset and mIoU is reported on
-  the remaining images.
-* **Retrieval ties** (§3.1 step 5, B16). The reference takes ``argmax`` (lowest index wins a tie) with the true
-  caption last, so an exact tie counts against the true caption. Every example is tested for ties, they are
-  counted, and a tie policy decides how they score.
-* **Bootstrap "±"** (§6.3, B31). Faithful: 100 resamples of 90 % of the items with replacement, ``± = std/10``.
-  Corrected: full-size resamples, ``± = bootstrap std`` and a percentile confidence interval; always seeded.
+* **IoU threshold** (docs/protocol.md#iou-threshold, docs/protocol.md#b25). Faithful: the threshold is the one that
+  maximises mIoU on the evaluation set itself (oracle selection). Corrected: the threshold is fitted on a calibration
+  subset and mIoU is reported on the remaining images.
+* **Retrieval ties** (docs/protocol.md#relation-testing-procedure, step 5, docs/protocol.md#b16). The reference takes
+  ``argmax`` (lowest index wins a tie) with the true caption last, so an exact tie counts against the true caption.
+  Every example is tested for ties, they are counted, and a tie policy decides how they score.
+* **Bootstrap "±"** (docs/protocol.md#intervention-pearson, docs/protocol.md#b31). Faithful: 100 resamples of 90 % of
+  the items with replacement, ``± = std/10``. Corrected: full-size resamples, ``± = bootstrap std`` and a percentile
+  confidence interval; always seeded.
 
 Heat maps are torch tensors or numpy arrays; tables are numpy arrays. Numbers come back as Python floats and
 numpy arrays (float64).
@@ -56,7 +57,7 @@ __all__ = [
 
 
 # ==============================================================================================================
-# IoU threshold sweep (Table 3, PROTOCOL §5.4)
+# IoU threshold sweep (Table 3, docs/protocol.md#iou-threshold)
 
 
 def default_thresholds() -> np.ndarray:
@@ -73,7 +74,8 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
 
 
 def minmax_normalize(heatmap: torch.Tensor) -> torch.Tensor:
-    """Min–max normalise each map to [0, 1] over its last two (spatial) dims, as the reference (§5.4 step 2).
+    """Min–max normalise each map to [0, 1] over its last two (spatial) dims, as the reference
+    (docs/protocol.md#iou-threshold, step 1).
 
     Args:
         heatmap: ``[..., H, W]`` real values.
@@ -93,7 +95,8 @@ def minmax_normalize(heatmap: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_bilinear(heatmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Upsample latent-resolution maps to image size, bilinear with ``align_corners=False`` (§4.3).
+    """Upsample latent-resolution maps to image size, bilinear with ``align_corners=False``
+    (docs/protocol.md#heatmap-normalisation).
 
     Args:
         heatmap: ``[h, w]``, ``[B, h, w]`` or ``[B, C, h, w]``; numpy or torch; any float dtype (half is
@@ -179,7 +182,8 @@ def iou_per_threshold(
 
 
 def whole_image_iou(mask: torch.Tensor) -> np.ndarray:
-    """IoU of the whole-image prediction (all ones) with each mask: the object's area fraction (§5.4 step 6).
+    """IoU of the whole-image prediction (all ones) with each mask: the object's area fraction
+    (docs/protocol.md#iou-threshold, step 4).
 
     Args:
         mask: bool ``[H, W]`` or ``[B, H, W]``.
@@ -198,8 +202,8 @@ def whole_image_iou(mask: torch.Tensor) -> np.ndarray:
 class ThresholdSelection:
     """A threshold chosen on one set of images and the mIoU it gets on the reported set.
 
-    ``protocol``: ``"faithful"`` (oracle: chosen and reported on the same images, B25) or ``"corrected"``
-    (chosen on a calibration subset, reported on the rest).
+    ``protocol``: ``"faithful"`` (oracle: chosen and reported on the same images, docs/protocol.md#b25) or
+    ``"corrected"`` (chosen on a calibration subset, reported on the rest).
     """
 
     protocol: str
@@ -207,7 +211,8 @@ class ThresholdSelection:
     threshold_index: int        # its index in ``thresholds``
     miou: float                 # mean IoU over the reported images at τ
     stderr: float               # std(IoU) / sqrt(n) over the reported images at τ (std with ddof=1)
-    std: float                  # std(IoU) over the reported images at τ (ddof=1; the reference's "variance", B34)
+    std: float                  # std(IoU) over the reported images at τ (ddof=1; the reference's "variance",
+    #                             docs/protocol.md#b34)
     n: int                      # number of reported images
     n_calibration: int          # images used to choose τ (= n for the oracle)
     thresholds: np.ndarray = field(repr=False)        # [T]
@@ -234,9 +239,9 @@ def select_threshold(
     Args:
         per_image_iou: ``[N, T]`` IoU per image and threshold (:func:`iou_per_threshold`).
         thresholds: ``[T]`` (default :func:`default_thresholds`).
-        calibration: None → oracle selection on all images (faithful, B25). Otherwise a boolean ``[N]`` mask or
-            integer positions of the calibration images: τ is chosen on them, mIoU reported on the others
-            (corrected).
+        calibration: None → oracle selection on all images (faithful, docs/protocol.md#b25). Otherwise a boolean
+            ``[N]`` mask or integer positions of the calibration images: τ is chosen on them, mIoU reported on the
+            others (corrected).
     Ties in mIoU go to the lowest threshold (``argmax``).
     """
     iou = np.asarray(per_image_iou, dtype=np.float64)
@@ -278,7 +283,7 @@ class IoUSweep:
     >>> sweep = IoUSweep()
     >>> for maps, masks, ids in batches:          # doctest: +SKIP
     ...     sweep.update(maps, masks, ids=ids, upsample=True)
-    >>> sweep.oracle().miou                       # faithful, B25        # doctest: +SKIP
+    >>> sweep.oracle().miou                       # faithful, docs/protocol.md#b25        # doctest: +SKIP
     >>> sweep.held_out(calibration_fraction=0.2, seed=0).miou   # corrected  # doctest: +SKIP
 
     Args:
@@ -330,7 +335,7 @@ class IoUSweep:
         return self.thresholds, mean, se
 
     def oracle(self) -> ThresholdSelection:
-        """Faithful (B25): choose τ maximising mIoU on all images and report that mIoU."""
+        """Faithful (docs/protocol.md#b25): choose τ maximising mIoU on all images and report that mIoU."""
         return select_threshold(self.per_image, self.thresholds)
 
     def held_out(self, *, calibration_fraction: float = 0.5, seed: int = 0,
@@ -394,13 +399,13 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
 
 
 # ==============================================================================================================
-# Retrieval accuracy (Tables 1, 2; PROTOCOL §3.1–3.2)
+# Retrieval accuracy (Tables 1, 2; docs/protocol.md#relation-testing-procedure)
 
 TIE_POLICIES = ("against_true", "lowest_index", "in_favour", "fractional", "exclude")
 """How an example whose true caption ties for the top score counts.
 
-* ``"against_true"`` — wrong. The reference's behaviour (B16): its ``argmax`` takes the lowest index and the true
-  caption is last, so every tie goes against it.
+* ``"against_true"`` — wrong. The reference's behaviour (docs/protocol.md#b16): its ``argmax`` takes the lowest index
+  and the true caption is last, so every tie goes against it.
 * ``"lowest_index"`` — literally ``argmax`` with the lowest index winning; equals ``"against_true"`` when the
   true caption is last (the reference's order), differs otherwise (e.g. ARO's native order, true first).
 * ``"in_favour"`` — right (ARO's native order with true first resolves ties this way).
@@ -500,7 +505,8 @@ def retrieval_accuracy(
     seed: int = 0,
     tie_tol: float = 0.0,
 ) -> RetrievalAccuracy:
-    """Micro, macro and filtered-macro retrieval accuracy with confidence intervals (PROTOCOL §3.2, B13).
+    """Micro, macro and filtered-macro retrieval accuracy with confidence intervals
+    (docs/protocol.md#relation-testing-aggregation, docs/protocol.md#b13).
 
     Args:
         scores, true_index, tie_policy, tie_tol: see :func:`retrieval_outcomes`.
@@ -567,7 +573,7 @@ def retrieval_accuracy(
 
 
 # ==============================================================================================================
-# Pearson correlation with bootstrap (Table 4, PROTOCOL §6.3)
+# Pearson correlation with bootstrap (Table 4, docs/protocol.md#intervention-pearson)
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -585,7 +591,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def pixel_pearson(maps_a: Any, maps_b: Any) -> np.ndarray:
-    """Per-image Pearson correlation over pixels (§6.3 pixel level).
+    """Per-image Pearson correlation over pixels (docs/protocol.md#intervention-pearson, pixel level).
 
     Args:
         maps_a, maps_b: ``[N, ...]`` (e.g. ``[N, 64, 64]`` CMI map and latent change Δ); torch or numpy.
@@ -625,7 +631,7 @@ class BootstrapEstimate:
     """A statistic with bootstrap error bars."""
 
     value: float              # the statistic on all items
-    error: float              # the reported "±": faithful std/10 (B31), corrected the bootstrap std
+    error: float              # the reported "±": faithful std/10 (docs/protocol.md#b31), corrected the bootstrap std
     std: float                # std of the resampled statistics (faithful ddof=0 as np.std, corrected ddof=1)
     ci_low: float             # percentile interval of the resampled statistics
     ci_high: float
@@ -655,7 +661,8 @@ def bootstrap(
 
     Args:
         statistic: ``f(indices [k] int) -> float``, the statistic of the items at those indices.
-        protocol: ``"faithful"`` — the reference (§6.3, B31): 100 resamples of ``int(0.9 * n)`` items with
+        protocol: ``"faithful"`` — the reference (docs/protocol.md#intervention-pearson, docs/protocol.md#b31): 100
+        resamples of ``int(0.9 * n)`` items with
             replacement, ``error = np.std(samples) / 10``. ``"corrected"`` — 1000 full-size resamples,
             ``error`` = bootstrap std (ddof=1); both report a percentile interval.
         n_resamples, fraction: override the protocol's defaults.
@@ -676,7 +683,7 @@ def bootstrap(
     alpha = (1 - confidence) / 2
     if protocol == "faithful":
         std = float(np.std(samples))
-        error = std / 10.0  # B31: the reference divides the bootstrap std by 10 (= sqrt(100 resamples))
+        error = std / 10.0  # docs/protocol.md#b31: the reference divides the bootstrap std by 10 (√100 resamples)
     else:
         std = float(np.std(samples, ddof=1))
         error = std

@@ -1,7 +1,7 @@
 """The diffusers adapter: any Stable-Diffusion-family text-to-image pipeline as a denoiser.
 
 This is the only module that knows about timesteps, ε- vs v-prediction, VAEs and prompt embeddings. The rest
-of the package sees the denoiser interface of DESIGN.md §3::
+of the package sees the denoiser interface of docs/architecture.md#denoiser-interface::
 
     eps_hat = model.denoiser(z, logsnr, cond)   # z [B, C, h, w], logsnr [B], cond [B, L, D] -> [B, C, h, w]
 
@@ -112,7 +112,7 @@ def _short_names() -> str:
 
 
 class UNetDenoiser:
-    """A diffusers UNet as a denoiser ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3).
+    """A diffusers UNet as a denoiser ``eps_hat = denoiser(z, logsnr, cond)`` (docs/architecture.md#denoiser-interface).
 
     Args:
         unet: a ``UNet2DConditionModel`` (or any module called as ``unet(z, t, encoder_hidden_states=cond,
@@ -120,8 +120,9 @@ class UNetDenoiser:
         alphas_cumprod: ``[T]`` the scheduler's ``alphas_cumprod``; defines the trained log-SNR per timestep.
         prediction_type: the scheduler's ``prediction_type``: ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
         timestep: ``"nearest"`` (the reference: the integer timestep whose trained log-SNR is nearest,
-            clamped to the ends of the schedule, PROTOCOL.md §1.2) or ``"interpolated"`` (a fractional timestep,
-            linear in log-SNR, so the UNet's time embedding sees the applied noise level inside the trained range).
+            clamped to the ends of the schedule, docs/protocol.md#timesteps) or ``"interpolated"`` (a fractional
+            timestep, linear in log-SNR, so the UNet's time embedding sees the applied noise level inside the
+            trained range).
         v_logsnr: for v- and x-prediction, which log-SNR converts the output to ε̂: ``"timestep"`` (default)
             uses the log-SNR of the timestep the UNet was given, i.e. ε̂ = σ_t·z + α_t·v̂ exactly as diffusers'
             schedulers convert at timestep t, so ε̂ is the model's own noise estimate whatever its
@@ -396,7 +397,7 @@ class Model:
         """Text-encoder hidden states ``[N, L, D]`` (L = 77 for CLIP) for ``N`` prompts.
 
         Through the pipeline's public ``encode_prompt`` with classifier-free guidance off, one image per prompt
-        (PROTOCOL.md §1.1). The null prompt ``""`` gives exactly the pipeline's own unconditional embedding.
+        (docs/protocol.md#encoding). The null prompt ``""`` gives exactly the pipeline's own unconditional embedding.
         Returned on the model's device, in the text encoder's dtype. A prompt over the tokenizer's limit raises
         ``ValueError`` (it would be truncated) unless ``truncate=True``.
 
@@ -451,7 +452,7 @@ class Model:
         ``[B, H, W, 3]``, or a float tensor ``[3, H, W]`` / ``[B, 3, H, W]`` with values in [0, 1].
         An image of another size raises ``ValueError`` unless ``resize`` names an interpolation
         (``"bicubic"``, ``"bilinear"``, ``"lanczos"`` (PIL only), ``"nearest"``); aspect ratio is not preserved
-        (the reference squashes, PROTOCOL.md §1.1).
+        (the reference squashes, docs/protocol.md#encoding).
         """
         H, W = size if size is not None else self.resolution
         if resize is not None and resize not in _RESAMPLE:
@@ -513,11 +514,11 @@ class Model:
         Args:
             images: see :meth:`images_to_tensor` (PIL RGB, uint8 arrays, or [0, 1] float tensors).
             posterior: ``"mean"`` (deterministic; the corrected choice) or ``"sample"`` (one draw from the VAE
-                posterior with ``generator``; what the reference did, PROTOCOL.md §1.1).
+                posterior with ``generator``; what the reference did, docs/protocol.md#encoding).
             generator: randomness for ``posterior="sample"`` (``None``: torch's global RNG).
             resize, size: see :meth:`images_to_tensor`; wrong sizes raise unless ``resize`` is given.
             normalize: map [0, 1] → [−1, 1] before the VAE (correct). ``False`` reproduces the reference's DAAM
-                scripts, which fed [0, 1] images to the VAE (PROTOCOL.md B11, faithful mode only).
+                scripts, which fed [0, 1] images to the VAE (docs/protocol.md#b11, faithful mode only).
         """
         if posterior not in ("mean", "sample"):
             raise ValueError(f"posterior must be 'mean' or 'sample', got {posterior!r}")

@@ -1,4 +1,4 @@
-"""Display only: figures from arrays, tables and result objects (DESIGN.md §4.12). Never runs a model.
+"""Display only: figures from arrays, tables and result objects (docs/architecture.md#display-only). Never runs a model.
 
 Every function returns a matplotlib ``Figure``; :func:`save_figure` writes it under ``figures/<model>/``.
 Error bars are ±2 standard errors unless said otherwise. Information is in nats.

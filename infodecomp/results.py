@@ -25,8 +25,9 @@ Two mechanisms, both plain files that a person can read:
    Every row has ``index`` (int, position of the example in the dataset: the order of the merged table) and
    ``id`` (str, the dataset's stable id). Scalars, strings and short lists go inline in the JSON line; arrays
    (``numpy.ndarray`` or ``torch.Tensor`` with at least one dimension, e.g. a 64 x 64 latent-resolution map)
-   go into the batch's ``.npz`` file with their dtype kept, so store maps as ``float16`` (PROTOCOL §4.3, §12.3:
-   latent-resolution half-precision maps, upsampled only at evaluation time).
+   go into the batch's ``.npz`` file with their dtype kept, so store maps as ``float16``
+   (docs/protocol.md#heatmap-normalisation, docs/protocol.md#storage: latent-resolution half-precision maps, upsampled
+   only at evaluation time).
 
    Opening a store whose saved settings differ from the current ones raises :class:`SettingsMismatchError`:
    results from different settings are never mixed.
@@ -254,7 +255,7 @@ def _normalise_provenance(provenance: Mapping[str, Any]) -> dict:
         prov[key] = to_jsonable(val)
     protocol = prov.get("protocol")
     if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS} (PROTOCOL.md §12.2); got {protocol!r}")
+        raise ValueError(f"protocol must be one of {PROTOCOLS} (docs/protocol.md#protocol-flags); got {protocol!r}")
     return prov
 
 

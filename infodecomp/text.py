@@ -1,4 +1,5 @@
-"""Words ↔ tokens, and the prompt edits the paper's experiments use (PROTOCOL.md §1.5, §5.2, §6.1).
+"""Words ↔ tokens, and the prompt edits the paper's experiments use (docs/protocol.md#prompts, docs/protocol.md#daam,
+docs/protocol.md#intervention-solver).
 
 Two families of functions:
 
@@ -10,7 +11,7 @@ Two families of functions:
   string functions on captions. ``omit_word`` is the image-editing "omit prompt" of the reference (whole
   word, case-insensitive, the word and its "+s" plural replaced by ``_``); with ``placeholder=""`` it is a
   clean whole-word deletion (a *corrected* COCO-IT context). :func:`delete_substring` is the *faithful*
-  COCO-IT context: plain, case-sensitive substring removal that can clip other words (PROTOCOL.md B22).
+  COCO-IT context: plain, case-sensitive substring removal that can clip other words (docs/protocol.md#b22).
 
 Prompt length: CLIP's text encoder sees at most ``tokenizer.model_max_length`` (77) tokens including the start
 and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``.
@@ -165,10 +166,11 @@ def _tidy(text: str) -> str:
 def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = True) -> str:
     """``prompt`` with every whole-word, case-insensitive occurrence of ``word`` replaced by ``placeholder``.
 
-    The default is the reference's image-editing omit prompt (PROTOCOL.md §1.5, §6.1): ``word`` and, with
-    ``plural=True``, ``word + "s"`` are replaced by ``"_"``. ``placeholder=""`` deletes the word and tidies
-    the spaces: a whole-word version of COCO-IT's ``context`` column (for the faithful substring deletion, see
-    :func:`delete_substring`). Raises ``ValueError`` if the word is not in the prompt.
+    The default is the reference's image-editing omit prompt (docs/protocol.md#prompts,
+    docs/protocol.md#intervention-solver): ``word`` and, with ``plural=True``, ``word + "s"`` are replaced by
+    ``"_"``. ``placeholder=""`` deletes the word and tidies the spaces: a whole-word version of COCO-IT's
+    ``context`` column (for the faithful substring deletion, see :func:`delete_substring`). Raises ``ValueError`` if
+    the word is not in the prompt.
 
     >>> omit_word("Two dogs and a dog", "dog")
     'Two _ and a _'
@@ -185,8 +187,8 @@ def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = 
 def delete_substring(prompt: str, word: str) -> str:
     """The faithful COCO-IT ``context``: every (case-sensitive) substring occurrence of ``word`` removed.
 
-    This is what the reference's CSV holds (PROTOCOL.md §1.5, B22): plain ``str.replace``, which leaves double
-    spaces and can clip other words (``"bedroom"`` minus ``"bed"`` → ``"room"``). Prefer
+    This is what the reference's CSV holds (docs/protocol.md#prompts, docs/protocol.md#b22): plain ``str.replace``,
+    which leaves double spaces and can clip other words (``"bedroom"`` minus ``"bed"`` → ``"room"``). Prefer
     ``omit_word(prompt, word, placeholder="")`` for a clean deletion. Raises ``ValueError`` if absent.
     """
     if not word:

@@ -14,8 +14,8 @@ Fig. 2) and the word's Attention+Information map appear side by side over the im
 values and their standard errors. "intervene" regenerates the image from its inversion with the word omitted
 (or swapped for the word typed beside it) and shows the change beside the CMI map (Figs. 1 and 3).
 
-The widget only displays (DESIGN.md §4.12): the numbers come from :mod:`infodecomp.experiments.probe` (which
-calls :func:`~infodecomp.experiments.heatmaps.word_heatmaps` and :func:`infodecomp.editing.intervene`). Work runs
+The widget only displays (docs/architecture.md#display-only): the numbers come from :mod:`infodecomp.experiments.probe`
+(which calls :func:`~infodecomp.experiments.heatmaps.word_heatmaps` and :func:`infodecomp.editing.intervene`). Work runs
 in a background thread with a progress bar and a busy state, so the notebook stays responsive; with
 ``background=False`` each action also waits for its work to finish (headless use, tests), and :meth:`Probe.wait`
 blocks until queued work is done in either mode. Results

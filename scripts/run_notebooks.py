@@ -4,15 +4,22 @@
     python scripts/run_notebooks.py --small         # with the small CI parameters of notebooks/ci_parameters.yml
     python scripts/run_notebooks.py --only 01 04    # a subset, by number prefix
     python scripts/run_notebooks.py -p MODEL=sd21-base -p DEVICE=cuda   # override parameters in every notebook
+    python scripts/run_notebooks.py --out-dir /tmp/figs --store-dir /tmp/runs   # other output folders
 
-Notebooks run with the repository root as working directory (relative paths such as ``figures/`` resolve
-there); executed copies go to ``build/notebooks/``. Every notebook is attempted; the exit status is non-zero
-if any failed, and the failures are listed at the end.
+Every notebook takes the same two folder parameters (docs/architecture.md#outputs): ``OUT_DIR`` (figures, tables
+and recorded numbers, ``OUT_DIR/<model>/``; default ``figures``) and ``STORE_DIR`` (resumable result stores,
+``STORE_DIR/<model>/<experiment>/``; default ``runs``). ``--out-dir`` and ``--store-dir`` set them for every
+notebook; ``--small`` defaults them to ``build/ci/figures`` and ``build/ci/runs`` so a smoke run never touches the
+recorded results. Notebooks run with the repository root as working directory (relative paths resolve there);
+executed copies go to ``build/notebooks/`` (``build/ci/notebooks/`` with ``--small``), from which ``make book``
+builds the read-along book. Every notebook is attempted; the exit status is non-zero if any failed, and the
+failures are listed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +28,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+#: Where executed copies and the two folder parameters go: (executed, OUT_DIR, STORE_DIR); None = the notebook's own
+#: default (``figures``, ``runs``). Paths are relative to the repository root.
+FOLDERS = {"default": ("build/notebooks", None, None),
+           "small": ("build/ci/notebooks", "build/ci/figures", "build/ci/runs")}
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -40,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true", help="use notebooks/ci_parameters.yml (fast CI settings)")
     ap.add_argument("--only", nargs="*", default=None, help="number prefixes of the notebooks to run")
     ap.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE override for every notebook")
-    ap.add_argument("--out", default=str(ROOT / "build" / "notebooks"), help="folder for the executed copies")
+    ap.add_argument("--out", default=None, help="folder for the executed copies (default build/notebooks; "
+                                                "build/ci/notebooks with --small)")
+    ap.add_argument("--out-dir", default=None, help="OUT_DIR of every notebook (default: the notebooks' own, "
+                                                    "figures; build/ci/figures with --small)")
+    ap.add_argument("--store-dir", default=None, help="STORE_DIR of every notebook (default: the notebooks' own, "
+                                                      "runs; build/ci/runs with --small)")
     ap.add_argument("--kernel", default="python3")
     args = ap.parse_args(argv)
 
@@ -52,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     small = yaml.safe_load((NOTEBOOKS / "ci_parameters.yml").read_text()) or {} if args.small else {}
     overrides = parse_overrides(args.param)
-    out_dir = Path(args.out)
+    executed, out_default, store_default = FOLDERS["small" if args.small else "default"]
+    folders = {name: value for name, value in (("OUT_DIR", args.out_dir or out_default),
+                                               ("STORE_DIR", args.store_dir or store_default)) if value}
+    out_dir = Path(args.out) if args.out else ROOT / executed
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The kernels inherit this environment. A non-interactive backend exported for tests (MPLBACKEND=Agg, as CI
+    # does) would keep every figure out of the executed notebooks, and so out of the book: use the inline backend.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
     failures = []
     for path in paths:
-        params = {**(small.get(path.stem) or {}), **overrides}
+        params = {**folders, **(small.get(path.stem) or {}), **overrides}
         print(f"== {path.name}  parameters: {params or 'defaults'}", flush=True)
         t0 = time.perf_counter()
         try:

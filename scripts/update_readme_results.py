@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Regenerate the README's results tables from the notebooks' recorded numbers.
+"""Regenerate the results tables of the README and of docs/results.md from the notebooks' recorded numbers.
 
 Reads every ``figures/<model>/<notebook-stem>.json`` (written by ``infodecomp.results.record``) and rewrites
-the part of README.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``; nothing else
-in the file changes. One table per notebook and model::
+the part of README.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``, and the same
+block of ``docs/results.md`` beside it (when that file exists); nothing else in the files changes. One table
+per notebook and model::
 
     #### `03_localization` — `shapes-tiny`
 
@@ -15,8 +16,9 @@ followed by the Markdown tables the notebook wrote beside its numbers (``figures
 
 Usage::
 
-    python scripts/update_readme_results.py            # rewrite README.md
-    python scripts/update_readme_results.py --check    # exit 1 if README.md is out of date
+    python scripts/update_readme_results.py            # rewrite README.md and docs/results.md
+    python scripts/update_readme_results.py --check    # exit 1 if either is out of date
+    python scripts/update_readme_results.py --readme R.md --doc D.md   # other files (--doc repeats)
 
 Standard library only, so it runs before the package is installed.
 """
@@ -116,35 +118,53 @@ def updated_readme(readme_text: str, figures: Path) -> str:
     """``readme_text`` with the block between the markers replaced by :func:`render`."""
     start, end = readme_text.find(START), readme_text.find(END)
     if start < 0 or end < 0 or end < start or readme_text.count(START) != 1 or readme_text.count(END) != 1:
-        raise SystemExit(f"README must contain exactly one {START!r} followed by one {END!r}")
+        raise SystemExit(f"the file must contain exactly one {START!r} followed by one {END!r}")
     head = readme_text[: start + len(START)]
     tail = readme_text[end:]
     return f"{head}\n{render(figures)}\n{tail}"
 
 
+def _write(path: Path, new: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to update")
+    parser.add_argument("--doc", type=Path, action="append", default=None,
+                        help="another file with the same markers to update (repeatable; default: docs/results.md "
+                             "beside the README, if it exists)")
     parser.add_argument("--figures", type=Path, default=REPO / "figures", help="folder of <model>/<stem>.json")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date; write nothing")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
     args = parser.parse_args(argv)
     if not args.readme.is_file():
         raise SystemExit(f"no README at {args.readme}")
-    old = args.readme.read_text(encoding="utf-8")
-    new = updated_readme(old, args.figures)
-    if args.check:
+    beside = args.readme.parent / "docs" / "results.md"
+    docs = args.doc if args.doc is not None else ([beside] if beside.is_file() else [])
+    for doc in docs:
+        if not doc.is_file():
+            raise SystemExit(f"no file at {doc}")
+    stale = []
+    for path in [args.readme, *docs]:
+        old = path.read_text(encoding="utf-8")
+        new = updated_readme(old, args.figures)
+        if args.check:
+            if new != old:
+                stale.append(path)
+            continue
         if new != old:
-            print(f"{args.readme} results tables are out of date; run scripts/update_readme_results.py", file=sys.stderr)
+            _write(path, new)
+            print(f"updated {path}")
+        else:
+            print(f"{path} already up to date")
+    if args.check:
+        for path in stale:
+            print(f"{path} results tables are out of date; run scripts/update_readme_results.py", file=sys.stderr)
+        if stale:
             return 1
-        print(f"{args.readme} results tables are up to date")
-        return 0
-    if new != old:
-        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        os.replace(tmp, args.readme)  # atomic: a reader never sees half a README
-        print(f"updated {args.readme}")
-    else:
-        print(f"{args.readme} already up to date")
+        print("results tables are up to date: " + ", ".join(str(p) for p in [args.readme, *docs]))
     return 0
 
 

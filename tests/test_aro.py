@@ -130,7 +130,8 @@ def test_rows_are_not_mutated_by_access(root):
     first = ds.text_row(0)
     first["captions"].append("junk")
     assert ds.text_row(0)["captions"] == ds[0]["captions"] == ["the table is on the cup", "the cup is on the table"]
-    assert [ds[0]["captions"] for _ in range(3)] == [ds[0]["captions"]] * 3  # B14: no flip on each access
+    # no flip on each access (docs/protocol.md#b14)
+    assert [ds[0]["captions"] for _ in range(3)] == [ds[0]["captions"]] * 3
 
 
 def test_vg_attribution_rows(root):

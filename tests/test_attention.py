@@ -164,7 +164,7 @@ def test_faithful_half_heads(unet):
     z, t, cond = _inputs()
     with record_cross_attention(unet, faithful_half_heads=True) as rec:
         _forward(unet, z, t, cond)
-    # 2 heads → keeps 1, 4 heads → keeps 2 (DAAM's second half, PROTOCOL.md B10)
+    # 2 heads → keeps 1, 4 heads → keeps 2 (DAAM's second half, docs/protocol.md#b10)
     assert {g: h for g, h in zip(rec.grid.values(), rec.heads.values())} == {(8, 8): 1, (4, 4): 2}
     with record_cross_attention(unet) as full:
         _forward(unet, z, t, cond)

@@ -1,5 +1,6 @@
-"""Tests of infodecomp.data.coco: the reference tables (read from ../shared, never copied), the COCO-IT builder
-on a tiny annotation fixture in the real COCO format, masks, the intervention view and COCO10."""
+"""Tests of infodecomp.data.coco: the reference tables (read, never copied, from the folder that
+INFODECOMP_SHARED_DATA names; those tests skip without it), the COCO-IT builder on a tiny annotation fixture in the
+real COCO format, masks, the intervention view and COCO10."""
 
 import json
 import os
@@ -70,7 +71,7 @@ def test_reference_tables_read_with_raw_and_clean_columns(shared_root):
     assert r["raw:context"] == "a shop a car  and buildings\n" and r["context"] == "a shop a car and buildings"
     assert (it["raw:correct_obj+context"].str.endswith(" ")).sum() > 100
     assert not it["caption"].str.contains(r"\s\s|^\s|\s$").any()
-    # the faithful context IS substring deletion of correct_obj, on every row (PROTOCOL.md §2.2)
+    # the faithful context IS substring deletion of correct_obj, on every row (docs/protocol.md#coco-it)
     assert all(c.replace(w, "") == x for c, w, x in
                zip(it["raw:correct_obj+context"], it["raw:correct_obj"], it["raw:context"]))
     # COCO-WL: unnamed 7th column, "perp" typo, stray leading spaces
@@ -93,7 +94,8 @@ def test_reference_tables_read_with_raw_and_clean_columns(shared_root):
 def test_contexts_faithful_vs_whole_word(shared_root):
     it = C.read_table("coco-it", shared_root)
     bed = it.iloc[310]
-    assert bed["context"] == "A room with a large sitting next to a black dresser."  # "bedroom" clipped (B22)
+    # "bedroom" clipped (docs/protocol.md#b22)
+    assert bed["context"] == "A room with a large sitting next to a black dresser."
     assert bed["context_whole_word"] == "A bedroom with a large sitting next to a black dresser."
     assert bed["context_"] == "A bedroom with a large _ sitting next to a black dresser."
     def tidy(s):
@@ -101,7 +103,7 @@ def test_contexts_faithful_vs_whole_word(shared_root):
 
     differ = [tidy(a) != tidy(b) for a, b in zip(it["context"], it["context_whole_word"])]
     # beyond spacing before punctuation, they differ on the 37 rows whose word also occurs inside another word
-    # (PROTOCOL.md §2.2) and where the word also occurs capitalised ("Toilet … toilet": whole-word is any case)
+    # (docs/protocol.md#coco-it) and where the word also occurs capitalised ("Toilet … toilet": whole-word is any case)
     assert 37 <= sum(differ) <= 45
     assert it.iloc[543]["context_whole_word"] == "with a black lid and rolls of tissue in a bathroom"
     wl = C.read_table("coco-wl", shared_root)
@@ -217,7 +219,8 @@ def test_wl_labels_that_are_not_categories(coco_root):
     a, b, c = ds[0], ds[1], ds[2]
     assert a["word_type"] == "prep" and a["label"] == "in front of" and a["word"] == "in front of"
     assert a["context_"] == "A cup with soda _ a panini." and a["id"] == "coco-wl-00000-311303"
-    # "in front of" is not a COCO category: all-False mask, flagged (the reference unions all objects, B24)
+    # "in front of" is not a COCO category: all-False mask, flagged (the reference unions all objects,
+    # docs/protocol.md#b24)
     assert not a["mask"].any() and a["mask"].shape == (H, W) and a["mask_valid"] is False
     assert not b["mask"].any() and b["mask_valid"] is False
     assert c["mask_valid"] and c["mask"][4:12, 1:23].all()  # "train" is a category

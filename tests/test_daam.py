@@ -1,5 +1,5 @@
 """DDIM inversion / generation (infodecomp.editing) and the DAAM attention baseline of Table 3
-(infodecomp.experiments.heatmaps.daam_maps; PROTOCOL.md §5.2)."""
+(infodecomp.experiments.heatmaps.daam_maps; docs/protocol.md#daam)."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_daam_matches_a_manual_computation_over_all_heads(tiny_model):
     assert pos == [[3], [2, 5]]  # "dog" twice: both occurrences, as DAAM
     for i in range(B):
         assert torch.allclose(res.word[i], manual[i, pos[i]].mean(0), atol=1e-5)
-    # dropping half of the heads (B10) changes the map
+    # dropping half of the heads (docs/protocol.md#b10) changes the map
     half = daam_maps(tiny_model, res.latents, prompts, words, steps=steps, faithful_half_heads=True)
     assert (half.word - res.word).abs().max() > 1e-3 * res.word.abs().max()
 

@@ -37,7 +37,7 @@ def test_karras_end_points_for_sd():
     i = 37  # Karras et al. (2022) Eq. 5, ρ = 7
     expected = (hi ** (1 / 7) + i / 99 * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
     assert float(s[i]) == pytest.approx(expected, rel=1e-12)
-    # PROTOCOL.md §6.1: the 100 σ map to 95 distinct UNet timesteps, from 999 down to 0
+    # docs/protocol.md#intervention-solver: the 100 σ map to 95 distinct UNet timesteps, from 999 down to 0
     t = nearest_timestep(-2 * torch.log(s), logsnr_from_alphas_cumprod(SD_AC))
     assert int(t[0]) == 999 and int(t[-1]) == 0 and len(set(t.tolist())) == 95
     with pytest.raises(ValueError, match="at least 2"):

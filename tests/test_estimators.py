@@ -285,7 +285,7 @@ def test_mmse_curve_matches_exact_per_logsnr(gworld):
 def test_other_rules_and_settings_hit_their_estimands(gworld):
     x, cond, ref = _pairs("mi", gworld, 3, seed=41)
     exact = gworld.log_ratio(x, cond, ref)
-    cases = [(dict(sampling=LogSNRSampling.faithful()), (-7.0, 9.0)),                    # clip 4 (PROTOCOL B2)
+    cases = [(dict(sampling=LogSNRSampling.faithful()), (-7.0, 9.0)),                    # clip 4 (docs/protocol.md#b2)
              (dict(rule="uniform"), (LO, HI)),
              (dict(sampling=LogSNRSampling(rule="uniform_qmc", replicates=30)), (LO, HI)),
              (dict(noise_per_logsnr=4, antithetic=True), (LO, HI)),
@@ -297,7 +297,7 @@ def test_other_rules_and_settings_hit_their_estimands(gworld):
                                       **kwargs)
         z = (est.value - (exact - outside)) / est.stderr
         assert bool((z.abs() < 4).all()), (kwargs, z.tolist(), outside.tolist())
-    # the reference's uniform weight (B5) scales everything by 1/range² on the same draws
+    # the reference's uniform weight (docs/protocol.md#b5) scales everything by 1/range² on the same draws
     good = E.pointwise_information(gworld, x, cond, ref, n_samples=50, rule="uniform", generator=gen(43))
     bug = E.pointwise_information(gworld, x, cond, ref, n_samples=50, generator=gen(43),
                                   sampling=LogSNRSampling.faithful("uniform"))

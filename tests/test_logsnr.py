@@ -37,7 +37,7 @@ def test_nearest_timestep_exact_points_and_clamping(sd21):
     _, lam = sd21
     t = torch.tensor([0, 1, 17, 500, 998, 999])
     assert torch.equal(L.nearest_timestep(lam[t], lam), t)
-    # outside the trained range: clamp to the end timesteps (PROTOCOL §1.2)
+    # outside the trained range: clamp to the end timesteps (docs/protocol.md#timesteps)
     assert L.nearest_timestep(torch.tensor([-7.0, -5.5, 7.2, 9.0]), lam).tolist() == [999, 999, 0, 0]
 
 
@@ -116,7 +116,8 @@ def test_weights_are_inverse_density(rule):
         # the paper's formula w = s·tanh(c/2)/(σ(v)σ(−v))
         v = (lam - 1.0) / 2.0
         torch.testing.assert_close(w, 2.0 * math.tanh(1.5) / (torch.sigmoid(v) * torch.sigmoid(-v)), rtol=1e-10, atol=0)
-        # extremes quoted in PROTOCOL §1.3: ≈ 7.7 at the centre, ≈ 40 at the edge for clip 3, ≈ 109 for clip 4
+        # extremes quoted in docs/protocol.md#log-snr-sampling: ≈ 7.7 at the centre, ≈ 40 at the edge for clip 3, ≈ 109
+        # for clip 4
         assert float(L.logistic_weights(torch.tensor([1.0]), clip=3.0)) == pytest.approx(4 * 2 * math.tanh(1.5))
         assert float(L.logistic_weights(torch.tensor([7.0]), clip=3.0)) == pytest.approx(40.0, rel=0.02)
         assert float(L.logistic_weights(torch.tensor([9.0]), clip=4.0)) == pytest.approx(109.0, rel=0.02)
@@ -168,12 +169,12 @@ def test_reference_uniform_weight_bug_is_the_density():
     lam_b, w_b = s_bug.sample(10, generator=torch.Generator().manual_seed(1))
     lam, w = L.LogSNRSampling(rule="uniform").sample(10, generator=torch.Generator().manual_seed(1))
     assert torch.equal(lam_b, lam)
-    torch.testing.assert_close(w_b, 1 / w)  # 1/range instead of range (PROTOCOL B5)
+    torch.testing.assert_close(w_b, 1 / w)  # 1/range instead of range (docs/protocol.md#b5)
 
 
 def test_settings_presets():
     assert L.LogSNRSampling().support == (-5.0, 7.0)
-    assert L.LogSNRSampling.faithful().support == (-7.0, 9.0)  # clip 4 on the nll paths (B2)
+    assert L.LogSNRSampling.faithful().support == (-7.0, 9.0)  # clip 4 on the nll paths (docs/protocol.md#b2)
     assert L.LogSNRSampling.faithful("daam_itd").clip == 3.0
     s = L.LogSNRSampling.from_range(-5.364, 7.069)
     assert s.loc == pytest.approx(0.8525) and s.scale == pytest.approx(2.072, abs=1e-3)

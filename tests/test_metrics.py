@@ -158,7 +158,7 @@ SCORES = np.array([[1.0, 2.0],   # correct
 
 @pytest.mark.parametrize("policy, expected", [
     ("against_true", [1, 0, 0, 0, 1]),
-    ("lowest_index", [1, 0, 0, 0, 1]),     # true last: argmax resolves ties against it (B16)
+    ("lowest_index", [1, 0, 0, 0, 1]),     # true last: argmax resolves ties against it (docs/protocol.md#b16)
     ("in_favour", [1, 1, 0, 1, 1]),
     ("fractional", [1, 0.5, 0, 0.5, 1]),
     ("exclude", [1, np.nan, 0, np.nan, 1]),

@@ -141,7 +141,7 @@ def test_encode_images_posterior_sample_and_faithful_range(tiny_model):
     s2 = tiny_model.encode_images(arr, posterior="sample", generator=torch.Generator().manual_seed(42))
     s3 = tiny_model.encode_images(arr, posterior="sample", generator=torch.Generator().manual_seed(7))
     assert torch.equal(s1, s2) and not torch.equal(s1, s3) and not torch.equal(s1, mean)
-    # B11: the [0, 1] input of the reference's DAAM scripts gives different latents
+    # docs/protocol.md#b11: the [0, 1] input of the reference's DAAM scripts gives different latents
     assert not torch.allclose(tiny_model.encode_images(arr, normalize=False), mean, atol=1e-4)
     with pytest.raises(ValueError, match="posterior must be"):
         tiny_model.encode_images(arr, posterior="mode")

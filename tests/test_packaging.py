@@ -52,3 +52,29 @@ def test_notebook_conventions(path):
         assert not re.search(r"^\s*(def|class)\s", src, re.M), "notebooks hold no def or class (logic lives in infodecomp)"
     first = "".join(nb["cells"][0]["source"])
     assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("#"), "first cell: a title naming the paper section"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_output_folders_follow_one_convention(path):
+    """Every notebook takes OUT_DIR (figures, tables, recorded numbers: OUT_DIR/<model>/) and STORE_DIR (result
+    stores: STORE_DIR/<model>/<experiment>/) with the same defaults, so scripts/run_notebooks.py --out-dir /
+    --store-dir (and CI's --small) redirect every notebook at once (docs/architecture.md#outputs)."""
+    nb = json.loads(path.read_text())
+    params = "".join(next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))["source"])
+    assert re.search(r'^OUT_DIR = "figures"  #', params, re.M), "parameters need OUT_DIR = \"figures\"  # …"
+    assert re.search(r'^STORE_DIR = "runs"  #', params, re.M), "parameters need STORE_DIR = \"runs\"  # …"
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "OUT_DIR}/.." not in code and "Path(OUT_DIR).parent" not in code, "stores go under STORE_DIR, not beside OUT_DIR"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    """papermill parses each parameter line (a second "=" in a comment makes it skip the line with a warning)."""
+    translators = pytest.importorskip("papermill.translators")
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [p.name for p in translators.PythonTranslator.inspect(cell)]
+    assigned = re.findall(r"^([A-Z][A-Z0-9_]*) = ", cell.source, re.M)
+    assert names == assigned, f"papermill reads {names}, the cell assigns {assigned}"

@@ -1,4 +1,4 @@
-"""Relation testing (paper §4.1, Tables 1–2): scoring on shared noise, the store loop, ties, tables.
+"""Relation testing (paper Sec. 3.1, Tables 1–2): scoring on shared noise, the store loop, ties, tables.
 
 Numbers from the tiny untrained pipelines are meaningless; those tests check mechanics. The analytic
 Gaussian-mixture world checks the numbers: there the exact answer of every score is known.

@@ -93,7 +93,7 @@ def test_omit_word_deletion_tidies_spaces():
 
 
 def test_delete_substring_is_the_faithful_coco_it_context():
-    # B22: plain, case-sensitive replacement that clips other words and leaves double spaces
+    # docs/protocol.md#b22: plain, case-sensitive replacement that clips other words and leaves double spaces
     assert delete_substring("a bed in a bedroom", "bed") == "a  in a room"
     with pytest.raises(ValueError, match="case-sensitively"):
         delete_substring("A Bed", "bed")

@@ -1,5 +1,6 @@
 """ARO relation-testing datasets (Yuksekgonul et al. 2023): VG-Relation, VG-Attribution, COCO-Order,
-Flickr30k-Order (PROTOCOL.md §2.6, §3.1), as sequences of "Relation testing" row dicts::
+Flickr30k-Order (docs/protocol.md#aro-data, docs/protocol.md#relation-testing-procedure), as sequences of "Relation
+testing" row dicts::
 
     {"id": str, "image": PIL.Image RGB, "captions": list[str], "true_index": int, "group": str,
      "image_path": str}          # image_path: relative to the dataset folder (extra key)
@@ -16,18 +17,18 @@ COCO-Order / Flickr30k-Order
     nouns and adjectives among adjectives, p2 shuffle everything else, p3 shuffle within trigrams, p4 shuffle
     the trigrams), every one normalised by :func:`pre_caption`. Captions ``[p4, p3, p2, p1, true]``
     (true_index 4: the reference's ``true_caption_last`` order, where exact score ties resolve against the
-    true caption, B16) or, with ``true_first=True``, ARO's native ``[true, p1, p2, p3, p4]`` (true_index 0).
-    group = "coco-order" / "flickr-order".
+    true caption, docs/protocol.md#b16) or, with ``true_first=True``, ARO's native ``[true, p1, p2, p3, p4]``
+    (true_index 0). group = "coco-order" / "flickr-order".
 
 Negatives are generated ONCE (numpy ``default_rng([seed, case_index])`` per test case) and saved to a JSON cache
-beside the annotation file (:func:`order_cache_path`), so every run, process and shard sees the same negatives
-(the reference re-drew them, unseeded, at every construction: B15). The part-of-speech tagger is pluggable: any
-callable ``words -> tags`` (Penn tags "NN", "NNS", "NNP", "NNPS" count as nouns and "JJ", "JJR", "JJS" as
-adjectives, as in ARO; the coarse tags "noun"/"propn" and "adj" also work). The default is spaCy's
-``en_core_web_sm`` (:func:`spacy_tagger`; imported only when a cache must be built). Captions are split into
-words by :func:`tokenize` for all four perturbations (ARO used spaCy's tokens for p1/p2 and NLTK's for p3/p4;
-they agree on ordinary captions). ``__getitem__`` builds a fresh caption list on every call; stored lists are
-never mutated (the reference reversed them in place on each access, B14).
+beside the annotation file (:func:`order_cache_path`), so every run, process and shard sees the same negatives (the
+reference re-drew them, unseeded, at every construction: docs/protocol.md#b15). The part-of-speech tagger is
+pluggable: any callable ``words -> tags`` (Penn tags "NN", "NNS", "NNP", "NNPS" count as nouns and "JJ", "JJR",
+"JJS" as adjectives, as in ARO; the coarse tags "noun"/"propn" and "adj" also work). The default is spaCy's
+``en_core_web_sm`` (:func:`spacy_tagger`; imported only when a cache must be built). Captions are split into words
+by :func:`tokenize` for all four perturbations (ARO used spaCy's tokens for p1/p2 and NLTK's for p3/p4; they agree
+on ordinary captions). ``__getitem__`` builds a fresh caption list on every call; stored lists are never mutated
+(the reference reversed them in place on each access, docs/protocol.md#b14).
 
 Files (under the data root of :mod:`infodecomp.data.download`): ``ROOT/aro/vg/{visual_genome_relation.json,
 visual_genome_attribution.json, images/}``, ``ROOT/aro/coco/{coco_karpathy_test.json, val2014/}``,

@@ -1,4 +1,4 @@
-"""MS-COCO 2017 val caption tables of the paper: COCO-IT, COCO100-IT, COCO-WL (PROTOCOL.md §2.1–2.5).
+"""MS-COCO 2017 val caption tables of the paper: COCO-IT, COCO100-IT, COCO-WL (docs/protocol.md#coco).
 
 Tables
     :func:`read_table` reads a table as the reference did (``pandas.read_csv``; here with every cell kept as the
@@ -8,7 +8,7 @@ Tables
     ``word`` (stripped: COCO-WL has " green and yellow", " in front of"), ``caption``, ``context``/``context_``
     text with whitespace runs collapsed and ends stripped (raw captions end in spaces or "\\n"), ``word_type``
     ("noun" for the IT tables; COCO-WL's column with its "perp" typo read as "prep"), and
-    ``context_whole_word`` (the word deleted as a whole word, not as a substring: B22).
+    ``context_whole_word`` (the word deleted as a whole word, not as a substring: docs/protocol.md#b22).
 Rows (:class:`CocoLocalization`)
     The "Localization / heat maps" dicts of the project's row contract, with the image read from
     ``val2017/`` via ``instances_val2017.json``'s ``file_name`` and the mask = union of every instance of the
@@ -16,22 +16,23 @@ Rows (:class:`CocoLocalization`)
     Both are squashed to ``size`` × ``size`` (bilinear image, nearest-neighbour mask; 512 as the reference;
     ``size=None`` keeps the original). Extra keys: ``image_id``, ``mask_valid``.
     **COCO-WL labels** ("run", "two", "behind", …) are not COCO categories; the reference then silently
-    unions ALL objects of the image (B24). Here such a row gets an all-False mask and ``mask_valid=False``
-    (``unknown_label="empty"``, default), or raises (``"raise"``), or — only when asked for by name — gets the
-    reference's union of all objects, still flagged ``mask_valid=False`` (``"all_objects"``).
+    unions ALL objects of the image (docs/protocol.md#b24). Here such a row gets an all-False mask and
+    ``mask_valid=False`` (``unknown_label="empty"``, default), or raises (``"raise"``), or — only when asked for by name
+    — gets the reference's union of all objects, still flagged ``mask_valid=False`` (``"all_objects"``).
 Intervention view (:func:`coco100_it_intervention`)
     COCO100-IT rows with the "Intervention" keys: ``omit_prompt`` (whole-word, case-insensitive ``word`` and
-    ``word + "s"`` → "_", PROTOCOL.md §1.5) and ``swap_prompt`` / ``swap_word`` from the swap table of §6.1 —
-    ``swap="faithful"`` swaps EVERY listed word of the caption through the reference's two-way table (whose
-    "monkeys" entry collides: "persons" → "monkeys" but "monkeys" → "people"; replacements lower-cased);
-    ``swap="corrected"`` swaps only the row's word (and its "+s" plural), keeping its capitalisation.
+    ``word + "s"`` → "_", docs/protocol.md#prompts) and ``swap_prompt`` / ``swap_word`` from the swap table of
+    docs/protocol.md#intervention-solver — ``swap="faithful"`` swaps EVERY listed word of the caption through the
+    reference's two-way table (whose "monkeys" entry collides: "persons" → "monkeys" but "monkeys" → "people";
+    replacements lower-cased); ``swap="corrected"`` swaps only the row's word (and its "+s" plural), keeping its
+    capitalisation.
 COCO10 (:func:`coco10`)
-    The 10-row subset that the reference's MMSE-curve views need but do not ship (§2.5, B28), defined here by a
-    rule: the FIRST row of each COCO100-IT category, in the table's category order (airplane, bear, bed, cat,
-    dog, elephant, horse, person, teddy bear, zebra).
+    The 10-row subset that the reference's MMSE-curve views need but do not ship (docs/protocol.md#coco10,
+    docs/protocol.md#b28), defined here by a rule: the FIRST row of each COCO100-IT category, in the table's category
+    order (airplane, bear, bed, cat, dog, elephant, horse, person, teddy bear, zebra).
 Builder (:func:`build_coco_it`)
-    Regenerates COCO-IT from ``instances_val2017.json`` + ``captions_val2017.json`` by the algorithm of §2.2:
-    ``python -m infodecomp.data.coco build-coco-it --root DATASETS``.
+    Regenerates COCO-IT from ``instances_val2017.json`` + ``captions_val2017.json`` by the algorithm of
+    docs/protocol.md#coco-it: ``python -m infodecomp.data.coco build-coco-it --root DATASETS``.
 
 Files are looked up under a data root laid out as :mod:`infodecomp.data.download` writes it
 (``ROOT/coco/{COCO-IT.csv, val2017/, annotations/}``); passing the ``coco`` folder itself also works.
@@ -58,13 +59,14 @@ from ..text import contains_word, omit_word, swap_words
 TABLES: dict[str, str] = {"coco-it": "COCO-IT.csv", "coco100-it": "COCO100-IT.csv", "coco-wl": "COCO-WL.csv"}
 #: Raw columns common to the three tables, in file order.
 RAW_COLUMNS = ("Image ID", "Label", "correct_obj+context", "context", "correct_obj")
-#: Word types of COCO-WL in row-block order (after fixing the "perp" typo, B35); the IT tables are all "noun".
+#: Word types of COCO-WL in row-block order (after fixing the "perp" typo, docs/protocol.md#b35); the IT tables are all
+#: "noun".
 WORD_TYPES = ("verb", "num", "adj", "adv", "prep", "pronoun", "conj")
 _WORD_TYPE_FIXES = {"perp": "prep"}
 #: COCO100-IT's categories in row-block order (the plotting code of the reference relies on it).
 COCO100_CATEGORIES = ("airplane", "bear", "bed", "cat", "dog", "elephant", "horse", "person", "teddy bear", "zebra")
 
-#: The image-editing swap pairs of PROTOCOL.md §6.1 (each works both ways, with "+s" plurals).
+#: The image-editing swap pairs of docs/protocol.md#intervention-solver (each works both ways, with "+s" plurals).
 SWAP_PAIRS: tuple[tuple[str, str], ...] = (
     ("dog", "cat"), ("zebra", "horse"), ("bed", "table"), ("bear", "elephant"), ("airplane", "kite"),
     ("person", "monkey"), ("people", "monkeys"), ("teddy bear", "robot"),
@@ -131,8 +133,8 @@ def context_placeholder(caption: str, word: str) -> str:
 def context_whole_word(caption: str, word: str) -> str:
     """``caption`` with the whole word ``word`` (any case, no "+s") deleted and the spaces tidied — the corrected
     context (the reference's ``context`` deletes substrings, case-sensitively: "bedroom" → "room", and keeps
-    "Toilet" when the word is "toilet", B22). A word found only inside another word is deleted as a substring
-    (none of the three tables has such a row)."""
+    "Toilet" when the word is "toilet", docs/protocol.md#b22). A word found only inside another word is deleted as a
+    substring (none of the three tables has such a row)."""
     if contains_word(caption, word, plural=False):
         return omit_word(caption, word, placeholder="", plural=False)
     return clean_text(caption.replace(word, ""))
@@ -187,7 +189,7 @@ def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
 
 def coco10_indices(df) -> list[int]:
     """Row positions of COCO10 in a COCO100-IT frame: the first row of each category, in the table's order of
-    first appearance (PROTOCOL.md §2.5 leaves COCO10 undefined; this is the project's rule)."""
+    first appearance (the reference leaves COCO10 undefined; this is the project's rule, docs/protocol.md#coco10)."""
     seen, out = set(), []
     for i, label in enumerate(df["label"]):
         if label not in seen:
@@ -197,7 +199,7 @@ def coco10_indices(df) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Prompt interventions (PROTOCOL.md §1.5, §6.1)
+# Prompt interventions (docs/protocol.md#prompts, docs/protocol.md#intervention-solver)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -258,7 +260,8 @@ def swap_faithful(caption: str, table: Mapping[str, str] | None = None) -> str:
 
 
 def omit_prompt(caption: str, word: str) -> str:
-    """The omit prompt of Table 4: whole-word, case-insensitive ``word`` and ``word + "s"`` → "_" (§1.5)."""
+    """The omit prompt of Table 4: whole-word, case-insensitive ``word`` and ``word + "s"`` → "_"
+    (docs/protocol.md#prompts)."""
     return omit_word(caption, word, placeholder="_", plural=True)
 
 
@@ -339,7 +342,7 @@ def annotation_mask(ann: Mapping, height: int, width: int) -> np.ndarray:
 
 def category_mask(index: _Instances, image_id: int, category: str | None) -> np.ndarray:
     """Union ``[H, W]`` bool of every instance (crowd included) of ``category`` in the image; ``None``: of every
-    object of the image (what the reference does for a non-category label, B24)."""
+    object of the image (what the reference does for a non-category label, docs/protocol.md#b24)."""
     im = index.images[image_id]
     h, w = im["height"], im["width"]
     mask = np.zeros((h, w), dtype=bool)
@@ -377,7 +380,7 @@ class CocoLocalization(Sequence):
     size: output side in pixels (int), ``(width, height)``, or None for the original size; default 512 as
     the reference. image_resample: "bilinear" (reference) | "bicubic" | "lanczos" | …; masks are always
     nearest-neighbour. raw_text: rows carry the raw CSV strings instead of the clean ones.
-    context: "faithful" (the CSV's substring deletion) | "whole-word" (the corrected deletion, B22).
+    context: "faithful" (the CSV's substring deletion) | "whole-word" (the corrected deletion, docs/protocol.md#b22).
     unknown_label: what a row whose label is not a COCO category gets: "empty" (all-False mask,
     ``mask_valid=False``), "raise" (``ValueError``), or "all_objects" (the reference's union of every object,
     flagged ``mask_valid=False``). indices: a subset of table rows (positions), in the given order.
@@ -547,7 +550,7 @@ def dataset(name: str, root, **kwargs) -> CocoLocalization:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Rebuilding COCO-IT (PROTOCOL.md §2.2)
+# Rebuilding COCO-IT (docs/protocol.md#coco-it)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -561,7 +564,7 @@ def _load_json(obj) -> dict:
 def build_coco_it(instances, captions, *, plural=None, progress: bool = True):
     """COCO-IT rebuilt from COCO annotation files (paths or parsed dicts), as a DataFrame with its 5 columns.
 
-    Algorithm (PROTOCOL.md §2.2): for every image, in the instances file's image order, and every distinct
+    Algorithm (docs/protocol.md#coco-it): for every image, in the instances file's image order, and every distinct
     category of its annotations, in order of first annotation: singular = the category name, plural =
     ``plural(name)`` (default ``inflect.engine().plural``: person → people, skis → ski); take the FIRST caption
     of the image (captions file order) that contains either as a whole word, case-sensitively (regex ``\\b``);

@@ -6,7 +6,7 @@ from**. Nothing is ever downloaded at import time or by the tests.
 
 Layout under the data root (``--root``, default ``./datasets``; the reference repository's layout)::
 
-    ROOT/coco/COCO-IT.csv, COCO100-IT.csv, COCO-WL.csv      caption tables (PROTOCOL.md §2.2–2.4)
+    ROOT/coco/COCO-IT.csv, COCO100-IT.csv, COCO-WL.csv      caption tables (docs/protocol.md#coco-it)
     ROOT/coco/val2017/000000397133.jpg …                    COCO 2017 val images (5,000)
     ROOT/coco/annotations/instances_val2017.json            masks; captions_val2017.json rebuilds COCO-IT
     ROOT/aro/vg/visual_genome_relation.json                 VG-Relation (ARO)
@@ -54,7 +54,7 @@ from pathlib import Path
 #: Default data root (relative to the working directory), as in the reference repository's ``datasets/``.
 DEFAULT_ROOT = "datasets"
 
-#: The reference repository and the commit its caption tables are pinned to (PROTOCOL.md: HEAD 5348572).
+#: The reference repository and the commit its caption tables are pinned to (commit 5348572, docs/protocol.md).
 REFERENCE_REPO = "kxh001/Info-Decomp"
 REFERENCE_COMMIT = "534857249592893bf8868041c377b3397514f638"
 _RAW = f"https://raw.githubusercontent.com/{REFERENCE_REPO}/{REFERENCE_COMMIT}/datasets/coco"

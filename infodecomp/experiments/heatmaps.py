@@ -1,14 +1,16 @@
-"""Pixel-level MI / CMI heat maps of a word and its attention map (paper §4.2, Fig. 2; PROTOCOL §5).
+"""Pixel-level MI / CMI heat maps of a word and its attention map (paper Sec. 3.2, Fig. 2; docs/protocol.md#heatmaps).
 
 For an image x with caption y and a word y* of it:
 
 * CMI map  i^o_j(x; y* | c): cond = the full caption, ref = the context c (caption with the word deleted);
-* MI map   i^o_j(x; y*):     cond = the word alone (its ``label``, or the surface ``word``, B24), ref = null "";
-* attention ("Attention+Information", PROTOCOL §5.3): cross-attention of the word's tokens, summed over single
-  denoiser passes on the real latent noised at log-SNRs drawn as for the information estimate;
-* DAAM ("Attention", the baseline of Table 3, PROTOCOL §5.2; :func:`daam_maps`): the same cross-attention, but
+* MI map   i^o_j(x; y*):     cond = the word alone (its ``label``, or the surface ``word``, docs/protocol.md#b24),
+  ref = null "";
+* attention ("Attention+Information", docs/protocol.md#attention-information): cross-attention of the word's tokens,
+  summed over single denoiser passes on the real latent noised at log-SNRs drawn as for the information estimate;
+* DAAM ("Attention", the baseline of Table 3, docs/protocol.md#daam; :func:`daam_maps`): the same cross-attention, but
   collected along a DDIM regeneration from the DDIM-inverted real latent, with the caption, as DAAM does —
-  keeping every head (DAAM dropped half of them, B10) and feeding the VAE [−1, 1] images (B11).
+  keeping every head (DAAM dropped half of them, docs/protocol.md#b10) and feeding the VAE [−1, 1] images
+  (docs/protocol.md#b11).
 
 All maps live on the latent grid ``[h, w]`` (nats per latent cell for MI/CMI; arbitrary units for attention).
 The faithful/corrected switch: faithful = clip 4 and one VAE posterior sample (what the reference ran);
@@ -34,7 +36,8 @@ MI_CONDS = ("label", "word")
 
 
 def protocol_settings(protocol: str) -> dict:
-    """Estimator/encoder settings of a protocol: ``{"clip", "posterior"}`` (PROTOCOL §1.1, §1.4)."""
+    """Estimator/encoder settings of a protocol: ``{"clip", "posterior"}`` (docs/protocol.md#encoding,
+    docs/protocol.md#estimators)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
     return {"clip": 4.0, "posterior": "sample"} if protocol == "faithful" else {"clip": 3.0, "posterior": "mean"}
@@ -87,7 +90,7 @@ def draw_logsnr(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3
 def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: Sequence[str], *,
                                n_samples: int = 8, clip: float = 3.0, generator: torch.Generator | None = None,
                                faithful_half_heads: bool = False, loc: float = 1.0, scale: float = 2.0) -> Tensor:
-    """"Attention+Information" word maps (PROTOCOL §5.3): ``[B, h, w]``.
+    """"Attention+Information" word maps (docs/protocol.md#attention-information): ``[B, h, w]``.
 
     x: ``[B, C, h, w]`` clean latents; prompts/words: B captions and the word of each. For each of
     ``n_samples`` log-SNRs drawn as for the information estimate (truncated logistic, loc ± clip·scale), x is
@@ -115,7 +118,7 @@ def attention_information_maps(model, x: Tensor, prompts: Sequence[str], words: 
 
 @dataclass(frozen=True)
 class DAAMMaps:
-    """The DAAM attention baseline for a batch of B (image, word) rows (PROTOCOL §5.2), on the latent grid."""
+    """The DAAM attention baseline for a batch of B (image, word) rows (docs/protocol.md#daam), on the latent grid."""
 
     word: Tensor            # [B, h, w] word maps: the mean of ``tokens`` over the word's token positions
     tokens: Tensor          # [B, L, h, w] per-token maps: sum over the regeneration's UNet calls of the mean over
@@ -129,7 +132,7 @@ def daam_maps(model, x, prompts: Sequence[str], words: Sequence[str], *, steps: 
               guidance_scale: float | None = 1.0, posterior: str = "mean", generator: torch.Generator | None = None,
               normalize: bool = True, faithful_half_heads: bool = False, offset: int = 1,
               progress: bool = False) -> DAAMMaps:
-    """DAAM word maps (Tang et al. 2023) collected along DDIM inversion + regeneration (PROTOCOL §5.2).
+    """DAAM word maps (Tang et al. 2023) collected along DDIM inversion + regeneration (docs/protocol.md#daam).
 
     1. ``x`` is DDIM-inverted with the caption over ``steps`` steps (:func:`infodecomp.editing.ddim_invert`,
        not recorded); 2. it is regenerated along DDIM from the inverted noise with the same caption
@@ -149,8 +152,10 @@ def daam_maps(model, x, prompts: Sequence[str], words: Sequence[str], *, steps: 
         guidance_scale: classifier-free guidance for inversion and regeneration; 1 or ``None`` (the paper's
             setting) is none, and then no unconditional pass is run. With guidance, the maps are those of the
             conditional half of each batched call.
-        normalize: images → [−1, 1] before the VAE (correct); ``False`` is the reference's [0, 1] (B11).
-        faithful_half_heads: keep only the second half of each layer's heads, as DAAM without CFG did (B10).
+        normalize: images → [−1, 1] before the VAE (correct); ``False`` is the reference's [0, 1]
+            (docs/protocol.md#b11).
+        faithful_half_heads: keep only the second half of each layer's heads, as DAAM without CFG did
+            (docs/protocol.md#b10).
         offset: the scheduler's ``steps_offset`` (1 for SD 2.1-base: timesteps 1, 1 + Δ, …).
     Returns :class:`DAAMMaps`. Every word is checked against its caption before any UNet call.
     """
@@ -186,8 +191,8 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
     """MI and CMI maps (and optionally the Attention+Information map) for localization-format rows.
 
     rows: dicts with ``image``, ``caption``, ``word``, ``label``, ``context`` (CONTRACT). ``mi_cond``: "label"
-    (the reference's choice) or "word" (the surface word, B24). ``sampling``: the log-SNR distribution of the
-    maps and of the attention passes (default: the protocol's, loc 1, scale 2, clip 3 or 4; the interactive probe
+    (the reference's choice) or "word" (the surface word, docs/protocol.md#b24). ``sampling``: the log-SNR distribution
+    of the maps and of the attention passes (default: the protocol's, loc 1, scale 2, clip 3 or 4; the interactive probe
     sets loc/scale/clip). Returns :class:`WordHeatmaps` ``[B, h, w]``.
     """
     if mi_cond not in MI_CONDS:

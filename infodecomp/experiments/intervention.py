@@ -1,32 +1,33 @@
-"""Prompt intervention / image editing (paper §4.3, Table 4, Figs. 1 and 3; PROTOCOL.md §6).
+"""Prompt intervention / image editing (paper Sec. 3.3, Table 4, Figs. 1 and 3; docs/protocol.md#intervention).
 
 For each row ``{"id", "image", "caption", "word", "omit_prompt", "swap_prompt", "swap_word", "mask"}`` of an
 intervention dataset (COCO100-IT or its ShapesWorld twin):
 
 1. encode the real image to a clean latent ``x [1, C, h, w]`` (VAE posterior mean);
 2. invert it with the caption by the deterministic Heun ODE (``n_steps`` Karras σ values, 100 in the paper) and
-   regenerate from the same noise with the caption (reconstruction), the omit prompt and the swap prompt, all
-   three in ONE batch in the model's dtype (the reference ran the reconstruction in fp16 and the edits in
-   fp32, B19); cross-attention is recorded during the generation (the reconstruction's word map is kept);
+   regenerate from the same noise with the caption (reconstruction), the omit prompt and the swap prompt, all three
+   in ONE batch in the model's dtype (the reference ran the reconstruction in fp16 and the edits in fp32,
+   docs/protocol.md#b19); cross-attention is recorded during the generation (the reconstruction's word map is kept);
 3. information (nats), with the truncated logistic over exactly the trained log-SNR range
-   (``loc = (λ_min+λ_max)/2``, ``scale = (λ_max−λ_min)/(2·clip)``, clip 3: PROTOCOL §6.2), ``n_logsnr`` points
-   × ``n_noise`` noise draws each:
+   (``loc = (λ_min+λ_max)/2``, ``scale = (λ_max−λ_min)/(2·clip)``, clip 3: docs/protocol.md#intervention-maps),
+   ``n_logsnr`` points × ``n_noise`` noise draws each:
 
-   * ``cmi_s`` = i^s(x; y*|c) (the paper's image-level CMI, B23) and ``cmi_o`` = i^o(x; y*|c), both summed over
-     latent pixels; ``cmi_map`` ``[h, w]`` the per-pixel i^o (channels summed);
+   * ``cmi_s`` = i^s(x; y*|c) (the paper's image-level CMI, docs/protocol.md#b23) and ``cmi_o`` = i^o(x; y*|c), both
+     summed over latent pixels; ``cmi_map`` ``[h, w]`` the per-pixel i^o (channels summed);
    * ``cmi_swap_s`` = i^s(x; y|c) − i^s(x; y'|c) (caption vs swap prompt, both against the omit prompt);
    * ``swap_map`` ``[h, w]`` = ½E[w‖ε̂(swap) − ε̂(caption)‖²] per pixel — a non-negative divergence of the two
-     prompts' predictions, NOT a difference of two CMI maps (B21: the reference's figure calls it that);
+     prompts' predictions, NOT a difference of two CMI maps (docs/protocol.md#b21: the reference's figure calls it
+     that);
    * ``mi_s`` = i^s(x; y*) (word alone vs null prompt) and ``mi_map`` ``[h, w]`` its per-pixel i^o;
 
 4. the change caused by each edit: latent ``Δ_j = Σ_channels (recon − edit)²`` ``[h, w]`` (the reference's
-   metric, B23) and pixel space ``Σ_rgb (decode(recon) − decode(edit))²`` (images in [0, 1]) averaged onto the
-   latent grid ``[h, w]``; plus the inversion's reconstruction error and, where the row has a ``mask``, the
+   metric, docs/protocol.md#b23) and pixel space ``Σ_rgb (decode(recon) − decode(edit))²`` (images in [0, 1]) averaged
+   onto the latent grid ``[h, w]``; plus the inversion's reconstruction error and, where the row has a ``mask``, the
    fraction of each change that lands inside it.
 
 Every example's failure is caught, recorded with its error message (``ok = False``, ``error``) and counted by
-:func:`summarise_failures` — never dropped silently (the reference printed and skipped, B17). :func:`table4`
-computes the correlations of Table 4 from the successful rows.
+:func:`summarise_failures` — never dropped silently (the reference printed and skipped, docs/protocol.md#b17).
+:func:`table4` computes the correlations of Table 4 from the successful rows.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class InterventionSettings:
 
 
 def paper_sampling(logsnr_range: tuple[float, float], clip: float = 3.0) -> tuple[float, float, float]:
-    """``(loc, scale, clip)`` of the truncated logistic covering exactly ``logsnr_range`` (PROTOCOL §6.1):
+    """``(loc, scale, clip)`` of the truncated logistic covering exactly ``logsnr_range``
+    (docs/protocol.md#intervention-solver):
     ``loc = (λ_min + λ_max)/2``, ``scale = (λ_max − λ_min)/(2·clip)``; (0.853, 2.072, 3) for SD 2.1."""
     lo, hi = float(logsnr_range[0]), float(logsnr_range[1])
     if not hi > lo:
@@ -156,7 +158,7 @@ def intervention_row(model, row: Mapping, settings: InterventionSettings, *, see
     with record_cross_attention(model) as rec:
         gen_out = generate(model, noise.repeat(3, 1, 1, 1), prompts, settings.n_steps, progress=progress)
     token_maps = rec.token_maps()  # [3, L, h', w'] summed over all 2(n_steps − 1) UNet calls
-    # one batch, one dtype for all three generations (B19)
+    # one batch, one dtype for all three generations (docs/protocol.md#b19)
     dtypes = [f"state {gen_out.dtype}", f"unet {model.dtype}"]
     lat = dict(zip(("reconstruction", "omit", "swap"), gen_out.float().split(1)))
     h, w = x.shape[-2:]
@@ -274,7 +276,7 @@ def table4(frame, *, protocol: str = "faithful", seed: int | None = 0, change: s
     correlation of ``cmi_map`` (resp. ``attention_map``) with the change map. ``change``: ``"change_omit"``
     (latent, the reference) or ``"pixel_change_omit"``. Failed rows are excluded (count them with
     :func:`summarise_failures`). Bootstrap per ``protocol`` (metrics.bootstrap): faithful = 100 resamples of 90 %
-    of the images, ± = std/10 (B31); corrected = 1000 full resamples, ± = std, seeded 95 % interval.
+    of the images, ± = std/10 (docs/protocol.md#b31); corrected = 1000 full resamples, ± = std, seeded 95 % interval.
     """
     ok = frame[frame["ok"].astype(bool)] if "ok" in frame else frame
     if len(ok) < 2:

@@ -1,13 +1,13 @@
-"""Word localization by thresholded heat maps (paper Table 3; PROTOCOL §5).
+"""Word localization by thresholded heat maps (paper Table 3; docs/protocol.md#localization).
 
 :func:`run_localization` computes, per (image, word) row, the CMI and MI maps, the Attention+Information map
-(PROTOCOL §5.3) and, when ``daam_steps`` is given, the DAAM attention baseline (attention along DDIM inversion
-+ regeneration, §5.2: :func:`~infodecomp.experiments.heatmaps.daam_maps`), all on the latent grid, and stores
-them (float16) in a resumable :class:`~infodecomp.results.ResultStore`. :func:`localization_table` scores them in
-one streaming pass (:class:`~infodecomp.metrics.IoUSweep`, maps upsampled bilinearly to the mask's size) with the
-threshold chosen on the evaluation set itself (faithful, B25) and on a held-out calibration split (corrected),
-next to the whole-image baseline (IoU = mask fraction); :func:`miou_by` is the error analysis and
-:func:`threshold_curves` the IoU-vs-threshold curves.
+(docs/protocol.md#attention-information) and, when ``daam_steps`` is given, the DAAM attention baseline (attention
+along DDIM inversion + regeneration, docs/protocol.md#daam: :func:`~infodecomp.experiments.heatmaps.daam_maps`), all
+on the latent grid, and stores them (float16) in a resumable :class:`~infodecomp.results.ResultStore`.
+:func:`localization_table` scores them in one streaming pass (:class:`~infodecomp.metrics.IoUSweep`, maps upsampled
+bilinearly to the mask's size) with the threshold chosen on the evaluation set itself (faithful,
+docs/protocol.md#b25) and on a held-out calibration split (corrected), next to the whole-image baseline (IoU = mask
+fraction); :func:`miou_by` is the error analysis and :func:`threshold_curves` the IoU-vs-threshold curves.
 
 Methods (:data:`METHODS`, the map names in the store): ``cmi``, ``mi``, ``daam`` ("Attention" of Table 3) and
 ``attn_info`` ("Attention+Information").
@@ -37,7 +37,8 @@ METHODS = ("cmi", "mi", "daam", "attn_info")
 #: Table 3's names of the methods (and of the whole-image baseline).
 METHOD_LABELS = {"cmi": "CMI", "mi": "MI", "daam": "Attention (DAAM)", "attn_info": "Attention+Information",
                  "whole_image": "whole image"}
-#: Table 3 of the paper (mIoU %, SD 2.1-base on COCO-IT, oracle thresholds) by number of steps (PROTOCOL §5.5).
+#: Table 3 of the paper (mIoU %, SD 2.1-base on COCO-IT, oracle thresholds) by number of steps
+#: (docs/protocol.md#localization-expected).
 PAPER_TABLE3 = {
     "whole_image": {50: 14.94, 100: 14.94, 200: 14.94},
     "daam": {50: 34.52, 100: 34.90, 200: 35.35},
@@ -60,7 +61,8 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     ``attention_samples`` passes (default ``n_samples``); ``daam`` (float16 ``[h, w]``) when ``daam_steps`` is
     given: DDIM inversion + regeneration over ``daam_steps`` steps with guidance ``daam_guidance_scale`` (the
     paper: 50/100/200 steps, guidance 1), the image encoded as the protocol's other maps (posterior mean or
-    sample), fed to the VAE in [−1, 1] and with every attention head kept (the reference did neither, B10, B11).
+    sample), fed to the VAE in [−1, 1] and with every attention head kept (the reference did neither,
+    docs/protocol.md#b10, docs/protocol.md#b11).
 
     Each batch uses a generator seeded from ``(seed, first index)``, so an interrupted run resumed with the same
     batch size gives the same maps (a partly stored batch is recomputed whole and only its missing rows are
@@ -292,7 +294,7 @@ def load_dataset(name: str, n: int | None, *, seed: int = 0, data_dir: str | Pat
     rows drawn without replacement by ``numpy.random.default_rng(seed)``, kept in table order (their ids are
     their rows in the full table). Rows also carry ``image_id`` and ``mask_valid``: COCO-WL words that are not
     COCO categories ("run", "two", …) get an all-False mask with ``mask_valid=False`` (the reference unioned
-    every object instead, B24), so only COCO-IT and COCO100-IT give meaningful localization scores.
+    every object instead, docs/protocol.md#b24), so only COCO-IT and COCO100-IT give meaningful localization scores.
     Missing files raise ``FileNotFoundError`` naming the ``python -m infodecomp.data.download`` command.
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):

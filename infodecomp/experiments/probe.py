@@ -1,4 +1,4 @@
-"""The interactive probe's experiment: one (image, prompt, word) at a time (paper §3.2–3.3, Figs. 1–3).
+"""The interactive probe's experiment: one (image, prompt, word) at a time (paper Secs. 3.2–3.3, Figs. 1–3).
 
 What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable without widgets too::
 
@@ -6,7 +6,8 @@ What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable witho
     res.cmi, res.cmi_image, res.cmi_stderr          # [h, w] nats per latent pixel, nats, nats
 
 * :func:`probe_word`: pixel CMI i^o_j(x; y*|c) (reference = the prompt with the word deleted), pixel MI
-  i^o_j(x; y*) (the word alone against the null prompt, B24's "word" choice: a typed prompt has no COCO label)
+  i^o_j(x; y*) (the word alone against the null prompt: the "word" choice of docs/protocol.md#b24, as a typed prompt has
+  no COCO label)
   and the Attention+Information map, all from :func:`~infodecomp.experiments.heatmaps.word_heatmaps` with the
   log-SNR distribution of :class:`ProbeSettings` (truncated logistic, loc ± clip·scale).
 * :func:`probe_intervention`: invert the image with the prompt and regenerate with the prompt and with the word
@@ -111,7 +112,7 @@ class ProbeIntervention:
     reconstruction: np.ndarray  # [H, W, 3] uint8, regenerated with the prompt
     edited: np.ndarray          # [H, W, 3] uint8, regenerated with the edit prompt
     change: np.ndarray          # [h, w] Σ_channels (reconstruction − edit)² on the latent grid
-    change_total: float         # the sum of ``change`` (the reference's "change", PROTOCOL.md B23)
+    change_total: float         # the sum of ``change`` (the reference's "change", docs/protocol.md#b23)
     steps: int                  # σ values of the Heun ODE each way
     seconds: float
 

@@ -1,4 +1,4 @@
-"""Relation testing on ARO by pointwise information (paper §4.1, Tables 1 and 2; PROTOCOL.md §3).
+"""Relation testing on ARO by pointwise information (paper Sec. 3.1, Tables 1 and 2; docs/protocol.md#relation-testing).
 
 Every candidate caption y_m of an image x is scored by its pointwise information against the null prompt ∅,
 
@@ -8,7 +8,7 @@ Every candidate caption y_m of an image x is scored by its pointwise information
 row of Table 1 (DiffITM, Krojer et al. 2023; the Diffusion Classifier of Li et al. 2023) scores by the negative
 denoising error −E‖ε − ε̂(z_λ | y_m)‖²; here it comes from the *same* denoiser evaluations. For every example
 the log-SNR draws λ_k and the noise ε_k are shared by all candidates and the null prompt is evaluated once per
-draw (DESIGN.md §4.4); the estimates come from :func:`infodecomp.estimators.information_scores`.
+draw (docs/architecture.md#shared-noise); the estimates come from :func:`infodecomp.estimators.information_scores`.
 
 Standard errors. The ``n_samples`` draws of an example are split into ``blocks`` independent replicate blocks
 (each its own λ's and ε's, shared by every candidate inside the block). Each score's standard error pools the
@@ -16,15 +16,16 @@ per-block standard errors of the estimator core; the standard error of a *differ
 (``margin_*_se``: true caption minus its best rival) comes from the spread of the paired block differences, so
 it includes the covariance that shared noise creates.
 
-Protocols (PROTOCOL §1.3, §3.1, §9 B2/B16):
+Protocols (docs/protocol.md#relation-testing-settings; docs/protocol.md#b2, docs/protocol.md#b16):
 
-============  ==========================================  ==========================================
-setting       ``faithful`` (what the reference ran)        ``corrected``
-============  ==========================================  ==========================================
-clip          4 (the nll path's default, B2): λ ∈ [−7, 9]  3: λ ∈ [−5, 7], inside SD's trained range
-latent        one sample of the VAE posterior (seeded)     the posterior mean
-exact ties    count against the true caption (B16)         count 1/k for a k-way tie (``fractional``)
-============  ==========================================  ==========================================
+============  ===================================================  ==========================================
+setting       ``faithful`` (what the reference ran)                 ``corrected``
+============  ===================================================  ==========================================
+clip          4 (the nll path's default, docs/protocol.md#b2):      3: λ ∈ [−5, 7], inside SD's trained range
+              λ ∈ [−7, 9]
+latent        one sample of the VAE posterior (seeded)              the posterior mean
+exact ties    count against the true caption (docs/protocol.md#b16) count 1/k for a k-way tie (``fractional``)
+============  ===================================================  ==========================================
 
 Ties are always counted (``n_ties``). Identical candidate captions are evaluated once, so they tie exactly.
 
@@ -79,8 +80,8 @@ METHODS = ("info_o", "info_s", "mmse")
 METHOD_LABELS = {"info_o": "Info i^o (the paper's score)", "info_s": "Info i^s", "mmse": "−MMSE (DiffITM)"}
 #: Table 1's columns, in the paper's order.
 ARO_DATASETS = ("vg-attribution", "vg-relation", "coco-order", "flickr-order")
-#: The aggregate Table 1 shows per dataset (ARO's convention, PROTOCOL §3.2): VG-R macro over relations without
-#: the symmetric ones, VG-A macro over attribute pairs, the order sets micro (Precision@1).
+#: The aggregate Table 1 shows per dataset (ARO's convention, docs/protocol.md#relation-testing-aggregation): VG-R macro
+#: over relations without the symmetric ones, VG-A macro over attribute pairs, the order sets micro (Precision@1).
 ARO_AGGREGATION = {"vg-relation": "macro_filtered", "vg-attribution": "macro", "coco-order": "micro",
                    "flickr-order": "micro"}
 _PROTOCOL_DEFAULTS = {
@@ -94,7 +95,7 @@ _RESIZE = ("bicubic", "bilinear", "lanczos", "nearest")
 
 @dataclass(frozen=True)
 class RelationSettings:
-    """Settings of relation testing, with the paper's defaults (PROTOCOL §3.1).
+    """Settings of relation testing, with the paper's defaults (docs/protocol.md#relation-testing-procedure).
 
     protocol: "faithful" or "corrected" (see the module docstring); it supplies ``clip``, ``posterior`` and
         ``tie_policy`` unless those are given explicitly (``None`` = the protocol's value).
@@ -207,12 +208,12 @@ def score_candidates(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, n_samp
                      generator: torch.Generator | None = None) -> CandidateScores:
     """i^o, i^s and the denoising error of M candidate conditions of one example, on shared draws.
 
-    denoiser: ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3). x: ``[*X]`` (or ``[1, *X]``) the clean
-    latent of the image; conds: ``[M, *C]`` the candidates' conditions (e.g. prompt embeddings ``[M, 77, D]``);
-    null: ``[*C]`` the null prompt's condition. ``n_samples`` (λ, ε) draws from ``sampling`` (default: the
-    paper's truncated logistic, loc 1, scale 2, clip 3), split into ``blocks`` independent replicate blocks of
-    ``n_samples / blocks`` draws; inside a block every draw is shared by all M candidates and the null condition,
-    which is evaluated once per draw. ``chunk_size``: most rows per denoiser call (results do not depend on it).
+    denoiser: ``eps_hat = denoiser(z, logsnr, cond)`` (docs/architecture.md#denoiser-interface). x: ``[*X]``
+    (or ``[1, *X]``) the clean latent of the image; conds: ``[M, *C]`` the candidates' conditions (e.g. prompt
+    embeddings ``[M, 77, D]``); null: ``[*C]`` the null prompt's condition. ``n_samples`` (λ, ε) draws from
+    ``sampling`` (default: the paper's truncated logistic, loc 1, scale 2, clip 3), split into ``blocks``
+    independent replicate blocks of ``n_samples / blocks`` draws; inside a block every draw is shared by all M
+    candidates and the null condition, which is evaluated once per draw. ``chunk_size``: most rows per denoiser call (results do not depend on it).
     Returns :class:`CandidateScores` (nats; MMSE summed over latent dimensions).
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
@@ -272,7 +273,7 @@ _ROW_KEYS = ("id", "image", "captions", "true_index", "group")
 
 
 def check_rows(rows: Sequence[Mapping]) -> None:
-    """Raise a clear error unless every row has the relation-testing contract (COMMON.md "Dataset rows"):
+    """Raise a clear error unless every row has the relation-testing contract (docs/architecture.md#dataset-rows):
     ``id`` str, ``image`` PIL RGB, ``captions`` ≥ 2 non-empty strings, ``true_index`` a valid int, ``group``."""
     from PIL import Image
 
@@ -321,8 +322,8 @@ def score_rows(model, rows: Sequence[Mapping], settings: RelationSettings | None
     ``resolution``). rows: dataset rows (:func:`check_rows`). Per row the randomness (VAE posterior sample,
     λ and ε) comes from ``torch.Generator().manual_seed(example_seed(seed, row["id"]))`` (a CPU generator, so
     the numbers do not depend on the batch, the shard, or the device's RNG). Captions are encoded once per
-    batch (truncated to the tokenizer's limit, as the reference, PROTOCOL §1.1); identical captions of a row are
-    evaluated once and tie exactly. Returned fields (lists are per candidate, in caption order):
+    batch (truncated to the tokenizer's limit, as the reference, docs/protocol.md#encoding); identical captions of a row
+    are evaluated once and tie exactly. Returned fields (lists are per candidate, in caption order):
     ``group, true_index, n_candidates, captions, info_o, info_o_se, info_s, info_s_se, mmse, mmse_se, null_mmse,
     null_mmse_se, margin_<method>, margin_<method>_se, n_evaluations`` and the per-block arrays
     ``blocks_<method>`` ``[R, M]`` (float32).
@@ -408,7 +409,7 @@ def store_path(root: str | Path, model_name: str, dataset: str, settings: Relati
 
 
 def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSettings | None = None, seed: int = 0,
-        store: ResultStore | str | Path | None = None, store_root: str | Path = "build/results", batch_size: int = 8,
+        store: ResultStore | str | Path | None = None, store_root: str | Path = "runs", batch_size: int = 8,
         chunk_size: int = 256, progress: bool = True, state=None):
     """Score every row of ``data`` (resumable, shardable) and return the per-example table (:func:`example_frame`).
 
@@ -599,7 +600,7 @@ def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterab
 
 
 #: Table 1 of the paper (accuracy, fractions): Stable Diffusion 2.1-base with the logistic rule, and the baselines
-#: it copies from their papers (PROTOCOL §3.5). No intervals were published.
+#: it copies from their papers (docs/protocol.md#relation-testing-expected). No intervals were published.
 PAPER_TABLE1 = {
     "paper: Info (SD 2.1-base)": {"vg-attribution": 0.720, "vg-relation": 0.691, "coco-order": 0.401,
                                   "flickr-order": 0.493},
@@ -675,7 +676,7 @@ def group_table(tables: RelationTables, *, method: str = "info_o", baseline: str
 
     relative: False (default) = ``threshold`` in absolute accuracy (0.30 = 30 percentage points); True = relative to
     the baseline's accuracy (undefined, so never highlighted, where the baseline is 0). Whether the paper meant
-    relative or absolute is unknown (PROTOCOL §3.3). min_n: drop groups with fewer examples.
+    relative or absolute is unknown (docs/protocol.md#relation-types). min_n: drop groups with fewer examples.
     Returns a DataFrame sorted by the change (largest gain first).
     """
     import pandas as pd
@@ -800,9 +801,9 @@ def openclip_scores(data: Sequence[Mapping], *, model: str = "ViT-H-14", pretrai
                     device=None, batch_size: int = 16) -> np.ndarray:
     """Cosine similarity of each image with each candidate caption under OpenCLIP: ``[N, M]`` (higher = better).
 
-    The OpenCLIP row of Table 1 (PROTOCOL §3: the CLIP whose text encoder SD 2.1 shares, [UNVERIFIED] which one the
-    paper used). Runs only where :func:`openclip_status` says it can (it needs ``open_clip`` and cached weights;
-    this project's CPU environment has neither, so this function is not exercised by its tests).
+    The OpenCLIP row of Table 1 (docs/protocol.md#relation-testing: the CLIP whose text encoder SD 2.1 shares,
+    [UNVERIFIED] which one the paper used). Runs only where :func:`openclip_status` says it can (it needs ``open_clip``
+    and cached weights; this project's CPU environment has neither, so this function is not exercised by its tests).
     """
     ok, reason = openclip_status(model, pretrained)
     if not ok:

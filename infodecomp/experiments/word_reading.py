@@ -205,7 +205,7 @@ def word_map_quality(model, n: int = 64, *, seed: int = 0, steps: int = 50, n_lo
        shape word, AUROC of its map for its object's pixels against the background (no object), and against
        the other object's pixels. Mean ± se per word type (``colour``, ``shape``), over (scene, object).
     2. ``n_localization`` rows of the COCO-IT twin: mIoU of the DAAM map at the oracle threshold (the paper's
-       selection, B25) against the whole-image baseline, and the ratio of the two.
+       selection, docs/protocol.md#b25) against the whole-image baseline, and the ratio of the two.
     """
     samples = _relational_samples(n, seed, 61)
     auc: dict[str, dict[str, list]] = {t: {"background": [], "other": []} for t in ("colour", "shape")}
