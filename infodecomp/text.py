@@ -6,7 +6,10 @@ Two families of functions:
 * **token positions** (:func:`token_positions`): where a word or phrase sits in the tokenised prompt, for
   cross-attention word maps. As DAAM does: the prompt is lower-cased, every occurrence of the word's BPE
   token sequence is found, and positions are indices into the full token sequence, so the start-of-text token
-  is position 0 and the first word starts at 1 (DAAM's "+1").
+  is position 0 and the first word starts at 1 (DAAM's "+1"). SentencePiece tokenizers (T5's, for SD3 and
+  Flux: pieces mark a word's *start* with "▁", the vocabulary is cased, and there is no start token, so the
+  first word starts at 0) are matched on the text instead: every whole-word, case-insensitive occurrence of the
+  word in the prompt gives the tokens whose character spans overlap it (:func:`is_sentencepiece`).
 * **prompt edits** (:func:`omit_word`, :func:`swap_word`, :func:`swap_words`, :func:`delete_substring`):
   string functions on captions. ``omit_word`` is the image-editing "omit prompt" of the reference (whole
   word, case-insensitive, the word and its "+s" plural replaced by ``_``); with ``placeholder=""`` it is a
@@ -14,7 +17,8 @@ Two families of functions:
   COCO-IT context: plain, case-sensitive substring removal that can clip other words (docs/protocol.md#b22).
 
 Prompt length: CLIP's text encoder sees at most ``tokenizer.model_max_length`` (77) tokens including the start
-and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``.
+and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``. T5's
+limit is the pipeline's ``max_sequence_length`` (256 for SD3, 512 for Flux), passed as ``max_length``.
 """
 
 from __future__ import annotations
@@ -34,22 +38,28 @@ __all__ = [
     "contains_word",
     "prompt_words",
     "word_token_mask",
+    "is_sentencepiece",
 ]
 
 _END_OF_WORD = "</w>"
+_WORD_START = "\u2581"  # "▁", SentencePiece's word-start marker
 
 
-def prompt_token_ids(tokenizer, prompt: str, *, truncate: bool = False) -> list[int]:
+def _limit(tokenizer, max_length: int | None) -> int:
+    return int(tokenizer.model_max_length) if max_length is None else int(max_length)
+
+
+def prompt_token_ids(tokenizer, prompt: str, *, truncate: bool = False, max_length: int | None = None) -> list[int]:
     """Token ids of ``prompt`` with the start and end tokens, unpadded.
 
-    Raises ``ValueError`` if the prompt needs more than ``tokenizer.model_max_length`` tokens (it would be
-    truncated by the text encoder) unless ``truncate=True``, in which case the ids are cut to the limit
-    (keeping the end token), as the pipeline's ``encode_prompt`` would.
+    Raises ``ValueError`` if the prompt needs more than ``max_length`` tokens (default
+    ``tokenizer.model_max_length``; it would be truncated by the text encoder) unless ``truncate=True``, in which
+    case the ids are cut to the limit (keeping the end token), as the pipeline's ``encode_prompt`` would.
     """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
     ids = list(tokenizer(prompt, truncation=False, add_special_tokens=True).input_ids)
-    limit = int(tokenizer.model_max_length)
+    limit = _limit(tokenizer, max_length)
     if len(ids) > limit:
         if not truncate:
             raise ValueError(
@@ -76,10 +86,18 @@ def word_token_mask(input_ids, eos_token_id: int):
     return torch.arange(ids.shape[1])[None, :] < first[:, None]
 
 
-def check_prompt_length(tokenizer, prompts: str | Iterable[str], *, truncate: bool = False) -> None:
+def check_prompt_length(tokenizer, prompts: str | Iterable[str], *, truncate: bool = False,
+                        max_length: int | None = None) -> None:
     """Raise ``ValueError`` for the first prompt over the tokenizer's limit (see :func:`prompt_token_ids`)."""
     for p in [prompts] if isinstance(prompts, str) else prompts:
-        prompt_token_ids(tokenizer, p, truncate=truncate)
+        prompt_token_ids(tokenizer, p, truncate=truncate, max_length=max_length)
+
+
+def is_sentencepiece(tokenizer) -> bool:
+    """Whether ``tokenizer`` marks word starts with "▁" (SentencePiece / Unigram, as T5's) rather than word ends
+    with "</w>" (CLIP's BPE)."""
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer("a b", add_special_tokens=False).input_ids)
+    return any(str(p).startswith(_WORD_START) for p in pieces)
 
 
 def word_tokens(tokenizer, word: str) -> list[int]:
@@ -89,11 +107,12 @@ def word_tokens(tokenizer, word: str) -> list[int]:
     return list(tokenizer(word.lower().strip(), add_special_tokens=False).input_ids)
 
 
-def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False) -> list[int]:
+def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False,
+                    max_length: int | None = None) -> list[int]:
     """Positions of every occurrence of ``word``'s tokens in ``prompt``'s token sequence.
 
     Args:
-        tokenizer: a CLIP tokenizer (``pipe.tokenizer``).
+        tokenizer: a CLIP tokenizer (``pipe.tokenizer``), or a SentencePiece one (T5's), see below.
         prompt: the caption, e.g. ``"a dog chasing a dog toy"``.
         word: a word or phrase of the caption, e.g. ``"dog"``, ``"teddy bear"``, ``"skateboard"``
             (multi-token words give all their token positions).
@@ -105,8 +124,15 @@ def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False
     Matching is on lower-cased text (CLIP lower-cases anyway) and on token boundaries: an occurrence must
     start a word (the previous token ends a word or is the start token), so ``"ball"`` does not match the end
     of a word that tokenises as ``foot`` + ``ball``. Raises ``ValueError`` if the word does not occur.
+
+    SentencePiece tokenizers (:func:`is_sentencepiece`; T5 is cased and has no start token, so the first word
+    is at 0): the prompt is tokenised as given (as the encoder sees it) and every whole-word, case-insensitive
+    occurrence of ``word`` in the prompt text gives the tokens whose character spans overlap it (a word-start
+    "▁" piece included). ``max_length``: the encoder's token limit (default ``tokenizer.model_max_length``).
     """
-    ids = prompt_token_ids(tokenizer, prompt.lower(), truncate=truncate)
+    if is_sentencepiece(tokenizer):
+        return _sentencepiece_positions(tokenizer, prompt, word, truncate=truncate, max_length=max_length)
+    ids = prompt_token_ids(tokenizer, prompt.lower(), truncate=truncate, max_length=max_length)
     target = word_tokens(tokenizer, word)
     strings = tokenizer.convert_ids_to_tokens(ids)
     k = len(target)
@@ -121,6 +147,26 @@ def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False
             f"{prompt!r} (tokens {strings[1:-1]})"
         )
     return found
+
+
+def _sentencepiece_positions(tokenizer, prompt: str, word: str, *, truncate: bool, max_length: int | None) -> list[int]:
+    """:func:`token_positions` for SentencePiece tokenizers, by character offsets (needs a fast tokenizer)."""
+    ids = prompt_token_ids(tokenizer, prompt, truncate=truncate, max_length=max_length)  # raises if too long
+    enc = tokenizer(prompt, add_special_tokens=True, truncation=True, max_length=_limit(tokenizer, max_length),
+                    return_offsets_mapping=True)
+    if list(enc.input_ids) != ids:
+        raise RuntimeError("the tokenizer's offsets do not match its ids; expected a fast tokenizer")
+    special = set(tokenizer.all_special_ids)
+    spans = [(i, a, b) for i, (t, (a, b)) in enumerate(zip(ids, enc.offset_mapping)) if t not in special and b > a]
+    found: list[int] = []
+    for m in _word_regex(word, plural=False).finditer(prompt):
+        found.extend(i for i, a, b in spans if a < m.end() and b > m.start() and i not in found)
+    if not found:
+        raise ValueError(
+            f"word {word!r} does not occur as a whole word in prompt {prompt!r} (tokens "
+            f"{tokenizer.convert_ids_to_tokens(ids)[:-1]}) within the encoder's {len(ids)} tokens"
+        )
+    return sorted(found)
 
 
 # ----------------------------------------------------------------------------------------------------------

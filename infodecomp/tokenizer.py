@@ -1,4 +1,5 @@
-"""The CLIP BPE tokenizer, built offline from the vocabulary file that ``open-clip-torch`` ships.
+"""The CLIP BPE tokenizer, built offline from the vocabulary file that ``open-clip-torch`` ships (and a tiny T5
+tokenizer for the SD3 / Flux test pipelines, :func:`tiny_t5_tokenizer`).
 
 Stable Diffusion 2.x uses OpenCLIP's tokenizer, which is OpenAI's CLIP byte-level BPE. Its only data is
 ``open_clip/bpe_simple_vocab_16e6.txt.gz`` inside the ``open-clip-torch`` wheel. We read that file straight
@@ -111,6 +112,55 @@ def load_clip_tokenizer(path: str | Path | None = None, *, model_max_length: int
         )
     kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
     return CLIPTokenizer.from_pretrained(str(directory), **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A tiny T5 tokenizer (SentencePiece-style Unigram), for the SD3 / Flux test pipelines
+
+#: Whole words of the tiny T5 vocabulary: ShapesWorld's caption words and a few COCO-style ones.
+T5_TINY_WORDS = (
+    "a", "above", "and", "below", "big", "blue", "circle", "circles", "green", "left", "of", "one", "red", "right",
+    "small", "square", "squares", "three", "triangle", "triangles", "two", "yellow",
+    "the", "an", "on", "in", "with", "near", "is", "dog", "cat", "toy", "bed", "table", "man", "woman", "tree",
+    "grass", "street", "riding", "chasing", "teddy", "bear", "photo",
+)
+#: Sub-word pieces, so that some words take several tokens (``skateboards`` = ▁skate + board + s).
+T5_TINY_PIECES = ("\u2581skate", "board", "\u2581foot", "ball", "\u2581snow", "boarder", "s", "es", "ing", "ed")
+_T5_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,.;:!?'-_()"
+
+
+def tiny_t5_vocab() -> list[tuple[str, float]]:
+    """``[(piece, log-probability)]`` of the tiny T5 tokenizer: ``<pad>`` = 0, ``</s>`` = 1, ``<unk>`` = 2 (T5's
+    layout), ``"▁"``, the words of :data:`T5_TINY_WORDS` as ``"▁word"``, :data:`T5_TINY_PIECES`, then single
+    characters. Scores make whole words win over pieces, and pieces over characters (Unigram's Viterbi)."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -10.0)]
+    vocab += [("\u2581" + w, -8.0) for w in T5_TINY_WORDS]
+    vocab += [(p, -9.0) for p in T5_TINY_PIECES if p not in dict(vocab)]
+    vocab += [(c, -12.0) for c in _T5_CHARS if c not in dict(vocab)]
+    return vocab
+
+
+def tiny_t5_tokenizer(*, model_max_length: int = 512):
+    """A ``T5TokenizerFast`` built offline over :func:`tiny_t5_vocab` (a few hundred pieces): T5's conventions —
+    whitespace split, "▁" word-start marker (Metaspace, prepended always), cased, no start token, ``</s>`` appended,
+    ``<pad>`` = 0 — without downloading T5's 32k SentencePiece model. For tests and tiny pipelines only."""
+    import inspect
+
+    from transformers import T5TokenizerFast
+
+    vocab = tiny_t5_vocab()
+    if "vocab" in inspect.signature(T5TokenizerFast.__init__).parameters:  # transformers >= 5
+        return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors  # transformers 4: wrap a backend
+    from tokenizers.models import Unigram
+
+    tok = Tokenizer(Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")])
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single=["$A", "</s>"], special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                           extra_ids=0, model_max_length=model_max_length)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,3 +74,28 @@ def iworld():
     from infodecomp import analytic
 
     return analytic.GaussianImageWorld.shapes(channels=3, size=8)
+
+
+# ── tiny random pipelines of every family (infodecomp.testing_families), built on first use ──
+@pytest.fixture(scope="session")
+def family_models():
+    """``family_models(kind, **kwargs)`` → a cached tiny Model of ``kind`` ("sd15", "sdxl", "sd3", "flux",
+    "flux-dev": Flux with a guidance embedding, loaded with ``allow_distilled=True``). Do not modify them."""
+    import warnings
+
+    from infodecomp.testing_families import tiny_family_model
+
+    cache = {}
+
+    def get(kind: str):
+        if kind not in cache:
+            if kind == "flux-dev":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    cache[kind] = tiny_family_model("flux", guidance_embeds=True, allow_distilled=True,
+                                                    name="tiny-flux-dev")
+            else:
+                cache[kind] = tiny_family_model(kind)
+        return cache[kind]
+
+    return get

@@ -75,6 +75,54 @@ def test_prompt_over_limit_raises_unless_truncate(clip_tokenizer):
     check_prompt_length(clip_tokenizer, " ".join(["dog"] * 75))  # 77 with start/end: fits
 
 
+# -- SentencePiece (T5) token positions ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def t5_tokenizer():
+    from infodecomp.tokenizer import tiny_t5_tokenizer
+
+    return tiny_t5_tokenizer()
+
+
+def test_sentencepiece_is_recognised(t5_tokenizer, clip_tokenizer):
+    from infodecomp.text import is_sentencepiece
+
+    assert is_sentencepiece(t5_tokenizer) and not is_sentencepiece(clip_tokenizer)
+    # T5's conventions: "▁" starts a word, no start token, "</s>" ends, cased
+    ids = t5_tokenizer("a red circle").input_ids
+    assert t5_tokenizer.convert_ids_to_tokens(ids) == ["\u2581a", "\u2581red", "\u2581circle", "</s>"]
+    assert t5_tokenizer.pad_token_id == 0 and t5_tokenizer.eos_token_id == 1
+
+
+def test_sentencepiece_positions(t5_tokenizer):
+    assert token_positions(t5_tokenizer, "a red circle", "a") == [0]  # no start token: the first word is at 0
+    assert token_positions(t5_tokenizer, "a red circle", "circle") == [2]
+    # cased vocabulary: "Dog" is "▁", "D", "o", "g"; matching is on the text, case-insensitively
+    assert t5_tokenizer.tokenize("A Dog") == ["\u2581", "A", "\u2581", "D", "o", "g"]
+    assert token_positions(t5_tokenizer, "A Dog chasing a dog toy, on the grass.", "dog") == [2, 3, 4, 5, 8]
+    # several pieces per word, phrases, punctuation next to the word
+    assert t5_tokenizer.tokenize("skateboards") == ["\u2581skate", "board", "s"]
+    assert token_positions(t5_tokenizer, "two skateboards and a teddy bear", "skateboards") == [1, 2, 3]
+    assert token_positions(t5_tokenizer, "two skateboards and a teddy bear", "teddy bear") == [6, 7]
+    assert token_positions(t5_tokenizer, "a dog toy, on the grass", "toy") == [2]
+    # whole words only: not the tail of a word, not a plural
+    with pytest.raises(ValueError, match="'ball' does not occur"):
+        token_positions(t5_tokenizer, "a football", "ball")
+    with pytest.raises(ValueError, match="does not occur"):
+        token_positions(t5_tokenizer, "two dogs", "dog")
+
+
+def test_sentencepiece_length_limit_is_the_pipelines(t5_tokenizer):
+    long = " ".join(["red"] * 20)  # 21 tokens with </s>
+    check_prompt_length(t5_tokenizer, long)  # under the tokenizer's own 512
+    with pytest.raises(ValueError, match="21 tokens.*at most 16"):
+        check_prompt_length(t5_tokenizer, long, max_length=16)
+    ids = prompt_token_ids(t5_tokenizer, long, truncate=True, max_length=16)
+    assert len(ids) == 16 and ids[-1] == t5_tokenizer.eos_token_id
+    assert token_positions(t5_tokenizer, long, "red", truncate=True, max_length=16) == list(range(15))
+
+
 # -- prompt edits ---------------------------------------------------------------------------------------------
 
 
