@@ -6,7 +6,7 @@ Eq. 3; diffusers' ``FlowMatchEulerDiscreteScheduler``)::
     z_t = (1 − t)·x + t·ε,   t ∈ (0, 1) the noise fraction (diffusers' "sigma"),
 
 and predicts the velocity ``v = dz_t/dt = ε − x``. Dividing by ``s(t) = sqrt((1 − t)² + t²)`` gives the VP channel
-of DESIGN.md §3, ``z = z_t / s = α·x + σ·ε`` with ``α = (1 − t)/s``, ``σ = t/s`` (α² + σ² = 1), so
+of docs/architecture.md#the-denoiser-interface, ``z = z_t / s = α·x + σ·ε`` with ``α = (1 − t)/s``, ``σ = t/s`` (α² + σ² = 1), so
 
     logsnr = log(α²/σ²) = 2·log((1 − t)/t),          t = sigmoid(−logsnr/2),
     ε = z_t + (1 − t)·v                 (from x = ε − v:  z_t = (1 − t)(ε − v) + t·ε = ε − (1 − t)·v),
@@ -142,7 +142,7 @@ def alphas_cumprod_from_times(t: Tensor) -> Tensor:
 
 
 class FlowDenoiser:
-    """A rectified-flow velocity model as a denoiser ``eps_hat = denoiser(z, logsnr, cond)`` (DESIGN.md §3).
+    """A rectified-flow velocity model as a denoiser ``eps_hat = denoiser(z, logsnr, cond)`` (docs/architecture.md#the-denoiser-interface).
 
     Args:
         velocity: ``v = velocity(z_t, t, cond)``: ``z_t [B, C, h, w]`` the flow state (float32, or float64 when

@@ -2,7 +2,7 @@
 
 :func:`infodecomp.models.load_model` reads a pipeline's ``model_index.json`` (``_class_name``) and hands every
 class of :data:`FAMILIES` to :func:`load_family`; ``StableDiffusionPipeline`` (SD 1.x, SD 2.x, shapes-tiny) stays
-with :mod:`infodecomp.models`. Each family keeps the one denoiser interface (DESIGN.md §3) and packs everything its
+with :mod:`infodecomp.models`. Each family keeps the one denoiser interface (docs/architecture.md#the-denoiser-interface) and packs everything its
 network reads into the one ``cond`` tensor (:mod:`~infodecomp.families.packing`):
 
 ======================  ==========================  ==================================================

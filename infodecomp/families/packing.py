@@ -1,4 +1,4 @@
-"""One conditioning tensor for networks that take several inputs (DESIGN.md §3: ``cond [B, ...]`` is ONE tensor).
+"""One conditioning tensor for networks that take several inputs (docs/architecture.md#the-denoiser-interface: ``cond [B, ...]`` is ONE tensor).
 
 The estimators concatenate, index and expand ``cond`` along dim 0 and compare conditions bitwise, so every input a
 family's network reads besides the noisy latent must travel in the same tensor. A :class:`CondLayout` packs

@@ -1,6 +1,6 @@
 """Stable Diffusion 3 / 3.5: a rectified-flow MMDiT conditioned on two CLIP encoders and T5.
 
-What ``SD3Transformer2DModel`` reads (Esser et al. 2024, §5; diffusers' ``StableDiffusion3Pipeline``):
+What ``SD3Transformer2DModel`` reads (Esser et al. 2024, Sec. 5; diffusers' ``StableDiffusion3Pipeline``):
 
 * ``encoder_hidden_states [B, 77 + T, D]``: CLIP ViT-L and OpenCLIP bigG penultimate states concatenated along
   channels (768 + 1280), zero-padded to T5's width D = 4096, for the 77 CLIP positions; then T5-XXL's T =

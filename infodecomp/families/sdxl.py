@@ -1,6 +1,6 @@
 """Stable Diffusion XL: a UNet with two text encoders, a pooled text embedding and size/crop micro-conditioning.
 
-What the UNet reads besides the noisy latent (Podell et al. 2023, §2.2; diffusers' ``StableDiffusionXLPipeline``):
+What the UNet reads besides the noisy latent (Podell et al. 2023, Sec. 2.2; diffusers' ``StableDiffusionXLPipeline``):
 
 * ``encoder_hidden_states [B, 77, D]``: the penultimate hidden states of CLIP ViT-L (768) and OpenCLIP ViT-bigG
   (1280) concatenated along channels (D = 2048), both from the same 77 token positions;
