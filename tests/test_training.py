@@ -225,3 +225,53 @@ def test_a_checkpoint_is_read_without_running_code(uninterrupted, tmp_path):
     with pytest.raises(ValueError, match="cannot be read as a training checkpoint"):
         Trainer(TINY, tmp_path / "w")
     assert not marker.exists()
+
+
+def _full_quality(v=0.5):
+    b = {"value": v, "stderr": 0.1, "n": 4}
+    mass = {"overall": {"start": 0.1, "word": 0.9, "end": 0.0, "padding": 0.0}, "n": 4,
+            "by_layer": {"up_blocks.1.attentions.0.transformer_blocks.0.attn2":
+                         {"start": 0.1, "word": 0.9, "end": 0.0, "padding": 0.0}},
+            "by_logsnr": {"0.0": {"start": 0.1, "word": 0.9, "end": 0.0, "padding": 0.0}}}
+    return {"seed": 0, "vae_recovery": b, "cross_attention_tokens": "words",
+            "generation": {"single_object": b, "relational": b, "relational_objects_only": b, "steps": 5,
+                           "guidance": 2.0, "relational_relation_if_objects": b},
+            "stock_pipeline": {"single_object": {"value": 0.1, "stderr": 0.05, "n": 4},
+                               "relational": {"value": 0.0, "stderr": 0.0, "n": 4}},
+            "cmi": {"mass_inside": b, "mass_inside_pixels": b, "area_fraction": b, "rows_with_majority_inside": b,
+                    "n_samples": 8},
+            "reading": {"attention_mass": mass,
+                        "swap": {"follows_words": b, "follows_padding": b, "neither": b, "eps_follows_words": b,
+                                 "d_words": b, "d_padding": b, "steps": 3, "guidance": 2.0, "examples": []},
+                        "sensitivity": {"relation_flip": b, "attribute_swap": b, "colour_swap": b,
+                                        "ratio_relation": {"value": 0.05, "stderr": 0.01, "n": 4},
+                                        "ratio_attribute": b, "n_samples": 2},
+                        "word_maps": {"auroc": {t: {"background": b, "other": {"value": 0.8, "stderr": 0.02, "n": 4}}
+                                                for t in ("colour", "shape")},
+                                      "daam_miou": {"value": 0.3, "stderr": 0.02, "n": 4, "threshold": 0.2},
+                                      "whole_image_miou": {"value": 0.1, "stderr": 0.01, "n": 4},
+                                      "miou_ratio": 3.0, "steps": 4}}}
+
+
+def test_model_card_states_every_bar_and_its_verdict(uninterrupted, tmp_path):
+    from infodecomp.training import BARS, bar_rows, record_quality, write_model_card
+
+    uninterrupted.export(tmp_path / "pipe", use_ema=False)
+    quality = _full_quality()
+    rows = {r["path"]: r for r in bar_rows(quality)}
+    assert len(rows) == len(BARS)
+    assert rows["reading.word_maps.miou_ratio"]["met"] and rows["reading.word_maps.auroc.colour.other"]["met"]
+    assert not rows["generation.single_object"]["met"]          # 0.5 < 0.95
+    assert not rows["reading.sensitivity.ratio_relation"]["met"]  # 0.05 < 0.10
+    (tmp_path / "pipe" / "ablations.json").write_text(json.dumps(
+        {"n": 4, "seed": 1, "steps": 5, "guidance": 2.0, "note": "Chosen: B.",
+         "entries": [{"name": "B-mask", "config": {"text_mask": "words"}, "unet_steps": 10, "wall_seconds": 60,
+                      "quality": quality}]}))
+    card = write_model_card(tmp_path / "pipe", quality).read_text()
+    for r in rows.values():
+        assert f"| {r['name']} | {r['result']} | {r['bar']} | {'met' if r['met'] else '**not met**'} |" in card
+    assert "| B-mask: end token and padding hidden | 10 | 1 |" in card and "Chosen: B." in card
+    assert "a stock `pipe(prompt)` call passes no mask" in card and "10.0 ± 5.0" in card  # stock-pipeline numbers
+    assert "| **all** | **10%** | **90%** | **0%** | **0%** |" in card
+    rec = json.loads(record_quality(quality, tmp_path / "pipe", root=tmp_path / "figures").read_text())
+    assert rec["word_maps_miou_ratio"] == 3.0 and rec["swap_follows_words"]["value"] == 0.5
