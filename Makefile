@@ -38,6 +38,7 @@ test: install .cache/wheels/.fetched
 reproduce: install
 	$(PY) scripts/run_notebooks.py $(NOTEBOOK_ARGS)
 	$(PY) scripts/update_readme_results.py
+	$(PY) scripts/update_claims.py
 
 # CI: every notebook with the small parameters of notebooks/ci_parameters.yml, executed copies to build/.
 notebooks-ci: install
@@ -45,6 +46,7 @@ notebooks-ci: install
 
 readme: install
 	$(PY) scripts/update_readme_results.py
+	$(PY) scripts/update_claims.py
 
 # The read-along book: a static site (MkDocs, mkdocs.yml) of the executed notebooks with docs/ beside them.
 # Open build/book/index.html, or serve it: python -m http.server --directory build/book 8000

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 train() { "$PY" -m infodecomp.training "$@"; }
 
-STEPS=${STEPS:-12000}
+STEPS=${STEPS:-16000}
 RECIPE=${RECIPE:---text-mask words --relation-boost 0.2 --counterfactual 1.0}
 RUN="--work-dir runs/train/shapes-tiny --seed 0 --vae-steps 400 --unet-steps $STEPS --lr-decay cosine --lr-final 0.02 $RECIPE"
 OUT=infodecomp/assets/shapes-tiny
