@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import count
 from .logsnr import trained_range
 from .text import omit_word, swap_word, swap_words
 
@@ -66,8 +67,7 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     """Karras et al. (2022, Eq. 5) noise levels ``[n]`` float64, decreasing from ``sigma_max`` to ``sigma_min``:
     ``σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``. No σ = 0 is appended (the reference
     appends it and drops it again: the flow cannot be inverted from σ = 0, docs/protocol.md#intervention-solver)."""
-    if n < 2:
-        raise ValueError(f"need at least 2 noise levels, got n={n}")
+    n = count(n, "n", minimum=2, hint="the number of noise levels")
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -204,8 +204,7 @@ def ddim_levels(alphas_cumprod: Tensor, steps: int, *, offset: int = 1) -> tuple
     """
     ac = torch.as_tensor(alphas_cumprod).to(torch.float64).cpu()
     T = ac.numel()
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an int in [1, {T}] (the schedule has {T} timesteps), got {steps!r}")
+    steps = count(steps, "steps", maximum=T, hint=f"the schedule has {T} timesteps")
     t = torch.arange(steps, dtype=torch.int64) * (T // steps) + int(offset)
     if int(t[0]) < 0 or int(t[-1]) >= T:
         raise ValueError(f"offset {offset} puts the DDIM timesteps {int(t[0])}…{int(t[-1])} outside [0, {T - 1}]")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .checks import count, finite_tensor
 from .logsnr import LogSNRSampling
 
 __all__ = [
@@ -106,9 +107,7 @@ def _per_variable(t: Tensor) -> Tensor:
 
 
 def _check_finite(name: str, t: Tensor) -> None:
-    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf); expected finite numbers")
+    finite_tensor(t, name)
 
 
 def _check_inputs(x: Tensor, conds: Tensor, ref: Tensor, cond_name: str) -> None:
@@ -116,6 +115,8 @@ def _check_inputs(x: Tensor, conds: Tensor, ref: Tensor, cond_name: str) -> None
         raise TypeError(f"x must be a floating-point tensor [B, ...], got {type(x).__name__}"
                         f"{'' if not isinstance(x, Tensor) else ' of dtype ' + str(x.dtype)}")
     variable_shape(x)
+    if x.shape[0] == 0:
+        raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}); expected at least one example")
     for name, t in ((cond_name, conds), ("ref", ref)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a tensor batch-aligned with x, got {type(t).__name__}")
@@ -133,9 +134,8 @@ def _check_inputs(x: Tensor, conds: Tensor, ref: Tensor, cond_name: str) -> None
     _check_finite("ref", ref)
 
 
-def _check_int(name: str, v, minimum: int = 1) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+def _check_int(name: str, v, minimum: int = 1) -> int:
+    return count(v, name, minimum=minimum)
 
 
 def _resolve_sampling(sampling, rule, loc, scale, clip) -> LogSNRSampling:
@@ -322,12 +322,12 @@ def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_sam
 
 def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
             share_logsnr, chunk_size, generator, progress) -> InformationScores:
-    _check_int("n_samples", n_samples)
-    _check_int("noise_per_logsnr", noise_per_logsnr)
+    n_samples = _check_int("n_samples", n_samples)
+    noise_per_logsnr = _check_int("noise_per_logsnr", noise_per_logsnr)
     if antithetic and noise_per_logsnr % 2:
         raise ValueError(f"antithetic noise needs an even noise_per_logsnr, got {noise_per_logsnr}")
     M = conds.shape[1]
-    _check_int("chunk_size", chunk_size, minimum=M + 1)
+    chunk_size = _check_int("chunk_size", chunk_size, minimum=M + 1)
     groups = sampling.n_groups(n_samples)
     B = x.shape[0]
     lam, w = _draw_logsnr(sampling, n_samples, B, share_logsnr, generator, x.device, _acc_dtype(x))
@@ -381,7 +381,7 @@ def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_s
     if pixelwise:
         value = (s.pixel_orthogonal if estimator == "orthogonal" else s.pixel_standard)[:, 0]
     return InformationEstimate(value=value, stderr=se, image_value=image, estimator=estimator,
-                               n_samples=n_samples, sampling=s.sampling)
+                               n_samples=s.n_samples, sampling=s.sampling)
 
 
 def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, *, n_noise: int = 50,
@@ -404,11 +404,11 @@ def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, 
     if not isinstance(logsnr, Tensor) or logsnr.ndim != 1 or logsnr.numel() < 1:
         raise ValueError(f"logsnr must be a 1-D grid [L], got {getattr(logsnr, 'shape', logsnr)!r}")
     _check_finite("logsnr", logsnr)
-    _check_int("n_noise", n_noise)
+    n_noise = _check_int("n_noise", n_noise)
     if antithetic and n_noise % 2:
         raise ValueError(f"antithetic noise needs an even n_noise, got {n_noise}")
     M = conds.shape[1]
-    _check_int("chunk_size", chunk_size, minimum=M + 1)
+    chunk_size = _check_int("chunk_size", chunk_size, minimum=M + 1)
     B, L = x.shape[0], logsnr.numel()
     dt = _acc_dtype(x)
     lam = logsnr.to(device=x.device, dtype=dt)[None].expand(B, L)

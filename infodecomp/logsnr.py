@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from .checks import count, real
+
 
 def logsnr_from_alphas_cumprod(alphas_cumprod: Tensor) -> Tensor:
     """``alphas_cumprod: [T]`` → trained log-SNR ``[T]`` (float64), decreasing in t."""
@@ -77,17 +79,15 @@ RULES = ("logistic", "uniform", "logistic_qmc", "uniform_qmc")
 
 def _check_settings(loc: float, scale: float, clip: float) -> None:
     for name, v in (("loc", loc), ("scale", scale), ("clip", clip)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        real(v, name)
     if scale <= 0:
         raise ValueError(f"scale must be > 0 (the logistic scale of log-SNR), got {scale!r}")
     if clip <= 0:
         raise ValueError(f"clip must be > 0 (the range is loc ± clip·scale), got {clip!r}")
 
 
-def _check_n(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of log-SNR points must be an integer >= 1, got {n!r}")
+def _check_n(n: int) -> int:
+    return count(n, "the number of log-SNR points")
 
 
 def _uniform01(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
@@ -145,7 +145,7 @@ def logistic_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: f
     Paper defaults loc 1, scale 2, clip 3 (the reference's nll paths effectively use clip 4, docs/protocol.md#b2).
     """
     _check_settings(loc, scale, clip)
-    _check_n(n)
+    n = _check_n(n)
     u = _uniform01((*batch_shape, n), generator, device, dtype)
     return _logistic_from_u(u, loc, scale, clip, dtype)
 
@@ -162,7 +162,7 @@ def uniform_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: fl
     Returns ``(logsnr [*batch_shape, n], weights [*batch_shape, n])``.
     """
     _check_settings(loc, scale, clip)
-    _check_n(n)
+    n = _check_n(n)
     u = _uniform01((*batch_shape, n), generator, device, dtype)
     width = 2.0 * clip * scale
     logsnr = (loc - clip * scale) + width * u
@@ -194,7 +194,7 @@ def logistic_qmc_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, cli
     Returns ``(logsnr [*batch_shape, n] ascending, weights [*batch_shape, n])``.
     """
     _check_settings(loc, scale, clip)
-    _check_n(n)
+    n = _check_n(n)
     u = _shifted_lattice(n, batch_shape, generator, device, dtype)
     return _logistic_from_u(u, loc, scale, clip, dtype)
 
@@ -208,7 +208,7 @@ def uniform_qmc_quadrature(n: int, *, loc: float = 1.0, scale: float = 2.0, clip
     :func:`logistic_qmc_quadrature` for how to obtain a standard error.
     """
     _check_settings(loc, scale, clip)
-    _check_n(n)
+    n = _check_n(n)
     u = _shifted_lattice(n, batch_shape, generator, device, dtype)
     width = 2.0 * clip * scale
     logsnr = (loc - clip * scale) + width * u
@@ -222,7 +222,7 @@ def logsnr_grid(n: int, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3
     For per-log-SNR curves and maps (MMSE curves, App. C.2; docs/protocol.md#denoising-process: linspace(−5, 7, N)).
     """
     _check_settings(loc, scale, clip)
-    _check_n(n)
+    n = _check_n(n)
     return torch.linspace(loc - clip * scale, loc + clip * scale, n, dtype=torch.float64,
                           device=device).to(dtype)
 
@@ -252,8 +252,7 @@ class LogSNRSampling:
         if self.rule not in RULES:
             raise ValueError(f"unknown log-SNR rule {self.rule!r}; expected one of {RULES}")
         _check_settings(self.loc, self.scale, self.clip)
-        if isinstance(self.replicates, bool) or not isinstance(self.replicates, int) or self.replicates < 1:
-            raise ValueError(f"replicates must be an integer >= 1, got {self.replicates!r}")
+        count(self.replicates, "replicates")
         if self.reference_uniform_weight and self.rule != "uniform":
             raise ValueError("reference_uniform_weight (docs/protocol.md#b5) only applies to rule='uniform', "
                              f"got rule={self.rule!r}")
@@ -307,7 +306,7 @@ class LogSNRSampling:
 
     def n_groups(self, n: int) -> int:
         """Number of independent replicate estimates among ``n`` points (n for i.i.d. rules)."""
-        _check_n(n)
+        n = _check_n(n)
         if not self.is_qmc:
             return n
         if n % self.replicates:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .checks import rgb_image
 from .experiments import probe as _probe
 from .experiments.probe import ProbeIntervention, ProbeResult, ProbeSettings
 from .plotting import heat_overlay, information_bars, probe_figure
@@ -376,7 +377,7 @@ class Probe:
     def set_image(self, image, *, prompt: str | None = None) -> None:
         """Use ``image`` (PIL, uint8 ``[H, W, 3]``, or float tensor ``[3, H, W]`` in [0, 1]); resized to the
         model's resolution. ``prompt``: also set the prompt. Clears the maps shown."""
-        t = self.model.images_to_tensor(image.convert("RGB") if hasattr(image, "convert") else image,
+        t = self.model.images_to_tensor(rgb_image(image) if hasattr(image, "convert") else image,
                                         resize="bicubic")
         if t.shape[0] != 1:
             raise ValueError(f"the probe takes one image, got a batch of {t.shape[0]}")

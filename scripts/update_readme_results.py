@@ -62,6 +62,9 @@ def provenance_summary(prov: dict) -> str:
     parts = [f"model {prov.get('model_id') or prov.get('model', '?')}"]
     if prov.get("revision"):
         parts.append(f"revision {prov['revision']}")
+    if prov.get("dtype") not in (None, "float32"):  # float32 is the reference; say anything else
+        parts.append(f"dtype {prov['dtype']}" + (" (reduced precision: biased, see Precision)"
+                                                 if prov.get("reduced_precision") else ""))
     for key, label in (("protocol", "protocol"), ("seed", "seed"), ("n_samples", "samples")):
         if prov.get(key) is not None:
             parts.append(f"{label} {prov[key]}")

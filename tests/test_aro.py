@@ -226,3 +226,34 @@ def test_bad_inputs(root, tmp_path):
 def test_spacy_tagger_tags_nouns_and_adjectives():
     tags = A.spacy_tagger()(["a", "red", "car", "drives", "fast"])
     assert [A.coarse_tag(t) for t in tags][1:3] == ["adj", "noun"]
+
+
+def test_bad_values_in_annotation_files_name_the_file_and_the_entry(root):
+    """Issue 14, item 7: bad values in annotation files must name the file and the row."""
+    vgr = root / "aro/vg/visual_genome_relation.json"
+    cases = json.loads(vgr.read_text())
+    vgr.write_text(json.dumps([cases[0], {**cases[1], "bbox_w": "12"}]))
+    with pytest.raises(ValueError, match=rf"{vgr}: entry 1: bbox_w is '12', expected a finite number"):
+        A.VGRelation(root)
+    vgr.write_text(json.dumps([cases[0], {**cases[1], "true_caption": None}]))
+    with pytest.raises(ValueError, match=rf"{vgr}: entry 1: true_caption is None"):
+        A.VGRelation(root)
+    vgr.write_text(json.dumps([{**cases[0], "bbox_w": 0}]))
+    with pytest.raises(ValueError, match=rf"{vgr}: entry 0 \(vg-relation\) has an empty box"):
+        A.VGRelation(root)[0]
+    vga = root / "aro/vg/visual_genome_attribution.json"
+    vga.write_text(json.dumps([{**json.loads(vga.read_text())[0], "attributes": ["red"]}]))
+    with pytest.raises(ValueError, match=rf"{vga}: entry 0: attributes is \['red'\], expected two"):
+        A.VGAttribution(root)
+    vgr.write_text("[{")
+    with pytest.raises(ValueError, match=rf"{vgr} is not valid JSON"):
+        A.VGRelation(root)
+    kt = root / "aro/coco/coco_karpathy_test.json"
+    entries = json.loads(kt.read_text())
+    kt.write_text(json.dumps([entries[0], {**entries[1], "caption": ["a man", 7]}]))
+    with pytest.raises(ValueError, match=rf"{kt}: entry 1 \(image .*\): caption is \['a man', 7\]"):
+        A.COCOOrder(root, tagger=tagger(), progress=False, regenerate=True)
+    (root / "aro/vg/images/2315375.jpg").write_bytes(b"\xff\xd8 truncated")
+    vgr.write_text(json.dumps(cases))
+    with pytest.raises(ValueError, match=r"image .*2315375.jpg cannot be read"):
+        A.VGRelation(root)[0]

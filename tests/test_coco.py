@@ -305,3 +305,44 @@ def test_intervention_rows_with_images(coco_root):
     assert row["swap_prompt"] == "A monkey standing by a stove in a kitchen." and row["swap_word"] == "monkey"
     assert ds[0]["caption"] == ds[0]["caption"]  # repeatable
     assert C.dataset("coco100-it-intervention", coco_root, size=8)[1]["image"].size == (8, 8)
+
+
+# ------------------------------------------------------------------------------------------------ issue 14
+
+
+def _table_with(coco_root, k: int, **cells) -> Path:
+    """The fixture's COCO-IT.csv with row ``k``'s raw cells replaced."""
+    path = coco_root / "coco" / "COCO-IT.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col, v in cells.items():
+        df.loc[k, col] = v
+    C.write_table(df, path)
+    return path
+
+
+def test_a_word_absent_from_its_caption_is_refused_by_the_loader(coco_root):
+    """Item 5: the loader built a row whose context equals its caption (word absent): CMI exactly 0."""
+    path = _table_with(coco_root, 1, correct_obj="giraffe")
+    with pytest.raises(ValueError, match=rf"(?s){path}: 1 bad cell.*row 1 \(data row 2.*the word 'giraffe' does not "
+                                         r"occur in the caption.*CMI exactly 0"):
+        C.coco_it(coco_root)
+
+
+def test_bad_cells_of_a_table_name_the_file_and_the_row(coco_root):
+    """Item 7: bad values in annotation files must name the file and the row."""
+    path = _table_with(coco_root, 2, **{"Image ID": "39713x", "Label": " "})
+    with pytest.raises(ValueError, match=rf"(?s){path}: 2 bad cell.*row 2 \(data row 3 after the header, Image ID "
+                                         r"'39713x'\): 'Image ID' is '39713x'.*row 2 .*'Label' is empty"):
+        C.read_table(path)
+
+
+def test_bad_instances_files_name_the_file_and_the_entry(coco_root):
+    inst = coco_root / "coco" / "annotations" / "instances_val2017.json"
+    data = json.loads(inst.read_text())
+    del data["images"][1]["file_name"]
+    inst.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"{inst}: images\[1\] \(id \d+\) has file_name = None; expected str"):
+        C.coco_it(coco_root)[0]
+    inst.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"{inst} is not valid JSON"):
+        C.instances_index(inst)

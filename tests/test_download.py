@@ -241,3 +241,59 @@ def test_cli_verify_shared_tables(capsys):
     root = shared_root()
     assert D.main(["coco-tables", "--root", str(root), "--verify"]) == 0
     assert capsys.readouterr().out.count("[ ok ]") == 3
+
+
+# ------------------------------------------------------------------------------------------------ issue 14
+
+
+def _fetched_zip(tmp_path, keep=False):
+    members = {"val2017/000000000139.jpg": b"jpeg-one" * 10, "val2017/000000000285.jpg": b"jpeg-two" * 10}
+    data = _zip_bytes(members)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "val2017.zip"
+    src.write_bytes(data)
+    r = D.Resource("imgs", "coco/val2017.zip", "images", urls=(src.as_uri(),), sha256=sha(data), size=len(data),
+                   extract_to="coco", extracted="coco/val2017")
+    root = tmp_path / "root"
+    assert D.fetch(r, root, keep_archive=keep, log=lambda s: None).status == "ok"
+    return r, root
+
+
+def test_verify_checks_the_extracted_files_not_only_the_stamp(tmp_path):
+    """Item 4: deleted or truncated images of an extracted archive still reported ok."""
+    r, root = _fetched_zip(tmp_path)
+    st = D.status(r, root)
+    assert st.status == "ok" and "its 2 files are all there" in st.detail
+    img = root / "coco/val2017/000000000285.jpg"
+    img.write_bytes(img.read_bytes()[:7])  # truncated
+    st = D.status(r, root)
+    assert st.status == "mismatch" and "000000000285.jpg: 7 bytes, expected 80" in st.detail
+    img.unlink()
+    st = D.status(r, root)
+    assert st.status == "mismatch" and "val2017/000000000285.jpg: missing" in st.detail
+    # same size, other bytes: only the CRC check (--deep) sees it
+    r, root = _fetched_zip(tmp_path / "b")
+    img = root / "coco/val2017/000000000139.jpg"
+    img.write_bytes(b"x" * 80)
+    assert D.status(r, root).status == "ok"
+    assert D.status(r, root, deep=True).status == "mismatch" and "CRC-32" in D.status(r, root, deep=True).detail
+
+
+def test_verify_without_names_checks_everything_that_is_there(tmp_path, monkeypatch, capsys):
+    """Item 4: with no names --verify checked only the three CSV tables, so a corrupt val2017.zip went unreported."""
+    r, root = _fetched_zip(tmp_path, keep=True)
+    table = D.Resource("table", "coco/T.csv", "a table", urls=("https://example.invalid/T.csv",),
+                       sha256=sha(b"t\n"))
+    (root / "coco/T.csv").write_bytes(b"t\n")
+    absent = D.Resource("absent", "x/absent.bin", "not fetched", urls=("https://example.invalid/a",), sha256="0" * 64)
+    monkeypatch.setattr(D, "MANIFEST", {x.name: x for x in (table, r, absent)})
+    assert D.main(["--root", str(root), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "[ ok ] table" in out and "[ ok ] imgs" in out and "not checked: absent" in out
+    archive = root / "coco/val2017.zip"  # the kept archive gets damaged
+    archive.write_bytes(archive.read_bytes()[:-10])
+    assert D.main(["--root", str(root), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "[MISMATCH] imgs: the kept archive is damaged" in out
+    assert D.main(["--root", str(tmp_path / "empty"), "--verify"]) == 1
+    assert "nothing of the manifest is under" in capsys.readouterr().out

@@ -40,7 +40,7 @@ def test_karras_end_points_for_sd():
     # docs/protocol.md#intervention-solver: the 100 σ map to 95 distinct UNet timesteps, from 999 down to 0
     t = nearest_timestep(-2 * torch.log(s), logsnr_from_alphas_cumprod(SD_AC))
     assert int(t[0]) == 999 and int(t[-1]) == 0 and len(set(t.tolist())) == 95
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
         karras_sigmas(1, lo, hi)
     with pytest.raises(ValueError, match="0 < sigma_min < sigma_max"):
         karras_sigmas(10, hi, lo)

@@ -345,3 +345,30 @@ def test_bad_input_raises_clear_errors(gworld):
         E.information_scores(gworld, x, cond[:, None, :3], ref)
     with pytest.raises(TypeError, match="floating-point"):
         pi(gworld, x.long(), cond, ref)
+
+
+def test_numpy_integers_are_counts_everywhere(gworld):
+    """Issue 14, item 7: ``np.int64(4)`` was rejected with a message that contradicted itself ("must be an integer
+    >= 1, got 4")."""
+    import numpy as np
+
+    from infodecomp.experiments.intervention import InterventionSettings
+    from infodecomp.experiments.probe import ProbeSettings
+    from infodecomp.experiments.relation_testing import RelationSettings
+
+    x, y = gworld.sample(3, generator=gen(0))
+    a = E.pointwise_information(gworld, x, gworld.condition(y), gworld.null(3), n_samples=np.int64(4),
+                                noise_per_logsnr=np.int32(2), chunk_size=np.int64(64), generator=gen(1))
+    b = E.pointwise_information(gworld, x, gworld.condition(y), gworld.null(3), n_samples=4, noise_per_logsnr=2,
+                                chunk_size=64, generator=gen(1))
+    assert torch.equal(a.value, b.value) and a.n_samples == 4 and type(a.n_samples) is int
+    assert LogSNRSampling(replicates=np.int64(5)).sample(np.int64(10))[0].shape == (10,)
+    assert RelationSettings(n_samples=np.int64(20), blocks=np.int64(4)).resolved()["n_samples"] == 20
+    assert ProbeSettings(n_samples=np.int64(4), seed=np.int64(0)).n_samples == 4
+    assert InterventionSettings(n_steps=np.int64(3), n_logsnr=np.int64(2), n_noise=np.int16(2)).n_steps == 3
+    with pytest.raises(ValueError, match=r"n_samples must be an integer >= 1; got 0"):
+        E.pointwise_information(gworld, x, gworld.condition(y), gworld.null(3), n_samples=np.int64(0))
+    with pytest.raises(ValueError, match=r"n_samples must be an integer >= 1; got 4.0 \(float\)"):
+        E.pointwise_information(gworld, x, gworld.condition(y), gworld.null(3), n_samples=4.0)
+    with pytest.raises(ValueError, match=r"empty batch"):
+        E.pointwise_information(gworld, x[:0], gworld.condition(y)[:0], gworld.null(0), n_samples=4)

@@ -51,3 +51,17 @@ def test_attention_information_on_tiny_pipeline(tiny_model):
         attention_information_maps(tiny_model, x, ["a"], ["a"], n_samples=1)
     with pytest.raises(ValueError, match="mi_cond"):
         word_heatmaps(tiny_model, rows, mi_cond="lemma")
+
+
+def test_a_word_absent_from_its_caption_is_refused_not_given_zero_cmi(tiny_model):
+    """Issue 14, item 5: a word absent from the caption gave CMI = 0.0 when the context equals the caption."""
+    from PIL import Image
+
+    img = Image.new("RGB", (16, 16), (200, 30, 30))
+    row = {"id": "r0", "image": img, "caption": "a red circle", "word": "square", "label": "square",
+           "context": "a red circle"}
+    with pytest.raises(ValueError, match=r"row 'r0': word 'square'.*does not occur in prompt 'a red circle'"):
+        word_heatmaps(tiny_model, [row], n_samples=2, attention=False)
+    row = {**row, "word": "circle", "label": "circle"}  # the word is there, but the context still is the caption
+    with pytest.raises(ValueError, match=r"row 'r0': the context equals the caption.*CMI would be exactly 0"):
+        word_heatmaps(tiny_model, [row], n_samples=2, attention=False)

@@ -387,3 +387,93 @@ def test_weights_digest_needs_weight_files(tmp_path):
 
     with pytest.raises(ValueError, match="no weight files"):
         weights_digest(tmp_path)
+
+
+# -- issue 14: errors at the API boundary, no silent wrong numbers, no pickle -------------------------------------
+
+
+def test_nan_images_are_refused_not_encoded(tiny_model):
+    """Item 5: NaN images encoded to NaN latents without an error."""
+    x = torch.full((1, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), 0.5)
+    x[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"image tensor contains 1 non-finite values \(1 NaN"):
+        tiny_model.encode_images(x)
+
+
+def test_inf_in_z_or_cond_is_refused_by_the_denoiser(tiny_model):
+    """Item 5: inf in z passed the denoiser."""
+    z, cond = torch.randn(2, 4, 8, 8), tiny_model.encode_prompts(["a", "b"])
+    z[1, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"z given to the denoiser contains 1 non-finite values \(0 NaN, 1 ±inf"):
+        tiny_model.denoiser(z, torch.zeros(2), cond)
+    with pytest.raises(ValueError, match="cond given to the denoiser contains"):
+        tiny_model.denoiser(torch.randn(2, 4, 8, 8), torch.zeros(2), cond * float("inf"))
+
+
+def test_denoiser_refuses_wrong_shapes_at_its_boundary(tiny_model):
+    """Item 7: wrong channel count, wrong conditioning width, 2-D conditioning: errors from inside diffusers."""
+    den, cond = tiny_model.denoiser, tiny_model.encode_prompts(["a", "b"])
+    with pytest.raises(ValueError, match=r"z has 3 channels.*takes \[B, 4, h, w\] latents"):
+        den(torch.randn(2, 3, 8, 8), torch.zeros(2), cond)
+    with pytest.raises(ValueError, match=r"z must be a float tensor \[B, 4, h, w\]"):
+        den(torch.randn(2, 4 * 8 * 8), torch.zeros(2), cond)
+    with pytest.raises(ValueError, match=r"cond has width 16.*takes \[B, L, 32\] embeddings"):
+        den(torch.randn(2, 4, 8, 8), torch.zeros(2), torch.randn(2, 77, 16))
+    with pytest.raises(ValueError, match=r"cond must be float prompt embeddings \[B, L, 32\].*\(2, 32\)"):
+        den(torch.randn(2, 4, 8, 8), torch.zeros(2), cond[:, 0])
+    with pytest.raises(ValueError, match="empty batch"):
+        den(torch.randn(0, 4, 8, 8), torch.zeros(0), cond[:0])
+
+
+def test_image_inputs_are_refused_at_the_boundary(tiny_model):
+    """Item 7: an empty image batch and a list holding a float array image failed inside torch / PIL."""
+    with pytest.raises(ValueError, match="image tensor is empty"):
+        tiny_model.encode_images(torch.zeros(0, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE))
+    with pytest.raises(ValueError, match="image array is empty"):
+        tiny_model.encode_images(np.zeros((0, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, 3), np.uint8))
+    with pytest.raises(ValueError, match="no images given"):
+        tiny_model.encode_images([])
+    floats = np.random.default_rng(0).random((TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, 3))
+    with pytest.raises(ValueError, match=r"image 1 is a float64 array.*must be uint8 \[H, W, 3\]"):
+        tiny_model.encode_images([_images(1)[0], floats])
+    with pytest.raises(ValueError, match=r"uint8 tensor\? divide it by 255"):
+        tiny_model.encode_images(torch.zeros(1, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="a list of images holds PIL images"):
+        tiny_model.encode_images([torch.zeros(3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)])
+
+
+def test_dtype_may_be_given_by_name(tiny_pipeline_dir):
+    """Item 7: a dtype given as a string failed inside diffusers."""
+    model = load_model(tiny_pipeline_dir, dtype="bf16")
+    assert model.dtype == torch.bfloat16 and next(model.text_encoder.parameters()).dtype == torch.bfloat16
+    assert model.to(dtype="float32").dtype == torch.float32
+    with pytest.raises(ValueError, match=r"unknown dtype 'float33'; expected one of \['bfloat16', 'float16'"):
+        load_model(tiny_pipeline_dir, dtype="float33")
+
+
+def test_a_missing_relative_path_is_not_sent_to_the_hub(tmp_path, monkeypatch, tiny_pipeline_dir):
+    """Item 7: a relative path that does not exist was treated as a hub id."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    for given in ("models/my-pipe", "./my-pipe", "runs/train/export", "~/no-such-folder-here/x"):
+        with pytest.raises(ValueError, match=r"read as a local path.*does not exist"):
+            load_model(given, local_files_only=True)
+    with pytest.raises(ValueError, match="read as a local path"):
+        load_model("sd21-base", source="models/sd21-copy", local_files_only=True)
+    # an existing relative directory loads
+    import shutil
+
+    shutil.copytree(tiny_pipeline_dir, tmp_path / "models" / "tiny")
+    assert load_model("models/tiny").source == "models/tiny"
+
+
+def test_pickle_weights_are_refused_unless_allowed(tmp_path):
+    """Item 8: load_model read pickle weights (which can run code) without being asked to."""
+    d = tmp_path / "pickled"
+    tiny_pipeline().save_pretrained(str(d), safe_serialization=False)
+    assert list(d.glob("unet/*.bin")) and not list(d.glob("unet/*.safetensors"))  # (transformers 5 writes
+    with pytest.raises(ValueError, match=r"only as pickle files \(unet/diffusion_pytorch_model.bin, "  # safetensors)
+                                         r"vae/diffusion_pytorch_model.bin\).*allow_pickle=True"):
+        load_model(d)
+    model = load_model(d, allow_pickle=True)
+    assert model.dtype == torch.float32

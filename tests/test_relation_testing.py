@@ -6,6 +6,7 @@ Gaussian-mixture world checks the numbers: there the exact answer of every score
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -303,7 +304,7 @@ def test_end_to_end_on_shapes_twins_through_the_store(tiny_model, tmp_path):
         assert np.isfinite(np.stack(frame["info_o_se"])).all() and (np.stack(frame["info_o"]) >= 0).all()
         assert frame.attrs["tie_policy"] == "fractional"
         tables[name] = rt.accuracy_tables(frame)
-    path = rt.store_path(tmp_path, "tiny", "vg-relation", settings, 0, "shapes-twin:vg-relation:seed=0")
+    path = rt.store_path(tmp_path, tiny_model, "vg-relation", settings, 0, "shapes-twin:vg-relation:seed=0")
     assert (path / "manifest.json").exists() and list(path.glob("rows-*.jsonl"))
     wide, _ = rt.table1(tables)
     assert list(wide.columns) == ["vg-relation", "coco-order"] and len(wide) == 3
@@ -345,7 +346,7 @@ def test_interrupted_run_resumes_to_the_same_table(tiny_model, tmp_path):
         rt.run(flaky, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b", batch_size=2,
                progress=False)
     ident = rt.store_identity(settings, "vg-relation", "shapes-twin:vg-relation:seed=1")
-    assert len(ResultStore(tmp_path / "b", ident, model_id="tiny", seed=4)) == 2
+    assert len(ResultStore(tmp_path / "b", ident, model=flaky, seed=4)) == 2
     resumed_model = FlakyModel(tiny_model)
     resumed = rt.run(resumed_model, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b",
                      batch_size=2, progress=False)
@@ -460,3 +461,47 @@ def test_real_aro_format_rows_run_through_the_same_loop(tiny_model, tmp_path):
                   store_root=tmp_path / "stores", progress=False)
     assert len(list((tmp_path / "stores" / "tiny" / "relation_testing").iterdir())) == 2  # two stores
     assert list(twin["group"]) != list(frame["group"])
+
+
+# ─────────────────────────────────────────────── issue 14 ───────────────────────────────────────────────
+
+def test_a_bfloat16_run_never_resumes_a_float32_store(tiny_model, tmp_path):
+    """Item 1: a bfloat16 run resumed a float32 store (rows 0-9 fp32, 10-23 bf16) and a bfloat16 notebook run
+    returned the cached float32 table."""
+    import copy
+
+    from infodecomp.models import Model
+
+    settings = rt.RelationSettings(protocol="corrected", **FAST)
+    data = rt.load_dataset("vg-relation", 2, seed=0)
+    fp32 = tiny_model
+    a = rt.run(fp32, data, dataset="vg-relation", settings=settings, store=tmp_path / "s", progress=False)
+    bf16 = Model(copy.deepcopy(tiny_model.pipeline), name="tiny").to(dtype="bfloat16")
+    with pytest.raises(SettingsMismatchError, match=r"model\['dtype'\]: saved 'float32', now 'bfloat16'"):
+        rt.run(bf16, data, dataset="vg-relation", settings=settings, store=tmp_path / "s", progress=False)
+    # the notebooks' default: a store per identity under store_root, so the bf16 run computes its own rows
+    rt.run(fp32, data, dataset="vg-relation", settings=settings, store_root=tmp_path / "root", progress=False)
+    b = rt.run(bf16, data, dataset="vg-relation", settings=settings, store_root=tmp_path / "root", progress=False)
+    stores = sorted((tmp_path / "root" / "tiny" / "relation_testing").iterdir())
+    assert len(stores) == 2
+    assert {json.loads((s / "manifest.json").read_text())["model"]["dtype"] for s in stores} == \
+        {"float32", "bfloat16"}
+    assert not np.array_equal(np.stack(a["info_o"]), np.stack(b["info_o"]))  # not the cached float32 numbers
+
+
+@pytest.mark.parametrize("n_samples, blocks", [(25, 5), (32, 8), (7, 7), (100, 10), (1, 1), (48, 12)])
+def test_blocks_follow_n_samples(n_samples, blocks):
+    """Item 10: notebook 02 accepted only multiples of 10 for N_SAMPLES (blocks=10 fixed, not a parameter)."""
+    s = rt.RelationSettings(n_samples=n_samples)
+    assert s.effective_blocks == blocks == rt.default_blocks(n_samples)
+    assert s.resolved()["blocks"] == blocks and n_samples % blocks == 0
+    assert rt.RelationSettings(n_samples=n_samples, blocks=1).effective_blocks == 1  # still a parameter
+
+
+def test_any_n_samples_runs_through_the_notebook_call(tiny_model, tmp_path):
+    for n in (7, 25):  # what notebook 02 does with N_SAMPLES = n
+        settings = rt.RelationSettings(protocol="faithful", n_samples=n)
+        frame = rt.run(tiny_model, rt.load_dataset("vg-relation", 1, seed=0), dataset="vg-relation",
+                       settings=settings, seed=0, store_root=tmp_path, progress=False)
+        assert frame["blocks_info_o"][0].shape[0] == rt.default_blocks(n)
+        assert np.isfinite(frame["margin_info_o_se"]).all()

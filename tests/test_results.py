@@ -441,3 +441,244 @@ def test_format_value():
     assert script.format_value(0.5) == "0.5"
     assert script.format_value(7) == "7"
     assert script.format_value(1 / 3) == "0.3333"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 14: nothing mixes, nothing lies
+
+
+class FakeModel:
+    """What model_identity reads of a model, without diffusers: name, weights' version, dtype, device, tokens."""
+
+    def __init__(self, dtype=torch.float32, tokens="all", name="toy", version="sha256:0123"):
+        self.name, self.version, self.dtype = name, version, dtype
+        self.device, self.cross_attention_tokens, self.denoiser = torch.device("cpu"), tokens, None
+
+
+def test_store_identity_includes_dtype_and_cross_attention_tokens(tmp_path):
+    """Item 1: a bfloat16 run resumed a float32 store; the identity now holds the dtype and the tokens."""
+    path = tmp_path / "s"
+    store = R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)
+    store.append([{"index": 0, "score": 1.0}])
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["model"]["dtype"] == "float32" and manifest["model"]["cross_attention_tokens"] == "all"
+    assert manifest["model_id"] == "toy" and manifest["revision"] == "sha256:0123"
+    R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)  # the same model reopens it
+    with pytest.raises(R.SettingsMismatchError, match=r"model\['dtype'\]: saved 'float32', now 'bfloat16'"):
+        R.ResultStore(path, SETTINGS, model=FakeModel(torch.bfloat16), seed=11)
+    with pytest.raises(R.SettingsMismatchError, match="cross_attention_tokens"):
+        R.ResultStore(path, SETTINGS, model=FakeModel(tokens="words"), seed=11)
+    # a store of the previous format (whose identity had no dtype) is refused, saying why
+    manifest["format"] = "infodecomp.result-store/1"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(R.SettingsMismatchError, match="left out the model's dtype"):
+        R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)
+
+
+def test_model_identity_of_a_real_model(tiny_pipe):
+    from infodecomp.models import Model
+
+    ident = R.model_identity(Model(tiny_pipe, name="tiny"))
+    assert ident == {"name": "tiny", "version": None, "dtype": "float32", "device": "cpu",
+                     "cross_attention_tokens": "all",
+                     "denoiser": {"prediction_type": "epsilon", "timestep": "nearest", "v_logsnr": "timestep",
+                                  "hide_zero_tokens": False}}
+
+
+def test_every_record_says_its_dtype_and_warns_on_reduced_precision(tmp_path):
+    """Items 1 and 6: a bfloat16 notebook run recorded numbers whose provenance did not mention bfloat16."""
+    from infodecomp.precision import ReducedPrecisionWarning
+
+    path = R.Recorder("02_x", "toy", root=tmp_path, seed=0).record("a", 1.0)  # a name only: dtype unknown
+    assert json.loads(path.read_text())["_provenance"]["dtype"] is None
+    path = R.Recorder("02_x", FakeModel(), root=tmp_path, seed=0).record("a", 1.0)
+    prov = json.loads(path.read_text())["_provenance"]
+    assert prov["dtype"] == "float32" and prov["revision"] == "sha256:0123" and "reduced_precision" not in prov
+    with pytest.warns(ReducedPrecisionWarning, match="bfloat16.*biases i\\^o upward"):
+        path = R.Recorder("02_x", FakeModel(torch.bfloat16), root=tmp_path, seed=0).record("a", 1.1)
+    data = json.loads(path.read_text())
+    assert data["a"] == 1.1 and data["_provenance"]["dtype"] == "bfloat16"
+    assert "biases i^o upward" in data["_provenance"]["reduced_precision"]
+    with pytest.warns(ReducedPrecisionWarning):  # dtype= given by name or as a torch dtype
+        R.record("02_y", "toy", "a", 1.0, root=tmp_path, dtype=torch.float16)
+    assert json.loads((tmp_path / "toy" / "02_y.json").read_text())["_provenance"]["dtype"] == "float16"
+    with pytest.raises(ValueError, match="unknown dtype 'float33'"):
+        R.record("02_y", "toy", "a", 1.0, root=tmp_path, dtype="float33")
+
+
+def _blocking_run(store, started, release):
+    def fn(batch):
+        started.set()
+        assert release.wait(30)
+        return toy_rows(batch)
+
+    return R.run_sharded(EXAMPLES[:4], fn, store, batch_size=2, process_index=0, num_processes=1, progress=False)
+
+
+def test_a_second_run_on_a_store_refuses_while_the_first_writes(tmp_path):
+    """Item 2: a notebook started twice wrote duplicate rows and left the store broken for good."""
+    import threading
+
+    path = tmp_path / "busy"
+    started, release, out = threading.Event(), threading.Event(), {}
+    first = threading.Thread(target=lambda: out.setdefault("n", _blocking_run(
+        R.ResultStore(path, SETTINGS, model_id="toy", seed=11), started, release)))
+    first.start()
+    assert started.wait(30)
+    try:
+        second = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+        with pytest.raises(R.StoreBusyError, match=f"pid {os.getpid()}.*Wait for the other run to finish"):
+            R.run_sharded(EXAMPLES[:4], toy_rows, second, batch_size=2, process_index=0, num_processes=1,
+                          progress=False)
+        with pytest.raises(R.StoreBusyError):  # a plain append refuses too, and so does another shard layout
+            second.append([{"index": 9, "score": 0.0}])
+        with pytest.raises(R.StoreBusyError, match="shard 0 of 1"):
+            R.run_sharded(EXAMPLES[:4], toy_rows, R.ResultStore(path, SETTINGS, model_id="toy", seed=11,
+                                                                 process_index=1, num_processes=2),
+                          batch_size=2, progress=False, process_index=1, num_processes=2)
+    finally:
+        release.set()
+        first.join(30)
+    assert out["n"] == 4
+    # once the first run is done the second one resumes: nothing left to compute, no duplicate rows
+    assert R.run_sharded(EXAMPLES[:4], toy_rows, second, batch_size=2, process_index=0, num_processes=1,
+                         progress=False) == 0
+    assert len(second) == 4 and R.check_store(path) == []
+
+
+def test_shards_of_one_launch_write_at_once(tmp_path):
+    """The lock is per set of examples: processes 0 and 1 of 2 do not block each other."""
+    path = tmp_path / "shards"
+    s0 = R.ResultStore(path, SETTINGS, process_index=0, num_processes=2)
+    s1 = R.ResultStore(path, SETTINGS, process_index=1, num_processes=2)
+    with s0.writing(), s1.writing():
+        s0.append([{"index": 0}])
+        s1.append([{"index": 1}])
+    assert R.ResultStore(path, SETTINGS).done_indices() == {0, 1}
+
+
+def _damaged_store(tmp_path):
+    expected = reference_table(tmp_path)
+    path = tmp_path / "damaged"
+    R.run_sharded(EXAMPLES, toy_rows, R.ResultStore(path, SETTINGS, model_id="toy", seed=11), batch_size=4,
+                  process_index=0, num_processes=1, progress=False)
+    return expected, path
+
+
+def _rerun(path):
+    computed = []
+
+    def counting(batch):
+        computed.extend(ex["id"] for ex in batch)
+        return toy_rows(batch)
+
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    R.run_sharded(EXAMPLES, counting, store, batch_size=4, process_index=0, num_processes=1, progress=False)
+    return store, computed
+
+
+def test_a_truncated_array_file_is_named_and_repaired(tmp_path):
+    """Item 3: a truncated arrays/*.npz made every rerun die with a bare BadZipFile (no path)."""
+    expected, path = _damaged_store(tmp_path)
+    npz = sorted((path / "arrays").glob("*.npz"))[1]  # examples 4..7
+    npz.write_bytes(npz.read_bytes()[:50])
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    with pytest.raises(R.StoreDamagedError, match=f"{npz}.*python -m infodecomp.results repair"):
+        store.merge(len(EXAMPLES))
+    problems = R.check_store(path)
+    assert any(p.file == f"arrays/{npz.name}" for p in problems) and len(problems) == 5  # the file and its 4 rows
+    assert R.repair_store(path) == problems
+    assert (path / "damaged").is_dir() and not npz.exists()
+    store, computed = _rerun(path)
+    assert computed == ["ex04", "ex05", "ex06", "ex07"]  # exactly the rows whose arrays were lost
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+    assert R.check_store(path) == []
+
+
+def test_an_empty_manifest_is_named_and_repaired(tmp_path):
+    """Item 3: an empty manifest.json gave a bare JSONDecodeError."""
+    expected, path = _damaged_store(tmp_path)
+    (path / "manifest.json").write_bytes(b"")
+    with pytest.raises(R.StoreDamagedError, match=r"manifest.json.*it is empty.*repair"):
+        R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    assert [p.file for p in R.check_store(path)] == ["manifest.json"]
+    R.repair_store(path)  # no manifest: nothing says which settings the rows came from, so all of it moves aside
+    assert not list(path.glob("rows-*.jsonl")) and list((path / "damaged").rglob("rows-*.jsonl"))
+    store, computed = _rerun(path)
+    assert len(computed) == len(EXAMPLES)
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+
+
+def test_a_corrupt_row_and_duplicates_are_repaired_by_the_command(tmp_path, capsys):
+    """Item 3: a corrupt complete line said "the store needs repair" with no way to repair it."""
+    expected, path = _damaged_store(tmp_path)
+    shard = path / "rows-000-of-001.jsonl"
+    lines = shard.read_bytes().split(b"\n")
+    lines[2] = lines[2][:20]  # example 2: a complete but corrupt line
+    lines.insert(5, lines[4])  # example 4 twice (two runs at once)
+    shard.write_bytes(b"\n".join(lines))
+    with pytest.raises(R.StoreDamagedError, match=r"rows-000-of-001.jsonl:3: corrupt row.*repair"):
+        R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    assert R.main(["check", str(tmp_path)]) == 1  # a folder of stores: each is found and checked
+    out = capsys.readouterr().out
+    assert "[DAMAGED]" in out and "rows-000-of-001.jsonl:3: corrupt row" in out and "two runs wrote it" in out
+    assert "[ ok ]" in out  # the reference store beside it
+    assert R.main(["repair", str(path)]) == 0 and "[REPAIRED]" in capsys.readouterr().out
+    store, computed = _rerun(path)
+    assert computed == ["ex02"]
+    assert_same_table(store.merge(len(EXAMPLES)), expected)
+    assert R.main(["check", str(path)]) == 0
+    proc = subprocess.run([sys.executable, "-m", "infodecomp.results", "check", str(path)], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and "[ ok ]" in proc.stdout
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    """Item 9: atomic writes created 0600 files beside 0644 ones."""
+    old = os.umask(0o022)
+    try:
+        rec = R.record("01_x", "toy", "a", 1.0, root=tmp_path)
+        store = R.ResultStore(tmp_path / "s", SETTINGS)
+        store.append([{"index": 0, "map": np.zeros(3)}])
+        for f in (rec, tmp_path / "s" / "manifest.json", *(tmp_path / "s" / "arrays").glob("*.npz"),
+                  tmp_path / "s" / "rows-000-of-001.jsonl"):
+            assert oct(f.stat().st_mode & 0o777) == oct(0o644), f
+        os.umask(0o077)
+        assert R.record("01_z", "toy", "a", 1.0, root=tmp_path).stat().st_mode & 0o777 == 0o600
+        os.chmod(rec, 0o640)  # a file that exists keeps its mode
+        R.record("01_x", "toy", "b", 2.0, root=tmp_path)
+        assert rec.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_the_three_experiment_stores_keep_one_identity(tiny_model, tmp_path):
+    """Item 1: the relation-testing, localization and intervention stores recorded different things."""
+    from infodecomp.data.shapes import twin
+    from infodecomp.experiments import intervention, localization, relation_testing as rt
+
+    rt.run(tiny_model, rt.load_dataset("vg-relation", 1, seed=0), dataset="vg-relation",
+           settings=rt.RelationSettings(n_samples=2), store=tmp_path / "rt", progress=False)
+    rows = twin("coco-it", 1, seed=0)
+    localization.run_localization(tiny_model, rows, tmp_path / "loc", n_samples=2, attention=False)
+    rows = twin("coco100-it", 1, seed=0, groups=("circle",))
+    intervention.run_intervention(tiny_model, rows, tmp_path / "iv",
+                                  intervention.InterventionSettings(n_steps=2, n_logsnr=1, n_noise=2),
+                                  progress=False)
+    want = R.model_identity(tiny_model)
+    assert want["dtype"] == "float32" and want["cross_attention_tokens"] == "all"
+    for name in ("rt", "loc", "iv"):
+        m = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert m["format"] == R.STORE_FORMAT and m["model"] == want, name
+        assert (m["model_id"], m["revision"], m["seed"]) == ("tiny", None, 0), name
+    with pytest.raises(ValueError, match=r"settings.dtype is 'bfloat16' but the model runs in float32"):
+        intervention.run_intervention(tiny_model, rows, tmp_path / "iv2",
+                                      intervention.InterventionSettings(n_steps=2, n_logsnr=1, n_noise=2,
+                                                                        dtype="bf16"), progress=False)
+
+
+def test_readme_tables_say_a_reduced_precision():
+    script = _load_script()
+    assert script.provenance_summary({"model_id": "m", "dtype": "float32", "seed": 0}) == "model m, seed 0"
+    assert script.provenance_summary({"model_id": "m", "dtype": "bfloat16", "reduced_precision": "…"}) == \
+        "model m, dtype bfloat16 (reduced precision: biased, see Precision)"

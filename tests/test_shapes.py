@@ -38,7 +38,7 @@ def test_training_batch_format():
     y, d = S.training_batch(16, np.random.default_rng(0))
     assert torch.equal(x, y) and c == d
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="positive int"):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
             S.training_batch(bad, np.random.default_rng(0))
 
 
@@ -412,7 +412,7 @@ def test_twin_errors():
     with pytest.raises(ValueError, match="unknown ShapesWorld twin"):
         S.twin("vg-relations", 3)
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="positive int"):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
             S.twin("coco-it", bad)
     with pytest.raises(ValueError, match="seed"):
         S.twin("coco-it", 3, seed=-1)

@@ -123,7 +123,7 @@ def test_probe_word_maps_and_errors(model):
         check_word(model.tokenizer, "  ", "a")
     with pytest.raises(ValueError, match="at most 24"):
         check_word(model.tokenizer, "a red circle " * 10, "red")
-    with pytest.raises(ValueError, match="n_samples must be an int >= 2"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 2"):
         ProbeSettings(n_samples=1)
     with pytest.raises(ValueError, match="scale must be > 0"):
         ProbeSettings(scale=0.0)
@@ -299,3 +299,22 @@ def test_background_mode_runs_in_a_thread_and_wait_returns(model):
     assert "probe-busy" not in p.widget._dom_classes
     p.show_word("dog")  # errors are found before any work is queued
     assert "does not occur" in p.message.value and not p.busy
+
+
+def test_a_16_bit_grayscale_upload_is_rescaled_not_saturated():
+    """Issue 14, item 5: a 16-bit grayscale upload was saturated (99.6 % of its pixels became 255)."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 32 * 32).round().astype(np.uint16).reshape(32, 32)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")  # a 16-bit grayscale PNG (mode I;16)
+    img = read_image(buf.getvalue(), "depth.png")
+    a = np.asarray(img)
+    assert img.mode == "RGB" and a.shape == (32, 32, 3)
+    assert (a == 255).mean() < 0.01 and abs(float(a.mean()) - 127.5) < 1.0  # the ramp, at 8 bits
+    np.testing.assert_array_equal(a[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
+    f = Image.fromarray(np.full((4, 4), 3.0, np.float32))  # a float image outside [0, 1] is refused, saying so
+    buf = io.BytesIO()
+    f.save(buf, format="TIFF")
+    with pytest.raises(ValueError, match=r"'f.tif'.*mode 'F'.*values in \[3, 3\]; expected values in \[0, 1\]"):
+        read_image(buf.getvalue(), "f.tif")

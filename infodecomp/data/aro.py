@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import count, rgb_image
 from .shapes import ORDER_PERTURBATIONS, perturb_order
 
 Tagger = Callable[[Sequence[str]], Sequence[str]]
@@ -72,8 +73,7 @@ def pre_caption(caption: str, max_words: int = 30) -> str:
     >>> pre_caption('A man (smiling) rides a horse.  ')
     'a man smiling rides a horse'
     """
-    if not isinstance(max_words, int) or max_words < 1:
-        raise ValueError(f"max_words must be a positive int, got {max_words!r}")
+    max_words = count(max_words, "max_words")
     words = _PRE_CAPTION_CHARS.sub(" ", caption.lower()).split()
     return " ".join(words[:max_words])
 
@@ -191,6 +191,47 @@ def _dataset_dir(root: str | os.PathLike, sub: str, marker: str, group: str) -> 
                             f"with `python -m infodecomp.data.download {group} --root {root}`")
 
 
+def _read_json(path: Path):
+    """A JSON file, or ``ValueError`` naming it (and the position) when it is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+
+
+def _finite(v) -> bool:
+    import math
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_vg_entry(path: Path, k: int, c, group_key: str) -> None:
+    """Raise ``ValueError`` naming the file and the entry unless ARO's VG entry ``c`` has usable values."""
+    where = f"{path}: entry {k}"
+    if not isinstance(c, dict):
+        raise ValueError(f"{where} is a JSON {type(c).__name__}, expected an object")
+    need = ["image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "true_caption", "false_caption", group_key]
+    missing = [n for n in need if n not in c]
+    if missing:
+        raise ValueError(f"{where} lacks {sorted(missing)}")
+    if not isinstance(c["image_path"], str) or not c["image_path"].strip():
+        raise ValueError(f"{where}: image_path is {c['image_path']!r}, expected a file name")
+    for n in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"):
+        if not _finite(c[n]):
+            raise ValueError(f"{where}: {n} is {c[n]!r}, expected a finite number")
+    for n in ("true_caption", "false_caption"):
+        if not isinstance(c[n], str) or not c[n].strip():
+            raise ValueError(f"{where}: {n} is {c[n]!r}, expected a non-empty caption")
+    g = c[group_key]
+    if group_key == "attributes":
+        if not (isinstance(g, list) and len(g) == 2 and all(isinstance(a, str) and a for a in g)):
+            raise ValueError(f"{where}: attributes is {g!r}, expected two attribute names")
+    elif not isinstance(g, str) or not g:
+        raise ValueError(f"{where}: {group_key} is {g!r}, expected a relation name")
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -236,25 +277,36 @@ def build_order_cases(annotation: str | os.PathLike, *, seed: int = 0, tagger: T
     from tqdm.auto import tqdm
 
     annotation = Path(annotation)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = count(seed, "seed", minimum=0)
     name = tagger_name(tagger)
     key = {"format": CACHE_FORMAT, "source": annotation.name, "source_sha256": _sha256(annotation),
            "seed": int(seed), "tagger": name, "max_words": max_words, "perturbations": list(ORDER_PERTURBATIONS)}
     path = order_cache_path(annotation, int(seed), name, cache_dir)
     if path.is_file() and not regenerate:
-        with open(path) as f:
-            cached = json.load(f)
+        try:
+            cached = _read_json(path)
+        except ValueError as err:
+            raise ValueError(f"{err}; it is a cache of negatives: delete it or pass regenerate=True to rebuild it "
+                             "(the same seed gives the same negatives)") from err
+        if not isinstance(cached, dict) or not isinstance(cached.get("cases"), list):
+            raise ValueError(f"negatives cache {path} is not a cache file; delete it or pass regenerate=True")
         diff = {k: (cached.get(k), v) for k, v in key.items() if cached.get(k) != v}
         if diff:
             raise ValueError(f"negatives cache {path} does not match this request {diff} (cached, wanted); delete "
                              "it or pass regenerate=True to rebuild it (the negatives will change)")
         return cached["cases"]
-    with open(annotation) as f:
-        entries = json.load(f)
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e and "caption" in e
-                                                for e in entries):
+    entries = _read_json(annotation)
+    if not isinstance(entries, list):
         raise ValueError(f"{annotation} is not a Karpathy-format file (a list of {{'image', 'caption'}} entries)")
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict) or "image" not in e or "caption" not in e:
+            raise ValueError(f"{annotation}: entry {k} is not an {{'image', 'caption'}} object: {e!r:.120}")
+        caps = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
+        if not isinstance(e["image"], str) or not e["image"].strip():
+            raise ValueError(f"{annotation}: entry {k}: image is {e['image']!r}, expected a file name")
+        if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
+            raise ValueError(f"{annotation}: entry {k} (image {e['image']!r}): caption is {e['caption']!r:.120}, "
+                             "expected a non-empty caption or a list of them")
     if tagger is None:
         tagger = spacy_tagger()
     cases = []
@@ -330,8 +382,12 @@ class RelationDataset(Sequence):
         if not path.is_file():
             raise FileNotFoundError(f"image {path} is missing; see `python -m infodecomp.data.download "
                                     f"{self.download_group} --list`")
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        try:
+            with Image.open(path) as im:
+                return rgb_image(im, str(path))
+        except (OSError, SyntaxError, ValueError) as err:  # truncated, corrupt, not an image
+            raise ValueError(f"image {path} cannot be read ({type(err).__name__}: {err}); fetch it again (see "
+                             f"`python -m infodecomp.data.download {self.download_group} --list`)") from err
 
     def _finish(self, image):
         return image if self.size is None else image.resize(self.size, _RESAMPLE[self.resample])
@@ -366,12 +422,12 @@ class VGRelation(RelationDataset):
 
     def __init__(self, root: str | os.PathLike, **kwargs):
         base = _dataset_dir(root, "vg", self.annotation_file, self.download_group)
-        with open(base / self.annotation_file) as f:
-            cases = json.load(f)
-        need = {"image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "true_caption", "false_caption", self._group_key}
+        path = base / self.annotation_file
+        cases = _read_json(path)
+        if not isinstance(cases, list):
+            raise ValueError(f"{path}: expected a JSON list of test cases, got a {type(cases).__name__}")
         for k, c in enumerate(cases):
-            if not need <= set(c):
-                raise ValueError(f"{base / self.annotation_file}: entry {k} lacks {sorted(need - set(c))}")
+            _check_vg_entry(path, k, c, self._group_key)
         super().__init__(cases, base / "images", **kwargs)
 
     _group_key = "relation_name"
@@ -386,10 +442,11 @@ class VGRelation(RelationDataset):
                 "image_path": c["image_path"]}
 
     def _load_image(self, i):
-        _, c = self._case(i)
+        i, c = self._case(i)
         x, y, w, h = c["bbox_x"], c["bbox_y"], c["bbox_w"], c["bbox_h"]
         if w <= 0 or h <= 0:
-            raise ValueError(f"{self.name} case {i}: empty box {w}×{h}")
+            raise ValueError(f"{self.base.parent / self.annotation_file}: entry {i} ({self.name}) has an empty box "
+                             f"{w}×{h} (bbox_w, bbox_h must be > 0)")
         return self._finish(self._open(c["image_path"]).crop((x, y, x + w, y + h)))
 
 

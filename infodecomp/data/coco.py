@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import rgb_image
 from ..text import contains_word, omit_word, swap_words
 
 #: Known tables: name → file name under ``ROOT/coco``.
@@ -140,6 +141,29 @@ def context_whole_word(caption: str, word: str) -> str:
     return clean_text(caption.replace(word, ""))
 
 
+def _check_table(path: Path, raw) -> None:
+    """Raise ``ValueError`` naming the file and the rows whose cells cannot be right: an ``Image ID`` that is not
+    an integer, an empty label / word / caption, a word that does not occur in its caption (its context would be
+    the caption itself and its CMI exactly 0), or a context that equals the caption."""
+    problems = []
+    for k, (img, label, caption, context, word) in enumerate(zip(*(raw[c] for c in RAW_COLUMNS))):
+        where = f"row {k} (data row {k + 1} after the header, Image ID {img!r})"
+        if not re.fullmatch(r"\s*\d+\s*", img):
+            problems.append(f"{where}: 'Image ID' is {img!r}, expected a non-negative integer")
+        for col, v in (("Label", label), ("correct_obj", word), ("correct_obj+context", caption)):
+            if not v.strip():
+                problems.append(f"{where}: {col!r} is empty")
+        w, c = word.strip(), clean_text(caption)
+        if w and c and w.lower() not in c.lower():
+            problems.append(f"{where}: the word {w!r} does not occur in the caption {c!r}, so its context would be "
+                            "the caption itself and its CMI exactly 0")
+        elif w and c and clean_text(context) == c:
+            problems.append(f"{where}: 'context' equals the caption {c!r}: the word {w!r} was not deleted")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"{path}: {len(problems)} bad cell(s){more}:\n  " + "\n  ".join(problems[:5]))
+
+
 def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
     """A caption table as a ``pandas.DataFrame``: the raw columns (exact strings of the file) and clean ones.
 
@@ -150,7 +174,8 @@ def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
     Raw columns, prefixed "raw:" (``raw:Image ID``, ``raw:Label``, ``raw:correct_obj+context``,
     ``raw:context``, ``raw:correct_obj``, ``raw:context_`` where the file has it, and ``raw:word_type`` for
     COCO-WL's unnamed 7th column): the file's cells as strings, untouched.
-    Clean columns: ``image_id`` int; ``label``, ``word`` (= correct_obj) stripped; ``caption``, ``context``,
+    Every row is checked first (:func:`_check_table`): a bad cell raises ``ValueError`` naming the file and the
+    row. Clean columns: ``image_id`` int; ``label``, ``word`` (= correct_obj) stripped; ``caption``, ``context``,
     ``context_`` through :func:`clean_text` (``context_`` made by :func:`context_placeholder` for COCO-IT, which
     has none); ``context_whole_word`` (:func:`context_whole_word`); ``word_type`` ("noun" for the IT tables,
     COCO-WL's column with "perp" read as "prep"). Raises ``ValueError`` for a file whose first five columns are
@@ -164,6 +189,7 @@ def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     if tuple(raw.columns[:5]) != RAW_COLUMNS:
         raise ValueError(f"{path}: expected the columns {list(RAW_COLUMNS)} first, got {list(raw.columns)}")
+    _check_table(path, raw)
     names = {c: f"raw:{c}" for c in raw.columns}
     if len(raw.columns) > 6:  # COCO-WL: the 7th column has no header (pandas: "Unnamed: 6") and holds the type
         names[raw.columns[6]] = "raw:word_type"
@@ -297,17 +323,49 @@ class _Instances:
     """Index of an ``instances_*.json``: images by id, annotations by image id (file order), category ids."""
 
     def __init__(self, path: Path):
-        with open(path) as f:
-            data = json.load(f)
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a COCO instances file (a JSON {type(data).__name__}, not an object)")
         for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise ValueError(f"{path} is not a COCO instances file (no {key!r} key)")
+            if not isinstance(data.get(key), list):
+                raise ValueError(f"{path} is not a COCO instances file (no {key!r} list)")
+        _check_entries(path, "images", data["images"], {"id": int, "file_name": str, "height": int, "width": int})
+        _check_entries(path, "annotations", data["annotations"],
+                       {"image_id": int, "category_id": int, "segmentation": (list, dict)})
+        _check_entries(path, "categories", data["categories"], {"id": int, "name": str})
         self.path = path
         self.images = {im["id"]: im for im in data["images"]}
         self.anns = defaultdict(list)
         for a in data["annotations"]:
             self.anns[a["image_id"]].append(a)
         self.cat_ids = {c["name"]: c["id"] for c in data["categories"]}
+
+
+def _read_json(path: Path):
+    """A JSON file, or ``ValueError`` naming it (and the position) when it is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); fetch it again (python -m infodecomp.data.download "
+                         "--list)") from err
+
+
+def _check_entries(path: Path, key: str, entries: list, fields: dict) -> None:
+    """Raise ``ValueError`` naming the file and the entry unless every entry of ``entries`` (the list ``key``) is
+    an object with ``fields`` of the given types (ints must not be bools; sizes must be positive)."""
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ValueError(f"{path}: {key}[{k}] is a JSON {type(e).__name__}, expected an object")
+        for name, kind in fields.items():
+            v = e.get(name)
+            ok = isinstance(v, kind) and not isinstance(v, bool)
+            if ok and name in ("height", "width"):
+                ok = v > 0
+            if not ok:
+                want = kind.__name__ if isinstance(kind, type) else " or ".join(t.__name__ for t in kind)
+                raise ValueError(f"{path}: {key}[{k}] (id {e.get('id')!r}) has {name} = {v!r}; expected {want}"
+                                 f"{' > 0' if name in ('height', 'width') else ''}")
 
 
 @functools.lru_cache(maxsize=2)
@@ -349,7 +407,15 @@ def category_mask(index: _Instances, image_id: int, category: str | None) -> np.
     cat_id = None if category is None else index.cat_ids[category]
     for a in index.anns.get(image_id, ()):
         if cat_id is None or a["category_id"] == cat_id:
-            mask |= annotation_mask(a, h, w)
+            try:
+                m = annotation_mask(a, h, w)
+            except Exception as err:  # pycocotools' own errors say nothing of the file
+                raise ValueError(f"{index.path}: annotation {a.get('id')!r} of image {image_id} has an unreadable "
+                                 f"segmentation ({type(err).__name__}: {err})") from err
+            if m.shape != mask.shape:
+                raise ValueError(f"{index.path}: annotation {a.get('id')!r} of image {image_id} decodes to a "
+                                 f"{m.shape} mask, but the image is {h}×{w}")
+            mask |= m
     return mask
 
 
@@ -463,8 +529,12 @@ class CocoLocalization(Sequence):
         path = self.image_dir / info["file_name"]
         if not path.is_file():
             raise _missing(path, "coco-val2017", self.root or "ROOT")
-        with Image.open(path) as im:
-            image = im.convert("RGB")
+        try:
+            with Image.open(path) as im:
+                image = rgb_image(im, str(path))
+        except (OSError, SyntaxError, ValueError) as err:  # truncated, corrupt, not an image
+            raise ValueError(f"image {path} (image id {image_id}) cannot be read ({type(err).__name__}: {err}); "
+                             "fetch it again: python -m infodecomp.data.download coco-val2017") from err
         if label in index.cat_ids:
             mask = category_mask(index, image_id, label)
             valid = bool(mask.any())  # a category word with no annotated instance: nothing to localise

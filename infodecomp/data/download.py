@@ -19,13 +19,16 @@ Command line::
 
     python -m infodecomp.data.download --list                      # the manifest
     python -m infodecomp.data.download coco --root datasets        # fetch a group (or single names)
-    python -m infodecomp.data.download all --root datasets --verify   # check what is there, fetch nothing
+    python -m infodecomp.data.download --root datasets --verify    # check everything that is there, fetch nothing
+    python -m infodecomp.data.download coco --root datasets --verify --deep   # also the CRC of extracted files
 
 Fetching (:func:`fetch`): a file goes to ``DEST.part`` (resumed with an HTTP ``Range`` request when a partial
 file is left over and the server supports it), is checked against its sha256 / md5 and size, and only then
 renamed to ``DEST`` — so ``DEST`` is never a half-written or wrong file. Zip archives are extracted into a
-hidden staging folder and moved into place; a stamp file records the verified archive hash so that a later
-run knows the extracted folder is complete, and the archive is deleted unless ``--keep-archives``.
+hidden staging folder and moved into place; a stamp file records the verified archive hash and the name, size and
+CRC-32 of every file the archive holds, so that a later ``--verify`` checks the extracted files themselves (a
+deleted or truncated image is a mismatch; ``--deep`` compares CRCs too), and the archive is deleted unless
+``--keep-archives`` (a kept archive is hashed again by ``--verify``).
 A file whose checksum is not published anywhere we know is reported **UNVERIFIED** (loudly, with its sha256 so
 that you can record it) rather than passed off as checked; ``--strict`` refuses such files.
 Google-Drive files (ARO's VG data) are fetched with ``gdown`` when it is installed (``pip install gdown``),
@@ -41,9 +44,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
+import zlib
 import urllib.parse
 import urllib.request
 import zipfile
@@ -80,7 +85,9 @@ class Resource:
     unknown; size: bytes, None when unknown; checksum_source: where the checksum came from (or why none).
     gdrive_id: a Google-Drive file id (fetched with gdown when installed). extract_to: for a zip, the folder
     (under the root) to extract into; extracted: the path (under the root) that exists once extracted.
-    manual: instructions when the file cannot be fetched automatically (then urls is empty).
+    manual: instructions when the file cannot be fetched automatically (then urls is empty). listed_by: for a
+    manual folder of images, the annotation file (under the root) whose ``image`` entries name the files that
+    must be in it (what ``--verify`` checks).
     """
 
     name: str
@@ -95,6 +102,7 @@ class Resource:
     extract_to: str | None = None
     extracted: str | None = None
     manual: str | None = None
+    listed_by: str | None = None
     licence: str = ""
     used_by: tuple[str, ...] = field(default_factory=tuple)
 
@@ -175,6 +183,7 @@ MANIFEST: dict[str, Resource] = {r.name: r for r in (
                      "(flickr30k-images.tar.gz, ~4.4 GB) and extract it so that the JPEGs lie directly in "
                      "ROOT/aro/flickr/flickr30k-images/ (e.g. ROOT/aro/flickr/flickr30k-images/1007129816.jpg). "
                      "Only the files named in flickr30k_test.json are read."),
+             listed_by="aro/flickr/flickr30k_test.json",
              licence="Flickr30k: research-only terms, not redistributable", used_by=("Flickr30k-Order",)),
 )}
 
@@ -375,41 +384,156 @@ def _stamp_path(root: Path, res: Resource) -> Path:
     return root / res.extract_to / f".{res.name}.sha256"
 
 
-def status(res: Resource, root: str | os.PathLike) -> Check:
+def zip_listing(archive: str | os.PathLike) -> dict[str, list[int]]:
+    """``{path relative to the extraction folder: [size in bytes, CRC-32]}`` of every file in a zip (folders and
+    ``__MACOSX`` left out): what its extraction must produce."""
+    with zipfile.ZipFile(archive) as zf:
+        return {m.filename: [m.file_size, m.CRC] for m in zf.infolist()
+                if not m.is_dir() and not m.filename.startswith("__MACOSX/")}
+
+
+def _crc32(path: Path, chunk: int = 1 << 20) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def check_extracted(folder: str | os.PathLike, listing: dict[str, list[int]], *, deep: bool = False) -> list[str]:
+    """What is wrong with an extracted archive: each file of ``listing`` (:func:`zip_listing`) must exist under
+    ``folder`` with its size (and, with ``deep``, its CRC-32, which reads every byte). Returns one line per
+    missing or damaged file (empty: all there)."""
+    folder = Path(folder)
+    bad = []
+    for rel, (size, crc) in sorted(listing.items()):
+        path = folder / rel
+        if not path.is_file():
+            bad.append(f"{rel}: missing")
+        elif path.stat().st_size != size:
+            bad.append(f"{rel}: {path.stat().st_size:,} bytes, expected {size:,}")
+        elif deep and _crc32(path) != crc:
+            bad.append(f"{rel}: contents differ from the archive's (CRC-32)")
+    return bad
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    """The stamp written after an extraction: ``{"sha256", "kind", "name", "files"}``; an older plain-text stamp
+    (``"<sha256> <kind> <name>"``) gives the same keys without ``files``; None if it is unreadable."""
+    try:
+        text = stamp.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("sha256"), str):
+            return data
+    except json.JSONDecodeError:
+        pass
+    parts = text.split()
+    return {"sha256": parts[0], "kind": parts[1] if len(parts) > 1 else None} if parts else None
+
+
+def _extracted_problems(root: Path, res: Resource, listing: dict, deep: bool) -> Check | None:
+    bad = check_extracted(root / res.extract_to, listing, deep=deep)
+    if not bad:
+        return None
+    return Check("mismatch", f"{res.extracted}: {len(bad)} of {len(listing):,} extracted files are missing or "
+                             f"damaged ({'; '.join(bad[:3])}{'; …' if len(bad) > 3 else ''}); fetch it again with "
+                             f"--force")
+
+
+def _listed_images(root: Path, res: Resource) -> tuple[int, list[str]] | None:
+    """For a folder of images fetched by hand, the images its annotation file names that are missing or empty:
+    ``(how many are named, problems)``; None when no annotation file says which images belong there."""
+    if res.listed_by is None or not (root / res.listed_by).is_file():
+        return None
+    try:
+        entries = json.loads((root / res.listed_by).read_text(encoding="utf-8"))
+        names = sorted({e["image"] for e in entries})
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        return 0, [f"{res.listed_by} cannot be read ({type(err).__name__}: {err})"]
+    base = (root / res.listed_by).parent
+    bad = []
+    for name in names:
+        path = base / name
+        if not path.is_file():
+            bad.append(f"{name}: missing")
+        elif path.stat().st_size == 0:
+            bad.append(f"{name}: empty")
+    return len(names), bad
+
+
+def status(res: Resource, root: str | os.PathLike, *, deep: bool = False) -> Check:
     """Whether ``res`` is present and verified under ``root`` (without fetching anything).
 
-    A plain file is hashed. An archive counts as present once its ``extracted`` path exists; it is verified
-    when the stamp written after extraction records the manifest's checksum (or the archive itself is still
-    there and matches). A manual resource is present when its folder exists and is not empty.
+    A plain file is hashed. An archive counts as present once its ``extracted`` path exists, and is checked as
+    it is on disk: a kept archive is hashed (a damaged one is a mismatch); every file the extraction produced
+    (its name and size, recorded from the archive in the stamp written after extraction, or read from the kept
+    archive) must still be there with its size, and with ``deep=True`` its CRC-32; only then does the stamp's
+    record of the archive's checksum make it "ok". A manual resource is present when its folder exists and is not
+    empty; the images its annotation file names (Flickr30k's test split) must be there and not empty.
     """
     root = Path(root)
     if res.how == "manual":
         d = root / res.dest
-        if d.is_dir() and any(d.iterdir()):
-            return Check("unverified", f"{d} present (fetched by hand; no checksum to check)")
-        return Check("missing", f"{d} is missing or empty (manual download)")
+        if not (d.is_dir() and any(d.iterdir())):
+            return Check("missing", f"{d} is missing or empty (manual download)")
+        listed = _listed_images(root, res)
+        if listed is not None and listed[1]:
+            n, bad = listed
+            return Check("mismatch", f"{d}: {len(bad)} of {n:,} images named by {res.listed_by} are missing or "
+                                     f"empty ({'; '.join(bad[:3])}{'; …' if len(bad) > 3 else ''})")
+        named = f"; all {listed[0]:,} images named by {res.listed_by} are there" if listed else ""
+        return Check("unverified", f"{d} present (fetched by hand; no checksum to check{named})")
     if not res.is_archive:
         return check_file(root / res.dest, res)
+    archive = root / res.dest
     if not (root / res.extracted).exists():
-        if (root / res.dest).is_file():
+        if archive.is_file():
             return Check("missing", f"{res.dest} downloaded but not extracted ({res.extracted} missing)")
         return Check("missing", f"{res.extracted} does not exist")
+    kept = None
+    if archive.is_file():
+        kept = check_file(archive, res)
+        if kept.status == "mismatch":
+            return Check("mismatch", f"the kept archive is damaged: {kept.detail}; delete it and fetch again",
+                         kept.sha256)
     stamp = _stamp_path(root, res)
-    if stamp.is_file():
-        recorded = stamp.read_text().split()
-        expected = res.sha256 or res.md5
-        if expected and expected in recorded:
-            return Check("ok", f"{res.extracted} extracted from an archive whose {res.checksum_kind} matched",
-                         recorded[0])
-        if expected is None:
-            return Check("unverified", f"{res.extracted} extracted from an archive with no published checksum "
-                                       f"(its sha256 was {recorded[0]})", recorded[0])
-        return Check("mismatch", f"{res.extracted} was extracted from an archive with sha256 {recorded[0]}, "
-                                 f"not the manifest's {expected}", recorded[0])
-    if (root / res.dest).is_file():
-        return check_file(root / res.dest, res)
-    return Check("unverified", f"{res.extracted} exists but was not extracted by this tool (no stamp "
-                               f"{stamp.name}), so the archive it came from cannot be checked")
+    info = _read_stamp(stamp) if stamp.is_file() else None
+    listing = info.get("files") if info else None
+    if listing is None and kept is not None:
+        try:
+            listing = zip_listing(archive)
+        except (OSError, zipfile.BadZipFile) as err:
+            return Check("mismatch", f"{res.dest} is not a readable zip ({err})", kept.sha256)
+    if listing is not None:
+        problem = _extracted_problems(root, res, listing, deep)
+        if problem is not None:
+            return problem
+    files = (f"; its {len(listing):,} files are all there with their sizes{' and CRC-32s' if deep else ''}"
+             if listing is not None else "")
+    if info is None:
+        if kept is not None:
+            return Check(kept.status, f"{res.extracted} present; archive {res.dest}: {kept.detail}{files}",
+                         kept.sha256)
+        return Check("unverified", f"{res.extracted} exists but was not extracted by this tool (no stamp "
+                                   f"{stamp.name}), so the archive it came from cannot be checked")
+    recorded = info["sha256"]
+    expected = res.sha256 or res.md5
+    if expected and expected in (info.get("sha256"), info.get("md5")):
+        if listing is None:
+            return Check("unverified", f"{res.extracted} extracted from an archive whose {res.checksum_kind} "
+                                       f"matched, but its stamp {stamp.name} (written by an older version) does not "
+                                       "list the extracted files, so they cannot be checked; fetch again with "
+                                       "--force to re-extract", recorded)
+        return Check("ok", f"{res.extracted} extracted from an archive whose {res.checksum_kind} matched{files}",
+                     recorded)
+    if expected is None:
+        return Check("unverified", f"{res.extracted} extracted from an archive with no published checksum "
+                                   f"(its sha256 was {recorded}){files}", recorded)
+    return Check("mismatch", f"{res.extracted} was extracted from an archive with sha256 {recorded}, "
+                             f"not the manifest's {expected}", recorded)
 
 
 def fetch(res: Resource, root: str | os.PathLike, *, keep_archive: bool = False, strict: bool = False,
@@ -471,11 +595,15 @@ def fetch(res: Resource, root: str | os.PathLike, *, keep_archive: bool = False,
         raise ChecksumError(f"{res.name}: {dest} ({st.detail}); delete it and run again")
     if res.is_archive:
         log(f"[zip ] {res.name}: extracting into {root / res.extract_to}")
+        listing = zip_listing(dest)
         extract_zip(dest, root / res.extract_to)
         if not (root / res.extracted).exists():
             raise RuntimeError(f"{res.name}: extracting {dest} did not create {res.extracted}; the archive's layout "
                                f"differs from what the manifest expects")
-        _stamp_path(root, res).write_text(f"{st.sha256} {res.checksum_kind or 'unverified'} {res.name}\n")
+        sha, md5, _ = file_digests(dest) if res.checksum_kind == "md5" else (st.sha256, None, None)
+        stamp = {"name": res.name, "sha256": sha, "md5": md5, "kind": res.checksum_kind or "unverified",
+                 "files": listing}
+        _stamp_path(root, res).write_text(json.dumps(stamp) + "\n")
         if not keep_archive:
             dest.unlink()
         st = status(res, root)
@@ -530,7 +658,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("names", nargs="*", help=f"resources or groups ({', '.join(GROUPS)}); default: coco-tables")
     p.add_argument("--root", default=DEFAULT_ROOT, help="data root (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="print the manifest and exit")
-    p.add_argument("--verify", action="store_true", help="check what is present; download nothing")
+    p.add_argument("--verify", action="store_true",
+                   help="check what is present and download nothing; with no names, every resource that has "
+                        "anything under --root")
+    p.add_argument("--deep", action="store_true",
+                   help="with --verify: also compare every extracted file's CRC-32 with its archive's (reads all)")
     p.add_argument("--keep-archives", action="store_true", help="keep zip files after extracting them")
     p.add_argument("--strict", action="store_true", help="refuse files that have no published checksum")
     p.add_argument("--force", action="store_true", help="download again even when present and verified")
@@ -541,28 +673,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         if manual:
             print("\nby hand:\n" + "\n".join(f"* {r.name}: {r.manual}" for r in manual))
         return 0
-    resources = resolve(a.names or ["coco-tables"])
+    if a.deep and not a.verify:
+        p.error("--deep only applies to --verify")
     root = Path(a.root)
-    bad = 0
     if a.verify:
-        for r in resources:
-            st = status(r, root)
-            tag = {"ok": "[ ok ]", "unverified": "[UNVERIFIED]", "mismatch": "[MISMATCH]", "missing": "[MISSING]"}
-            print(f"{tag[st.status]} {r.name}: {st.detail}")
-            bad += st.status in ("mismatch", "missing") or (a.strict and st.status == "unverified")
-    else:
-        for r in resources:
-            if r.how == "manual":
-                continue
-            try:
-                fetch(r, root, keep_archive=a.keep_archives, strict=a.strict, force=a.force)
-            except (ChecksumError, RuntimeError, OSError) as err:
-                print(f"[FAIL] {r.name}: {err}", file=sys.stderr)
-                bad += 1
+        return _verify(resolve(a.names) if a.names else None, root, strict=a.strict, deep=a.deep)
+    resources = resolve(a.names or ["coco-tables"])
+    bad = 0
+    for r in resources:
+        if r.how == "manual":
+            continue
+        try:
+            fetch(r, root, keep_archive=a.keep_archives, strict=a.strict, force=a.force)
+        except (ChecksumError, RuntimeError, OSError) as err:
+            print(f"[FAIL] {r.name}: {err}", file=sys.stderr)
+            bad += 1
     manual = manual_instructions(resources, root)
     if manual:
         print("\nMust be fetched by hand:\n" + manual)
-        bad += not a.verify  # (--verify already counted them as missing)
+        bad += 1
+    return 1 if bad else 0
+
+
+def on_disk(res: Resource, root: str | os.PathLike) -> list[Path]:
+    """Whatever of ``res`` exists under ``root``: the file, a partial download, the extracted path, the stamp."""
+    root = Path(root)
+    candidates = [root / res.dest, (root / res.dest).with_name(Path(res.dest).name + ".part")]
+    if res.is_archive:
+        candidates += [root / res.extracted, _stamp_path(root, res)]
+    return [p for p in candidates if p.exists()]
+
+
+def _verify(resources: Sequence[Resource] | None, root: Path, *, strict: bool, deep: bool) -> int:
+    """``--verify``: the named resources, or (no names) every resource with anything under ``root``."""
+    tag = {"ok": "[ ok ]", "unverified": "[UNVERIFIED]", "mismatch": "[MISMATCH]", "missing": "[MISSING]"}
+    named = resources is not None
+    if not named:
+        resources = [r for r in MANIFEST.values() if on_disk(r, root)]
+        if not resources:
+            print(f"[MISSING] nothing of the manifest is under {root} (fetch with `python -m "
+                  f"infodecomp.data.download NAMES --root {root}`; see --list)")
+            return 1
+    bad = 0
+    for r in resources:
+        st = status(r, root, deep=deep)
+        print(f"{tag[st.status]} {r.name}: {st.detail}")
+        bad += st.status in ("mismatch", "missing") or (strict and st.status == "unverified")
+        part = (root / r.dest).with_name(Path(r.dest).name + ".part")
+        if part.exists():
+            print(f"[PARTIAL] {r.name}: {part} is an interrupted download ({part.stat().st_size:,} bytes); fetching "
+                  "again resumes it")
+    if not named:
+        absent = [r.name for r in MANIFEST.values() if r not in resources]
+        if absent:
+            print(f"(not under {root}, so not checked: {', '.join(absent)})")
+    manual = manual_instructions(resources, root)
+    if manual:
+        print("\nMust be fetched by hand:\n" + manual)
     return 1 if bad else 0
 
 

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..checks import count
+
 # ---------------------------------------------------------------------------------------------------------
 # Settings of the world
 # ---------------------------------------------------------------------------------------------------------
@@ -537,8 +539,7 @@ def training_batch(n: int, rng: np.random.Generator, *, relation_boost: float = 
                    counterfactual: float = 0.0) -> tuple[torch.Tensor, list[str]]:
     """``n`` training examples: images float32 ``[n, 3, 32, 32]`` in [0, 1] and their ``n`` captions
     (the mix of :func:`training_samples`)."""
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = count(n, "n")
     samples = training_samples(int(n), rng, relation_boost=relation_boost, counterfactual=counterfactual)
     images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
     return torch.from_numpy(images.astype(np.float32) / 255.0), [s.caption for s in samples]
@@ -1151,8 +1152,5 @@ def twin(name: str, n: int, seed: int = 0, **options) -> ShapesTwin:
     """
     if name not in TWINS:
         raise ValueError(f"unknown ShapesWorld twin {name!r}; expected one of {sorted(TWINS)}")
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return TWINS[name](int(n), int(seed), **options)
+    n, seed = count(n, "n"), count(seed, "seed", minimum=0)
+    return TWINS[name](n, seed, **options)

@@ -185,6 +185,31 @@ def daam_maps(model, x, prompts: Sequence[str], words: Sequence[str], *, steps: 
                     latents=latents, noise=noise, reconstruction=reconstruction)
 
 
+def check_word_rows(tokenizer, rows: Sequence[dict]) -> None:
+    """Raise ``ValueError`` naming the row unless every row's word occurs in its caption (among its tokens, with
+    a ``tokenizer``; as text, with ``None``) and its context differs from the caption.
+
+    A context equal to the caption makes the CMI exactly 0 (the estimator reuses the reference's prediction for
+    an identical condition), which would read as "this word carries no information" instead of "this row is
+    wrong": a word absent from its caption gives exactly such a row."""
+    for k, r in enumerate(rows):
+        rid = r.get("id", k) if isinstance(r, dict) else k
+        missing = [key for key in ("caption", "word", "context") if not isinstance(r.get(key), str)]
+        if missing:
+            raise ValueError(f"row {rid!r}: needs str {missing} (the caption, the word and its context)")
+        if tokenizer is not None:
+            try:
+                token_positions(tokenizer, r["caption"], r["word"])
+            except ValueError as err:
+                raise ValueError(f"row {rid!r}: {err}") from None
+        elif not r["word"].strip() or r["word"].strip().lower() not in r["caption"].lower():
+            raise ValueError(f"row {rid!r}: word {r['word']!r} does not occur in caption {r['caption']!r}")
+        if " ".join(r["context"].split()) == " ".join(r["caption"].split()):
+            raise ValueError(f"row {rid!r}: the context equals the caption {r['caption']!r}, so the word "
+                             f"{r['word']!r} was not deleted from it and its CMI would be exactly 0; expected the "
+                             "caption with the word deleted")
+
+
 def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol: str = "corrected",
                   mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None,
                   generator: torch.Generator | None = None, sampling: LogSNRSampling | None = None) -> WordHeatmaps:
@@ -199,6 +224,7 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
         raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
     if not rows:
         raise ValueError("no rows given")
+    check_word_rows(getattr(model, "tokenizer", None), rows)
     st = protocol_settings(protocol)
     x = model.encode_images([r["image"] for r in rows], posterior=st["posterior"], generator=generator,
                             resize="bicubic", size=model.resolution)

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attention import word_map
+from ..checks import count
 from ..attention import record_cross_attention
 from ..editing import generate, invert
 from ..estimators import information_scores
 from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
-from ..models import model_version
-from ..results import ResultStore, example_seed, run_sharded
+from ..precision import dtype_name
+from ..results import ResultStore, example_seed, model_dtype, run_sharded
 
 __all__ = [
     "InterventionSettings",
@@ -82,7 +83,9 @@ class InterventionSettings:
     n_steps: Karras σ values of the ODE (100 in the paper: 99 Heun steps each way).
     n_logsnr, n_noise: log-SNR points × noise draws per point of each information estimate (20 × 120 in the
     paper). clip: the truncated logistic's half-width in scales (3 in the paper); loc and scale are derived from
-    the model's trained range (:func:`paper_sampling`). dtype: the model's dtype name, recorded for provenance.
+    the model's trained range (:func:`paper_sampling`). dtype: the model's dtype name (a ``torch.dtype`` or its name;
+    stored canonical, e.g. ``"bfloat16"``), recorded for provenance; :func:`run_intervention` refuses a model in
+    another dtype, so the settings never say float32 for numbers computed in bfloat16.
     """
 
     dataset: str = "shapes:coco100-it"
@@ -94,9 +97,8 @@ class InterventionSettings:
 
     def __post_init__(self):
         for name in ("n_steps", "n_logsnr", "n_noise"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            object.__setattr__(self, name, count(getattr(self, name), name))
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
         if self.n_steps < 2:
             raise ValueError(f"n_steps must be >= 2 (σ values of the ODE), got {self.n_steps}")
         if not self.clip > 0:
@@ -240,8 +242,11 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path, settings: In
     other examples go on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught (a killed run resumes: rows
     already written are skipped). Returns the store.
     """
-    store = ResultStore(store_path, asdict(settings), model_id=getattr(model, "name", None),
-                        revision=model_version(model), seed=seed,
+    actual = model_dtype(model)
+    if actual is not None and actual != settings.dtype:
+        raise ValueError(f"settings.dtype is {settings.dtype!r} but the model runs in {actual}; give "
+                         f"InterventionSettings(dtype={actual!r}) (or load the model in {settings.dtype})")
+    store = ResultStore(store_path, asdict(settings), model=model, seed=seed,
                         process_index=process_index or 0, num_processes=num_processes or 1)
 
     def fn_batch(batch):

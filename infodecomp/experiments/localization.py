@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import count
 from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
-from ..models import model_version
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
 
@@ -70,9 +70,12 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     (not the defaults), so stores written before these options existed still resume.
     """
     st = protocol_settings(protocol)
-    if daam_steps is not None and (isinstance(daam_steps, bool) or not isinstance(daam_steps, int)
-                                   or daam_steps < 1):
-        raise ValueError(f"daam_steps must be None (no DAAM map) or a positive int, got {daam_steps!r}")
+    n_samples = count(n_samples, "n_samples")
+    batch_size = count(batch_size, "batch_size")
+    if daam_steps is not None:
+        daam_steps = count(daam_steps, "daam_steps", hint="or None: no DAAM map")
+    if attention_samples is not None:
+        attention_samples = count(attention_samples, "attention_samples")
     settings = {"n_samples": int(n_samples), "protocol": protocol, "mi_cond": mi_cond, "batch_size": int(batch_size),
                 "n_rows": len(dataset), "attention": bool(attention)}
     if attention and attention_samples is not None and int(attention_samples) != int(n_samples):
@@ -80,8 +83,17 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     if daam_steps is not None:
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
-    store = ResultStore(store_dir, settings, model_id=model_id or getattr(model, "name", None),
-                        revision=model_version(model), seed=seed)
+    store = ResultStore(store_dir, settings, model=model, model_id=model_id, seed=seed)
+    with store.writing():  # one writer: a second run on this store stops at once (StoreBusyError)
+        _localize(store, model, dataset, indices, st, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
+                  seed=seed, batch_size=batch_size, attention=attention, attention_samples=attention_samples,
+                  daam_steps=daam_steps, daam_guidance_scale=daam_guidance_scale)
+    return store
+
+
+def _localize(store, model, dataset, indices, st, *, n_samples, protocol, mi_cond, seed, batch_size, attention,
+              attention_samples, daam_steps, daam_guidance_scale) -> None:
+    """The loop of :func:`run_localization`, under the store's writer's lock."""
     done = store.done_indices()
     todo = [i for i in (range(len(dataset)) if indices is None else indices) if i not in done]
     # batches aligned to multiples of batch_size so resumed runs see the same batches
@@ -116,7 +128,6 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
                 row["daam"] = daam[k].detach().cpu().to(torch.float16)
             out.append(row)
         store.append(out)
-    return store
 
 
 def stored_methods(store: ResultStore) -> tuple[str, ...]:
@@ -297,8 +308,8 @@ def load_dataset(name: str, n: int | None, *, seed: int = 0, data_dir: str | Pat
     every object instead, docs/protocol.md#b24), so only COCO-IT and COCO100-IT give meaningful localization scores.
     Missing files raise ``FileNotFoundError`` naming the ``python -m infodecomp.data.download`` command.
     """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be None (all rows) or a positive int, got {n!r}")
+    if n is not None:
+        n = count(n, "n", hint="or None: all rows")
     if data_dir is None:
         if n is None:
             raise ValueError("a ShapesWorld twin needs a number of rows n (n=None means all rows of a real table)")

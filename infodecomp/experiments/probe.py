@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import count, rgb_image
 from ..editing import sample
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
@@ -65,10 +66,8 @@ class ProbeSettings:
             v = getattr(self, name)
             if v is None and name == "attention_samples":
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
-                raise ValueError(f"{name} must be an int >= 2 (a standard error needs two draws), got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+            object.__setattr__(self, name, count(v, name, minimum=2, hint="a standard error needs two draws"))
+        object.__setattr__(self, "seed", count(self.seed, "seed", minimum=0))
         _ = self.sampling  # validates loc, scale, clip with LogSNRSampling's messages
 
     @property
@@ -176,8 +175,7 @@ def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None
     prompt and the latent change map.
     """
     check_word(model.tokenizer, prompt, word)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2 (σ values of the ODE), got {steps!r}")
+    steps = count(steps, "steps", minimum=2, hint="σ values of the ODE")
     if swap is not None:
         swap = swap.strip()
         if not swap:
@@ -211,7 +209,8 @@ def generate_image(model, prompt: str, *, steps: int = 30, guidance_scale: float
 
 
 def read_image(data: bytes, name: str = "upload"):
-    """The bytes of an image file (PNG, JPEG, GIF, BMP, WebP, …) → an RGB ``PIL.Image`` (alpha dropped).
+    """The bytes of an image file (PNG, JPEG, GIF, BMP, WebP, …) → an RGB ``PIL.Image`` (alpha dropped;
+    16-bit and float images rescaled to 8 bits, not clipped: :func:`infodecomp.checks.rgb_image`).
 
     Raises ``ValueError`` naming the file and its size when the bytes are empty or not a readable image.
     """
@@ -223,7 +222,7 @@ def read_image(data: bytes, name: str = "upload"):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return im.convert("RGB")
+            return rgb_image(im, name)
     except UnidentifiedImageError:
         why = "its contents are not in an image format PIL can read"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # truncated, corrupt, huge

@@ -61,8 +61,8 @@ from torch import Tensor
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
-from ..models import model_version
-from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables, to_jsonable
+from ..results import (ResultStore, example_seed, markdown_table, model_identity, model_slug, run_sharded, save_tables,
+                       to_jsonable)
 
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
@@ -70,7 +70,7 @@ __all__ = [
     "example_frame",
     "accuracy_tables", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table", "load_dataset", "read_relation_list",
     "markdown_table", "save_tables", "openclip_status", "openclip_scores", "scores_accuracy", "check_rows",
-    "settings_provenance",
+    "settings_provenance", "default_blocks",
 ]
 
 PROTOCOLS = ("faithful", "corrected")
@@ -93,6 +93,17 @@ _RESIZE = ("bicubic", "bilinear", "lanczos", "nearest")
 
 # ──────────────────────────────────────────────── settings ────────────────────────────────────────────────
 
+def default_blocks(n_samples: int) -> int:
+    """The number of replicate blocks for ``n_samples`` draws when none is given: the divisor of ``n_samples``
+    nearest to 10 (the reference's 10 blocks of 10 draws), the larger one on a tie. 100 → 10, 25 → 5, 32 → 8,
+    48 → 12, 7 → 7 (blocks of one draw: the standard error then comes from the spread of the blocks), 1 → 1."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    n = int(n_samples)
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - 10), -d))
+
+
 @dataclass(frozen=True)
 class RelationSettings:
     """Settings of relation testing, with the paper's defaults (docs/protocol.md#relation-testing-procedure).
@@ -102,6 +113,9 @@ class RelationSettings:
     score: the information score that makes the prediction of the "Info" row: "orthogonal" (i^o, the paper) or
         "standard" (i^s). Both, and the −MMSE baseline, are always computed from the same evaluations.
     n_samples: (λ, ε) draws per example (paper: 100), split into ``blocks`` replicate blocks (must divide it).
+        ``blocks=None`` (default) derives them from ``n_samples`` (:func:`default_blocks`: the divisor of
+        ``n_samples`` nearest to 10, the larger one on a tie): 10 for 100 draws as the reference, 5 for 25, 8 for
+        32, 7 for 7 (blocks of one draw), so any ``n_samples`` works.
     loc, scale: the truncated logistic over log-SNR (paper: 1, 2); clip: its half-width in scales.
     posterior: "sample" (one VAE posterior draw, seeded per example) or "mean".
     tie_policy: how an exact tie of the true caption for the top score counts (:data:`metrics.TIE_POLICIES`).
@@ -111,7 +125,7 @@ class RelationSettings:
     protocol: str = "faithful"
     score: str = "orthogonal"
     n_samples: int = 100
-    blocks: int = 10
+    blocks: int | None = None
     loc: float = 1.0
     scale: float = 2.0
     clip: float | None = None
@@ -126,9 +140,13 @@ class RelationSettings:
             raise ValueError(f"score must be one of {SCORES} (i^o or i^s), got {self.score!r}")
         for name in ("n_samples", "blocks"):
             v = getattr(self, name)
+            if v is None and name == "blocks":
+                continue
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.n_samples % self.blocks:
+                raise ValueError(f"{name} must be an integer >= 1{' or None' if name == 'blocks' else ''}, "
+                                 f"got {v!r} ({type(v).__name__})")
+            object.__setattr__(self, name, int(v))  # numpy integers become ints (JSON, hashing)
+        if self.blocks is not None and self.n_samples % self.blocks:
             raise ValueError(f"blocks ({self.blocks}) must divide n_samples ({self.n_samples}): each replicate "
                              "block gets n_samples / blocks draws")
         if self.posterior is not None and self.posterior not in ("sample", "mean"):
@@ -138,6 +156,11 @@ class RelationSettings:
         if self.resize not in _RESIZE:
             raise ValueError(f"resize must be one of {_RESIZE}, got {self.resize!r}")
         self.sampling  # validates loc / scale / clip
+
+    @property
+    def effective_blocks(self) -> int:
+        """``blocks``, or :func:`default_blocks` of ``n_samples`` when it is None."""
+        return int(self.blocks) if self.blocks is not None else default_blocks(self.n_samples)
 
     @property
     def effective_clip(self) -> float:
@@ -158,8 +181,8 @@ class RelationSettings:
 
     def resolved(self) -> dict:
         """Every field with the protocol's choices filled in (what is stored as provenance)."""
-        return {**dataclasses.asdict(self), "clip": self.effective_clip, "posterior": self.effective_posterior,
-                "tie_policy": self.effective_tie_policy}
+        return {**dataclasses.asdict(self), "blocks": self.effective_blocks, "clip": self.effective_clip,
+                "posterior": self.effective_posterior, "tie_policy": self.effective_tie_policy}
 
 
 # ───────────────────────────────────────────── scoring (pure) ─────────────────────────────────────────────
@@ -346,7 +369,7 @@ def score_rows(model, rows: Sequence[Mapping], settings: RelationSettings | None
         uniq = list(dict.fromkeys(caps))
         conds = emb[[where[c] for c in uniq]].to(x.device)
         s = score_candidates(model.denoiser, x[0], conds, null.to(x.device), n_samples=settings.n_samples,
-                             blocks=settings.blocks, sampling=settings.sampling, chunk_size=chunk_size,
+                             blocks=settings.effective_blocks, sampling=settings.sampling, chunk_size=chunk_size,
                              generator=gen)
         s = _expand(s, [uniq.index(c) for c in caps])
         t = int(r["true_index"])
@@ -398,14 +421,21 @@ def store_identity(settings: RelationSettings, dataset: str, source: str) -> dic
     return {"experiment": "relation_testing", "dataset": dataset, "source": source, **ident}
 
 
-def store_path(root: str | Path, model_name: str, dataset: str, settings: RelationSettings, seed: int,
+def store_path(root: str | Path, model, dataset: str, settings: RelationSettings, seed: int,
                source: str = "") -> Path:
     """Where :func:`run` keeps a dataset's per-example rows: ``<root>/<model>/relation_testing/<dataset>-<protocol>-
-    <hash>`` (the hash covers the settings, the data source and the seed, so they never share a store)."""
-    key = json.dumps({"identity": store_identity(settings, dataset, source), "seed": int(seed)}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    <hash>``. The hash covers the settings, the data source, the seed and the model's
+    :func:`~infodecomp.results.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
+    that differ in any of them never share a store. ``model``: the model (as :func:`run` gets it), or a name
+    (then the hash has no model identity: a path for a store made without a model)."""
+    ident = None if isinstance(model, str) else model_identity(model)
+    name = model if isinstance(model, str) else (getattr(model, "name", None) or "model")
+    key = {"identity": store_identity(settings, dataset, source), "seed": int(seed)}
+    if ident is not None:
+        key["model"] = ident
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     folder = f"{model_slug(dataset)}-{settings.protocol}-{digest}"
-    return Path(root) / model_slug(model_name) / "relation_testing" / folder
+    return Path(root) / model_slug(name) / "relation_testing" / folder
 
 
 def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSettings | None = None, seed: int = 0,
@@ -439,12 +469,9 @@ def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSetti
         raise ValueError(f"dataset {dataset!r} has no rows")
     source = _data_source(data)
     identity = store_identity(settings, dataset, source)
-    model_id = getattr(model, "name", None)
-    revision = model_version(model)
     if not isinstance(store, ResultStore):
-        path = store if store is not None else store_path(store_root, model_id or "model", dataset, settings, seed,
-                                                          source)
-        store = ResultStore(path, identity, model_id=model_id, revision=revision, seed=seed)
+        path = store if store is not None else store_path(store_root, model, dataset, settings, seed, source)
+        store = ResultStore(path, identity, model=model, seed=seed)
 
     def fn_batch(batch):
         return score_rows(model, batch, settings, seed=seed, chunk_size=chunk_size)
