@@ -35,6 +35,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .checks import finite_tensor
+
 __all__ = [
     "flow_time", "flow_logsnr", "flow_scale", "flow_from_vp", "vp_from_flow", "eps_from_velocity",
     "velocity_from_eps", "shift_time", "logsnr_shift", "dynamic_shift", "training_times",
@@ -187,8 +189,9 @@ class FlowDenoiser:
             cond = cond.expand(B, *cond.shape[1:])
         if cond.shape[0] != B:
             raise ValueError(f"cond has batch {cond.shape[0]}, z has batch {B}; expected equal (or cond batch 1)")
-        if torch.isnan(logsnr).any() or torch.isnan(z).any():
-            raise ValueError("NaN in z or logsnr given to the denoiser")
+        finite_tensor(z, "z given to the denoiser")
+        finite_tensor(cond, "cond given to the denoiser")
+        finite_tensor(logsnr.to(torch.float32), "logsnr given to the denoiser")
         if self.max_batch is None or B <= self.max_batch:
             return self._eps(z, logsnr, cond)
         return torch.cat([self._eps(z[i:i + self.max_batch], logsnr[i:i + self.max_batch],

@@ -303,8 +303,7 @@ class UNetDenoiser:
             )
         finite_tensor(z, "z given to the denoiser")
         finite_tensor(cond, "cond given to the denoiser")
-        if torch.isnan(logsnr).any():
-            raise ValueError("NaN in logsnr given to the denoiser")
+        finite_tensor(logsnr.to(torch.float32), "logsnr given to the denoiser")  # ±inf is no noise level the UNet knows
         if self.max_batch is None or B <= self.max_batch:
             return self._eps(z, logsnr, cond)
         return torch.cat([self._eps(z[i:i + self.max_batch], logsnr[i:i + self.max_batch],

@@ -1116,6 +1116,36 @@ def _partial_state():
     return PartialState(cpu=cpu)
 
 
+def _example_id(examples: Any, i: int) -> str | None:
+    """The id an example will be stored under, read cheaply where the dataset can (``text_row``: no image)."""
+    text_row = getattr(examples, "text_row", None)
+    ex = text_row(i) if callable(text_row) else examples[i]
+    return str(ex["id"]) if isinstance(ex, Mapping) and "id" in ex else None
+
+
+def _check_done_ids(store: "ResultStore", examples: Any, indices: list[int]) -> None:
+    """A resumed run skips the examples that have a row; that is only right if each row is of the example now at
+    its index. Other data under the same settings (another subset, order or version of a dataset) would otherwise
+    keep the old rows beside new ones: refuse, naming the first rows that differ."""
+    if not indices:
+        return
+    want = set(indices)
+    stored = {row["index"]: row["id"] for row in store._iter_rows() if row["index"] in want}
+    wrong = []
+    for i in indices:
+        given = _example_id(examples, i)
+        if given is not None and i in stored and stored[i] != given:
+            wrong.append((i, stored[i], given))
+            if len(wrong) == 3:
+                break
+    if wrong:
+        listed = "; ".join(f"index {i}: row of {s!r}, example now {g!r}" for i, s, g in wrong)
+        raise SettingsMismatchError(
+            f"the result store at {store.path} holds rows of other examples than those given at the same indices "
+            f"({listed}): the data changed under the same settings (another subset, order or version of the "
+            "dataset). Use another store folder for these examples, or move this one aside to recompute.")
+
+
 def run_sharded(
     examples: Sequence[Any] | int,
     fn_batch: Callable[..., Sequence[Mapping[str, Any]]],
@@ -1184,6 +1214,8 @@ def run_sharded(
     # instead of computing and writing them twice; what is on disk is read under the lock.
     with store.writing((process_index, num_processes)):
         done = store.done_indices()
+        if get is not None:
+            _check_done_ids(store, examples, [i for i in mine if i in done])
         batches = [list(mine[k:k + batch_size]) for k in range(0, len(mine), batch_size)]
         n_done = sum(1 for i in mine if i in done)
         with tqdm(total=len(mine), initial=n_done, unit="ex", desc=desc or store.path.name,

@@ -133,6 +133,10 @@ def test_flow_denoiser_checks_and_chunks(iworld):
         flow(z, lam, cond[:2])
     with pytest.raises(ValueError, match="NaN"):
         flow(z, torch.full((5,), float("nan"), dtype=torch.float64), cond)
+    with pytest.raises(ValueError, match=r"logsnr given to the denoiser contains 1 non-finite values \(0 NaN, 1 ±inf"):
+        flow(z, torch.cat([lam[:4], torch.tensor([float("inf")], dtype=torch.float64)]), cond)
+    with pytest.raises(ValueError, match="z given to the denoiser contains"):
+        flow(z * float("inf"), lam, cond)
     with pytest.raises(ValueError, match="returned"):
         FlowDenoiser(lambda z_t, t, c: z_t[:, :1])(z, lam, cond)
     with pytest.raises(TypeError, match="callable"):

@@ -410,6 +410,15 @@ def test_inf_in_z_or_cond_is_refused_by_the_denoiser(tiny_model):
         tiny_model.denoiser(torch.randn(2, 4, 8, 8), torch.zeros(2), cond * float("inf"))
 
 
+def test_an_infinite_logsnr_is_refused_not_clamped_into_the_trained_range(tiny_model):
+    """Found by the audit beyond issue 14's list: logsnr = ±inf was clamped silently to the trained range."""
+    z, cond = torch.randn(2, 4, 8, 8), tiny_model.encode_prompts(["a", "b"])
+    with pytest.raises(ValueError, match=r"logsnr given to the denoiser contains 1 non-finite values \(0 NaN, 1 ±inf"):
+        tiny_model.denoiser(z, torch.tensor([0.0, float("inf")]), cond)
+    with pytest.raises(ValueError, match=r"logsnr given to the denoiser contains 2 non-finite values \(2 NaN"):
+        tiny_model.denoiser(z, float("nan"), cond)
+
+
 def test_denoiser_refuses_wrong_shapes_at_its_boundary(tiny_model):
     """Item 7: wrong channel count, wrong conditioning width, 2-D conditioning: errors from inside diffusers."""
     den, cond = tiny_model.denoiser, tiny_model.encode_prompts(["a", "b"])

@@ -682,3 +682,21 @@ def test_readme_tables_say_a_reduced_precision():
     assert script.provenance_summary({"model_id": "m", "dtype": "float32", "seed": 0}) == "model m, seed 0"
     assert script.provenance_summary({"model_id": "m", "dtype": "bfloat16", "reduced_precision": "…"}) == \
         "model m, dtype bfloat16 (reduced precision: biased, see Precision)"
+
+
+def test_a_resumed_run_refuses_rows_of_other_examples_at_the_same_indices(tmp_path):
+    """Found by the audit beyond issue 14's list: a store resumed with other data under the same settings (another
+    subset or version of a dataset) kept the old rows for indices 0-3 and computed only the new indices 4-5."""
+    from infodecomp.results import ResultStore, SettingsMismatchError, run_sharded
+
+    first = [{"id": f"a{i}", "v": i} for i in range(4)]
+    other = [{"id": f"b{i}", "v": 10 + i} for i in range(6)]
+    def fn(batch):
+        return [{"y": e["v"]} for e in batch]
+    run_sharded(first, fn, ResultStore(tmp_path / "s", {"k": 1}, seed=0), 2, progress=False)
+    store = ResultStore(tmp_path / "s", {"k": 1}, seed=0)
+    with pytest.raises(SettingsMismatchError, match=r"index 0: row of 'a0', example now 'b0'"):
+        run_sharded(other, fn, store, 2, progress=False)
+    assert store.done_indices() == {0, 1, 2, 3}  # nothing was computed or written
+    grown = first + [{"id": "a4", "v": 4}]  # the same examples and one more: resumes
+    assert run_sharded(grown, fn, ResultStore(tmp_path / "s", {"k": 1}, seed=0), 2, progress=False) == 1
