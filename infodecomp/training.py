@@ -805,7 +805,12 @@ def _ablation_text(model_dir: Path) -> str:
             f"on held-out seed {a['seed']} (n = {a['n']} prompts or scenes per measurement; generation: "
             f"{a['steps']} DDIM steps, guidance {a['guidance']}; ± one standard error). "
             + a.get("note", ""))
-    return head + "\n\n" + ablation_table(a["entries"])
+    if a.get("entries"):
+        return head + "\n\n" + ablation_table(a["entries"])
+    if a.get("table"):  # measurements transcribed from the runs' logs (their evaluation files are not kept)
+        return head + "\n\n" + a["table"]
+    raise ValueError(f"{path}: an ablation record needs 'entries' (compare's output) or a 'table'; it has "
+                     f"{sorted(a)}")
 
 
 def write_model_card(model_dir: str | Path, quality: dict) -> Path:

@@ -14,9 +14,16 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 OUT=runs/train/ablations
 VAE=${VAE:-runs/train/v1-pipeline}   # a pipeline directory whose VAE the runs share
+VAE_COMMIT=${VAE_COMMIT:-a1ce1ff}     # by default v1's VAE, taken from the git commit that added it
 STEPS=${STEPS:-2000}
 mkdir -p "$OUT"
-[ -f "$VAE/model_index.json" ] || { echo "no pipeline at $VAE: set VAE=<a pipeline directory> (its VAE is used)"; exit 2; }
+if [ ! -f "$VAE/vae/diffusion_pytorch_model.safetensors" ] && [ "$VAE" = runs/train/v1-pipeline ]; then
+  mkdir -p "$VAE/vae"
+  for f in config.json diffusion_pytorch_model.safetensors; do
+    git show "$VAE_COMMIT:infodecomp/assets/shapes-tiny/vae/$f" > "$VAE/vae/$f"
+  done
+fi
+[ -f "$VAE/vae/diffusion_pytorch_model.safetensors" ] || { echo "no VAE at $VAE/vae: set VAE=<a pipeline directory> (its VAE is used)"; exit 2; }
 
 COMMON="--seed 0 --vae-steps 0 --vae-from $VAE --lr-decay cosine --lr-final 0.02 --threads 1"
 declare -A RECIPE=(

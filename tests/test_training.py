@@ -275,3 +275,17 @@ def test_model_card_states_every_bar_and_its_verdict(uninterrupted, tmp_path):
     assert "| **all** | **10%** | **90%** | **0%** | **0%** |" in card
     rec = json.loads(record_quality(quality, tmp_path / "pipe", root=tmp_path / "figures").read_text())
     assert rec["word_maps_miou_ratio"] == 3.0 and rec["swap_follows_words"]["value"] == 0.5
+
+
+def test_model_card_takes_a_transcribed_ablation_table_and_refuses_an_empty_record(uninterrupted, tmp_path):
+    from infodecomp.training import write_model_card
+
+    uninterrupted.export(tmp_path / "pipe", use_ema=False)
+    record = tmp_path / "pipe" / "ablations.json"
+    record.write_text(json.dumps({"n": 96, "seed": 1, "steps": 50, "guidance": 3.0, "note": "From the logs.",
+                                  "entries": [], "table": "| recipe | single object % |\n|---|---|\n| A | 39.6 |"}))
+    card = write_model_card(tmp_path / "pipe", _full_quality()).read_text()
+    assert "From the logs." in card and "| A | 39.6 |" in card
+    record.write_text(json.dumps({"n": 96, "seed": 1, "steps": 50, "guidance": 3.0, "entries": []}))
+    with pytest.raises(ValueError, match="needs 'entries'.*or a 'table'"):
+        write_model_card(tmp_path / "pipe", _full_quality())
