@@ -136,14 +136,28 @@ def _prov(p: dict) -> str:
     return ", ".join(str(x) for x in parts if x)
 
 
-def claims_markdown(verdicts: list[Verdict], model: str) -> str:
-    """The claims table: claim, the paper's numbers, the model's difference ± se [95 % interval], verdict."""
-    lines = [f"| where | claim | paper | {model}: difference ± se [95 % interval] | verdict | measured with |",
-             "|---|---|---|---|---|---|"]
+def claims_markdown(verdicts: list[Verdict], model: str, current: str | None = None) -> str:
+    """The claims table: claim, the paper's numbers, the model's difference ± se [95 % interval], verdict.
+
+    ``current``: the version of the model's weights as committed now (``"sha256:…"``, see
+    :func:`infodecomp.digest.weights_version`). A row recorded on other weights is marked so, and a line above
+    the table says which rows are stale and how to rebuild them: a retrained model never passes off the
+    previous weights' numbers as its own."""
+    lines = []
+    stale = sorted({str(v.provenance.get("revision")) for v in verdicts
+                    if current is not None and v.provenance and v.provenance.get("revision") not in (None, current)})
+    if stale:
+        lines += [f"**Recorded on earlier weights** ({', '.join(stale)}); the committed {model} is {current}. "
+                  "The rows marked *earlier weights* describe that model, not this one, until `make reproduce` "
+                  "records them again.", ""]
+    lines += [f"| where | claim | paper | {model}: difference ± se [95 % interval] | verdict | measured with |",
+              "|---|---|---|---|---|---|"]
     for v in verdicts:
         mark = {"holds": "**holds**", "fails": "**fails**", "inconclusive": "inconclusive"}[v.verdict]
+        old = (current is not None and v.provenance and v.provenance.get("revision") not in (None, current))
         lines.append(f"| {v.claim.source} | {v.claim.claim} | {v.claim.paper} | {_number(v)} | {mark} | "
-                     f"`{v.claim.notebook}`{', ' + _prov(v.provenance) if v.provenance else ''} |")
+                     f"`{v.claim.notebook}`{', ' + _prov(v.provenance) if v.provenance else ''}"
+                     f"{' (*earlier weights*)' if old else ''} |")
     lines.append("")
     lines.append("Verdict rule: a claim **holds** when the 95 % interval of its difference (± 1.96 standard errors, "
                  "paired on the same examples) lies above 0, **fails** when it lies below 0, and is inconclusive "
@@ -155,9 +169,11 @@ CLAIMS_START = "<!-- claims-table:start -->"
 CLAIMS_END = "<!-- claims-table:end -->"
 
 
-def updated_text(text: str, figures_root: str | Path, models: tuple[str, ...] = ("shapes-tiny",)) -> str:
+def updated_text(text: str, figures_root: str | Path, models: tuple[str, ...] = ("shapes-tiny",),
+                 current: dict[str, str] | None = None) -> str:
     """``text`` with the block between :data:`CLAIMS_START` and :data:`CLAIMS_END` replaced by one claims table
-    per model of ``models`` that has recorded numbers under ``figures_root/<model>/``. Raises ``ValueError``
+    per model of ``models`` that has recorded numbers under ``figures_root/<model>/``; ``current`` maps a model
+    to the version of its committed weights (rows recorded on others are marked). Raises ``ValueError``
     unless the markers occur exactly once each, in order."""
     start, end = text.find(CLAIMS_START), text.find(CLAIMS_END)
     if text.count(CLAIMS_START) != 1 or text.count(CLAIMS_END) != 1 or end < start:
@@ -166,6 +182,6 @@ def updated_text(text: str, figures_root: str | Path, models: tuple[str, ...] = 
     for m in models:
         folder = Path(figures_root) / m
         if folder.is_dir() and any(folder.glob("*.json")):
-            blocks.append(claims_markdown(evaluate_claims(folder), m))
+            blocks.append(claims_markdown(evaluate_claims(folder), m, (current or {}).get(m)))
     body = "\n\n".join(blocks) if blocks else "No results are recorded yet."
     return f"{text[:start + len(CLAIMS_START)]}\n{body}\n{text[end:]}"

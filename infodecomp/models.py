@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .checks import finite_tensor
+from .digest import weights_digest
 from .precision import as_dtype, dtype_name
 from .logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
 from .text import check_prompt_length, token_positions, word_token_mask
@@ -770,24 +771,6 @@ def model_version(model) -> str | None:
     """The identity of a model's weights for result stores and records: :attr:`Model.version`, or the
     ``revision`` attribute of another model-like object, else ``None``."""
     return getattr(model, "version", getattr(model, "revision", None))
-
-
-def weights_digest(directory: str | Path) -> str:
-    """SHA-256 over a pipeline directory's weight files (``*.safetensors``, ``*.bin``), their relative paths
-    in sorted order included: the identity of a local model's weights."""
-    import hashlib
-
-    root = Path(directory)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
-    if not files:
-        raise ValueError(f"{directory!r} holds no weight files (*.safetensors, *.bin)")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 #: Weight files that are pickles (loading one can run code) and their safe counterparts.

@@ -19,6 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from infodecomp.claims import CLAIMS_START, updated_text  # noqa: E402
+from infodecomp.digest import weights_version  # noqa: E402
+
+#: The embedded models whose committed weights the recorded numbers are compared with.
+EMBEDDED = {"shapes-tiny": REPO / "infodecomp" / "assets" / "shapes-tiny"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         old = f.read_text(encoding="utf-8")
         try:
-            new = updated_text(old, a.figures)
+            new = updated_text(old, a.figures, current={m: weights_version(d) for m, d in EMBEDDED.items()})
         except ValueError as err:
             raise SystemExit(f"{f}: {err}") from err
         if new == old:

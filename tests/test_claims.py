@@ -56,3 +56,31 @@ def test_update_claims_script_rewrites_only_the_marked_block(tmp_path):
     readme.write_text(f"{C.CLAIMS_END}\n{C.CLAIMS_START}\n")
     with pytest.raises(SystemExit, match="exactly one"):
         script.main(args)
+
+
+def test_rows_recorded_on_other_weights_than_the_committed_ones_are_marked(tmp_path):
+    root = tmp_path / "figures"
+    R.record("02_relation_testing", "shapes-tiny", "vg-relation_info_o_minus_mmse", 0.2, 0.05, root=root,
+             protocol="faithful", seed=0, revision="sha256:old")
+    verdicts = C.evaluate_claims(root / "shapes-tiny")
+    md = C.claims_markdown(verdicts, "shapes-tiny", current="sha256:new")
+    assert md.startswith("**Recorded on earlier weights** (sha256:old); the committed shapes-tiny is sha256:new.")
+    assert next(line for line in md.splitlines() if "VG-Relation" in line).endswith(
+        "sha256:old, faithful, seed 0 (*earlier weights*) |")
+    same = C.claims_markdown(verdicts, "shapes-tiny", current="sha256:old")
+    assert "earlier weights" not in same and same.startswith("| where |")
+    text = C.updated_text(f"{C.CLAIMS_START}\n{C.CLAIMS_END}\n", root, current={"shapes-tiny": "sha256:new"})
+    assert "**Recorded on earlier weights**" in text
+
+
+def test_weights_version_is_the_models_version(tmp_path):
+    from infodecomp.digest import weights_digest, weights_version
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "w.safetensors").write_bytes(b"abc")
+    assert weights_version(tmp_path) == f"sha256:{weights_digest(tmp_path)[:16]}"
+    before = weights_version(tmp_path)
+    (tmp_path / "unet" / "w.safetensors").write_bytes(b"abd")
+    assert weights_version(tmp_path) != before
+    with pytest.raises(ValueError, match="holds no weight files"):
+        weights_version(tmp_path / "unet" / "missing")
