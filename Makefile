@@ -14,7 +14,7 @@ NOTEBOOK_ARGS ?=
 BOOK_NOTEBOOKS ?= build/notebooks
 BOOK_DIR ?= build/book
 
-.PHONY: install test reproduce notebooks-ci readme book book-ci clean
+.PHONY: install test reproduce notebooks-ci readme cost-plan book book-ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ reproduce: install
 	$(PY) scripts/run_notebooks.py $(NOTEBOOK_ARGS)
 	$(PY) scripts/update_readme_results.py
 	$(PY) scripts/update_claims.py
+	$(PY) scripts/cost_plan.py --readme
 
 # CI: every notebook with the small parameters of notebooks/ci_parameters.yml, executed copies to build/.
 notebooks-ci: install
@@ -47,6 +48,11 @@ notebooks-ci: install
 readme: install
 	$(PY) scripts/update_readme_results.py
 	$(PY) scripts/update_claims.py
+	$(PY) scripts/cost_plan.py --readme
+
+# The README's table of UNet evaluations (and GPU-hours, once benchmarks/sd21_throughput.py has measured them).
+cost-plan:
+	$(PYTHON) scripts/cost_plan.py --readme
 
 # The read-along book: a static site (MkDocs, mkdocs.yml) of the executed notebooks with docs/ beside them.
 # Open build/book/index.html, or serve it: python -m http.server --directory build/book 8000

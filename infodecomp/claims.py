@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .markers import replace_block
+
 __all__ = ["Claim", "CLAIMS", "Verdict", "verdict", "evaluate_claims", "claims_markdown"]
 
 Z95 = 1.959964
@@ -175,13 +177,11 @@ def updated_text(text: str, figures_root: str | Path, models: tuple[str, ...] = 
     per model of ``models`` that has recorded numbers under ``figures_root/<model>/``; ``current`` maps a model
     to the version of its committed weights (rows recorded on others are marked). Raises ``ValueError``
     unless the markers occur exactly once each, in order."""
-    start, end = text.find(CLAIMS_START), text.find(CLAIMS_END)
-    if text.count(CLAIMS_START) != 1 or text.count(CLAIMS_END) != 1 or end < start:
-        raise ValueError(f"expected exactly one {CLAIMS_START!r} followed by one {CLAIMS_END!r}")
+    replace_block(text, CLAIMS_START, CLAIMS_END, "")  # checks the markers before any work (ValueError)
     blocks = []
     for m in models:
         folder = Path(figures_root) / m
         if folder.is_dir() and any(folder.glob("*.json")):
             blocks.append(claims_markdown(evaluate_claims(folder), m, (current or {}).get(m)))
     body = "\n\n".join(blocks) if blocks else "No results are recorded yet."
-    return f"{text[:start + len(CLAIMS_START)]}\n{body}\n{text[end:]}"
+    return replace_block(text, CLAIMS_START, CLAIMS_END, body)

@@ -12,7 +12,6 @@ Standard library only (infodecomp.claims imports nothing else), like scripts/upd
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from infodecomp.claims import CLAIMS_START, updated_text  # noqa: E402
 from infodecomp.digest import weights_version  # noqa: E402
+from infodecomp.markers import write_atomic  # noqa: E402
 
 #: The embedded models whose committed weights the recorded numbers are compared with.
 EMBEDDED = {"shapes-tiny": REPO / "infodecomp" / "assets" / "shapes-tiny"}
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{f}: the claims table is out of date; run scripts/update_claims.py", file=sys.stderr)
             stale = 1
             continue
-        tmp = f.with_name(f".{f.name}.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        os.replace(tmp, f)
+        write_atomic(f, new)
         print(f"updated {f}")
     return stale
 

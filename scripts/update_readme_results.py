@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -36,6 +35,8 @@ START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 EMPTY = "No results are recorded yet."  # the README's placeholder line, kept word for word
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from infodecomp.markers import replace_block, write_atomic  # noqa: E402  (standard library only)
 
 
 def format_value(value: float, stderr: float | None = None) -> str:
@@ -119,18 +120,13 @@ def render(figures: Path) -> str:
 
 def updated_readme(readme_text: str, figures: Path) -> str:
     """``readme_text`` with the block between the markers replaced by :func:`render`."""
-    start, end = readme_text.find(START), readme_text.find(END)
-    if start < 0 or end < 0 or end < start or readme_text.count(START) != 1 or readme_text.count(END) != 1:
-        raise SystemExit(f"the file must contain exactly one {START!r} followed by one {END!r}")
-    head = readme_text[: start + len(START)]
-    tail = readme_text[end:]
-    return f"{head}\n{render(figures)}\n{tail}"
+    try:
+        return replace_block(readme_text, START, END, render(figures))
+    except ValueError as err:
+        raise SystemExit(f"the file must contain exactly one {START!r} followed by one {END!r} ({err})") from err
 
 
-def _write(path: Path, new: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+_write = write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,246 @@
+"""The cost plan (infodecomp/experiments/costs.py, scripts/cost_plan.py, benchmarks/sd21_throughput.py).
+
+The counts run the experiments' own code paths on the tiny test UNet and count the rows that reach it; they must
+equal the closed forms that the plan evaluates at the paper's sizes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from infodecomp.experiments import costs as C
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "cost_plan.py"
+BENCH = ROOT / "benchmarks" / "sd21_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from infodecomp.models import Model
+    from infodecomp.testing import tiny_pipeline
+
+    return Model(tiny_pipeline(), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def word_rows():
+    from infodecomp.experiments.localization import load_dataset
+
+    return load_dataset("coco-it", 2, seed=0)
+
+
+# ── counts on the real code paths equal the closed forms ───────────────────────────────────────────────────
+
+@pytest.mark.parametrize("dataset, n_candidates", [("vg-relation", 2), ("coco-order", 5)])
+def test_relation_testing_count(model, dataset, n_candidates):
+    from infodecomp.experiments.relation_testing import load_dataset
+
+    rows = load_dataset(dataset, 2, seed=0)
+    assert all(len(set(r["captions"])) == n_candidates for r in rows)
+    assert C.count_relation_testing(model, rows, n_samples=3) == C.relation_testing_evaluations(2, n_candidates, 3)
+    assert C.relation_testing_evaluations(2, n_candidates, 3) == 2 * 3 * (n_candidates + 1)
+
+
+def test_identical_captions_are_counted_once(model):
+    from infodecomp.experiments.relation_testing import load_dataset
+
+    row = dict(load_dataset("coco-order", 1, seed=0)[0])
+    caps = list(row["captions"])
+    caps[0] = caps[1]  # two identical candidates: 4 distinct
+    row["captions"] = caps
+    row["id"] = "dup"
+    assert C.count_relation_testing(model, [row], n_samples=2) == C.relation_testing_evaluations(1, 4, 2) == 10
+
+
+def test_heatmap_count(model, word_rows):
+    n = C.count_heatmaps(model, word_rows, n_samples=3, attention_samples=2)
+    assert n == C.heatmap_evaluations(2, 3, 2) == 2 * (4 * 3 + 2)
+    assert C.count_heatmaps(model, word_rows, n_samples=2, attention=False) == C.heatmap_evaluations(
+        2, 2, attention=False) == 16
+
+
+def test_localization_count_with_daam(model, word_rows):
+    n = C.count_localization(model, word_rows, n_samples=2, attention_samples=3, daam_steps=2, batch_size=1)
+    assert n == C.localization_evaluations(2, 2, 3, 2) == 2 * (4 * 2 + 3 + 2 * 2)
+
+
+def test_image_level_count(model, word_rows):
+    n = C.count_image_level(model, word_rows, n_samples=2, n_grid=3, n_noise=2)
+    assert n == C.image_level_evaluations(2, 2, 3, 2) == 2 * 4 * 2 + 2 * 3 * 2
+
+
+def test_intervention_count(model):
+    from infodecomp.data.shapes import twin
+
+    rows = twin("coco100-it", 2, seed=0, groups=("circle", "red"))
+    n = C.count_intervention(model, rows, n_steps=3, n_logsnr=2, n_noise=3)
+    assert n == C.intervention_evaluations(2, 3, 2, 3) == 2 * (4 * 2 * 2 + 7 * 2 * 3)
+
+
+def test_counter_counts_rows_and_removes_its_hook(model):
+    unet = model.unet
+    before = len(unet._forward_pre_hooks)
+    z = torch.zeros(5, *model.latent_shape)
+    cond = model.encode_prompts([""] * 5)
+    with C.UNetCounter(model) as c:
+        model.denoiser(z, torch.zeros(5), cond)
+        model.denoiser(z[:2], torch.zeros(2), cond[:2])
+    assert (c.calls, c.evaluations) == (2, 7)
+    assert len(unet._forward_pre_hooks) == before
+    with pytest.raises(TypeError, match="torch-module .unet"):
+        C.UNetCounter(object())
+
+
+# ── the plan at the paper's sizes ─────────────────────────────────────────────────────────────────────────────
+
+def test_paper_plan_rows():
+    rows = C.paper_plan()
+    got = {(r.notebook, r.part.split(":")[0]): r.evaluations for r in rows}
+    # worked by hand: examples × draws × (captions + null); rows × (4N + N [+ 2N]); 100 × (792 + 16,800)
+    assert got[("02_relation_testing", "vg-relation")] == 23_937 * 300 == 7_181_100
+    assert got[("02_relation_testing", "vg-attribution")] == 28_748 * 300 == 8_624_400
+    assert got[("02_relation_testing", "coco-order")] == 25_010 * 600 == 15_006_000
+    assert got[("02_relation_testing", "flickr-order")] == 5_000 * 600 == 3_000_000
+    assert sum(r.evaluations for r in rows if r.notebook == "02_relation_testing") == 33_811_500
+    assert got[("04_mi_cmi_heatmaps", "COCO100-IT + COCO-WL")] == 170 * 500 == 85_000
+    loc = [r.evaluations for r in rows if r.notebook == "05_word_localization"]
+    assert loc == [6_927 * 350, 6_927 * 700, 6_927 * 1_400] == [2_424_450, 4_848_900, 9_697_800]
+    assert got[("06_prompt_intervention", "COCO100-IT")] == 100 * 17_592 == 1_759_200
+    assert got[("07_image_level_information", "COCO100-IT + COCO-WL")] == 170 * 800 + 20_000 == 156_000
+    reused = [r for r in rows if not r.new]
+    assert [r.notebook for r in reused] == ["03_relation_types"] and reused[0].evaluations == 15_805_500
+    assert C.plan_total(rows) == 52_782_850
+
+
+def test_gpu_hours_and_bad_input():
+    assert C.gpu_hours(36_000, 10.0) == pytest.approx(1.0)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "10"):
+        with pytest.raises(ValueError, match="evals_per_second must be a finite number > 0"):
+            C.gpu_hours(100, bad)
+    with pytest.raises(ValueError, match=r"n_examples must be an integer >= 0, got -1"):
+        C.relation_testing_evaluations(-1, 2)
+    with pytest.raises(ValueError, match=r"n_steps must be an integer >= 2, got 1"):
+        C.intervention_evaluations(1, 1)
+    with pytest.raises(ValueError, match=r"n_samples must be an integer >= 1, got 2.5"):
+        C.heatmap_evaluations(3, 2.5)
+
+
+def _bench_json(path: Path, rows, **extra) -> Path:
+    path.write_text(json.dumps({"benchmark": "sd21_throughput", "device": "Test GPU", "torch": "x", "rows": rows,
+                                **extra}), encoding="utf-8")
+    return path
+
+
+def test_read_throughput_picks_the_fastest_row_of_the_dtype(tmp_path):
+    p = _bench_json(tmp_path / "t.json", [
+        {"dtype": "float32", "batch": 8, "sdpa": True, "compile": False, "evals_per_second": 30.0},
+        {"dtype": "float32", "batch": 32, "sdpa": True, "compile": True, "evals_per_second": 45.5},
+        {"dtype": "float16", "batch": 64, "sdpa": True, "compile": True, "evals_per_second": 120.0}])
+    t = C.read_throughput(p)
+    assert t.evals_per_second == 45.5 and "batch 32" in t.source and "torch.compile on" in t.source
+    assert C.read_throughput(p, dtype="float16").evals_per_second == 120.0
+    with pytest.raises(ValueError, match=r"no measured row of dtype 'bfloat16'; measured dtypes: \['float16', 'float32'\]"):
+        C.read_throughput(p, dtype="bfloat16")
+    with pytest.raises(ValueError, match="CPU smoke run"):
+        C.read_throughput(_bench_json(tmp_path / "s.json", [], smoke=True))
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a benchmarks/sd21_throughput.py result"):
+        C.read_throughput(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="no throughput file"):
+        C.read_throughput(tmp_path / "missing.json")
+
+
+def test_markdown_with_hours():
+    md = C.plan_markdown(C.paper_plan(), C.Throughput(100.0, "100 evaluations/s on a test"))
+    total = [line for line in md.splitlines() if line.startswith("| **all**")][0]
+    assert "**52,782,850**" in total and f"**{52_782_850 / 100 / 3600:,.1f}**" in total
+    assert "| (15,805,500) |" in md and "GPU-hours at 100 evaluations/s on a test." in md
+
+
+# ── scripts/cost_plan.py ──────────────────────────────────────────────────────────────────────────────────────
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_readme_block_is_current():
+    r = _run("--check")
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_detects_a_stale_block_and_readme_fixes_it(tmp_path):
+    f = tmp_path / "README.md"
+    f.write_text(f"# x\n\n{C.COST_START}\nold table\n{C.COST_END}\n\ntail\n", encoding="utf-8")
+    r = _run("--check", f)
+    assert r.returncode == 1 and "out of date" in r.stderr
+    assert _run("--readme", f).returncode == 0
+    text = f.read_text(encoding="utf-8")
+    assert "old table" not in text and "52,782,850" in text and text.endswith("\ntail\n")
+    assert _run("--check", f).returncode == 0
+    # another throughput makes the same block stale
+    p = _bench_json(tmp_path / "t.json", [{"dtype": "float32", "batch": 8, "evals_per_second": 50.0}])
+    assert _run("--check", f, "--throughput-json", p).returncode == 1
+    assert _run("--readme", f, "--throughput-json", p).returncode == 0
+    assert f"**{52_782_850 / 50 / 3600:,.1f}**" in f.read_text(encoding="utf-8")
+
+
+def test_script_bad_input(tmp_path):
+    r = _run("--evals-per-second", "0")
+    assert r.returncode != 0 and "--evals-per-second must be a finite number > 0, got 0.0" in r.stderr
+    f = tmp_path / "no_markers.md"
+    f.write_text("nothing here\n", encoding="utf-8")
+    r = _run("--check", f)
+    assert r.returncode != 0 and "expected exactly one" in r.stderr
+    r = _run("--throughput-json", tmp_path / "missing.json")
+    assert r.returncode != 0 and "no throughput file" in r.stderr
+    out = _run("--evals-per-second", "36000")
+    assert out.returncode == 0 and "| 02_relation_testing | vg-relation" in out.stdout
+    assert "**0.4**" in out.stdout  # 52,782,850 / 36,000 / 3600 = 0.41 h
+
+
+# ── benchmarks/sd21_throughput.py without a GPU ─────────────────────────────────────────────────────────────────
+
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sd21_throughput", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_without_cuda_says_so_and_measures_nothing(bench, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the benchmark would measure")
+    out = tmp_path / "t.json"
+    assert bench.main(["--out", str(out)]) == 0
+    assert "no CUDA GPU present" in capsys.readouterr().out and not out.exists()
+
+
+def test_benchmark_cpu_smoke_writes_a_json_the_plan_refuses(bench, tmp_path, capsys):
+    out = tmp_path / "smoke.json"
+    assert bench.main(["--cpu-smoke", "--smoke-width-divisor", "8", "--smoke-sample-size", "16", "--out", str(out)]) == 0
+    assert "CPU smoke step: one float32 call, batch 1, 16×16" in capsys.readouterr().out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["smoke"] is True and data["benchmark"] == "sd21_throughput" and len(data["rows"]) == 1
+    with pytest.raises(ValueError, match="CPU smoke run"):
+        C.read_throughput(out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dtypes", "float64"], "['float64'] not in ['bfloat16', 'float16', 'float32']"),
+    (["--batches", "8,0"], "--batches must list integers >= 1, got '8,0'"),
+    (["--sdpa", "maybe"], "--sdpa: ['maybe'] not in ['off', 'on']"),
+    (["--max-minutes", "0"], "--max-minutes and --min-time must be > 0"),
+    (["--cpu-smoke", "--smoke-sample-size", "12"], "--smoke-sample-size must be a multiple of 8"),
+])
+def test_benchmark_bad_arguments(bench, args, message):
+    with pytest.raises(SystemExit, match=__import__("re").escape(message)):
+        bench.main(args)
