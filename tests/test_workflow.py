@@ -67,6 +67,10 @@ def test_every_workflow_passes_the_schema_lint():
 def test_the_lint_rejects_a_broken_workflow(tmp_path):
     """The lint is not a no-op: a job without runs-on and a step with an unknown key fail it."""
     broken = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    broken["on"] = broken.pop(True)  # dumped back as the key `on`, not `true`
+    intact = tmp_path / "intact.yml"
+    intact.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    assert lint(intact).returncode == 0, "the round trip through PyYAML alone must still pass"
     (job,) = broken["jobs"].values()
     del job["runs-on"]
     job["steps"][0]["usees"] = "actions/checkout@v4"
