@@ -648,7 +648,10 @@ def _training_text(info: dict, quality: dict) -> str:
     for k, ph in enumerate(phases):
         c = ph["config"]
         head = (f"Phase {k + 1}" if len(phases) > 1 else "Training") + f" (seed {c['seed']}). "
-        if not c.get("init_from"):
+        if not c.get("init_from") and c.get("vae_from") and not c["vae_steps"]:
+            body = (f"VAE: not trained here, taken from the pipeline in `{c['vae_from']}` (its weights as they "
+                    f"were exported). UNet and text encoder jointly from scratch: ")
+        elif not c.get("init_from"):
             body = (f"Stage 1, VAE: {c['vae_steps']} steps, batch {c['vae_batch']}, AdamW lr {c['vae_lr']}, "
                     f"MSE + {c['vae_kl_weight']} · KL. Stage 2, UNet and text encoder jointly from scratch: ")
         else:
@@ -721,7 +724,7 @@ def _value_text(v, unit: str) -> str:
         return f"{v:.2f}{unit}"
     if unit == "%":
         return f"{100 * v['value']:.1f}% ± {100 * v['stderr']:.1f} (n = {v['n']})"
-    return f"{v['value']:.3f}{unit} ± {v['stderr']:.3f} (n = {v['n']})"
+    return f"{v['value']:.3g}{unit} ± {v['stderr']:.2g} (n = {v['n']})"
 
 
 def bar_rows(quality: dict) -> list[dict]:
