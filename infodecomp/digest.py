@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["weights_digest", "weights_version"]
+__all__ = ["file_sha256", "weights_digest", "weights_version"]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of one file, read in ``chunk``-byte blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def weights_digest(directory: str | Path) -> str:

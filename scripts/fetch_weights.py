@@ -18,7 +18,6 @@ The last line of the output is the ``MODEL`` to give the notebooks.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -59,12 +58,11 @@ def classify(model: str) -> str:
                      "nor a hub id owner/name")
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_of(path: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from infodecomp.digest import file_sha256
+
+    return file_sha256(path)
 
 
 def verify(folder: Path, expected: dict[str, dict], *, deep: bool = True) -> list[str]:

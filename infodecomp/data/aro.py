@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import count, rgb_image
+from ..digest import file_sha256
 from .shapes import ORDER_PERTURBATIONS, perturb_order
 
 Tagger = Callable[[Sequence[str]], Sequence[str]]
@@ -232,14 +233,6 @@ def _check_vg_entry(path: Path, k: int, c, group_key: str) -> None:
         raise ValueError(f"{where}: {group_key} is {g!r}, expected a relation name")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:48]
 
@@ -279,7 +272,7 @@ def build_order_cases(annotation: str | os.PathLike, *, seed: int = 0, tagger: T
     annotation = Path(annotation)
     seed = count(seed, "seed", minimum=0)
     name = tagger_name(tagger)
-    key = {"format": CACHE_FORMAT, "source": annotation.name, "source_sha256": _sha256(annotation),
+    key = {"format": CACHE_FORMAT, "source": annotation.name, "source_sha256": file_sha256(annotation),
            "seed": int(seed), "tagger": name, "max_words": max_words, "perturbations": list(ORDER_PERTURBATIONS)}
     path = order_cache_path(annotation, int(seed), name, cache_dir)
     if path.is_file() and not regenerate:
