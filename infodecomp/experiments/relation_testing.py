@@ -60,6 +60,7 @@ from torch import Tensor
 
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
+from .sequential import SequentialRule, sequential_scores
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
 from ..results import (ResultStore, example_seed, markdown_table, model_identity, model_slug, run_sharded, save_tables,
                        to_jsonable)
@@ -120,6 +121,12 @@ class RelationSettings:
     posterior: "sample" (one VAE posterior draw, seeded per example) or "mean".
     tie_policy: how an exact tie of the true caption for the top score counts (:data:`metrics.TIE_POLICIES`).
     resize: interpolation that resizes images to the model's resolution (the reference: bicubic to 512²).
+    adaptive: a :class:`~infodecomp.experiments.sequential.SequentialRule` (corrected protocol only): score each
+        example in blocks of shared draws and stop once the ``score``'s leader is significantly ahead of every
+        rival (a sequential test with error rate ``adaptive.alpha``), dropping rivals that are significantly
+        behind. ``n_samples`` is then the cap and must equal ``adaptive.max_samples``. None (default): the fixed
+        ``n_samples`` draws of the paper. The i^o, i^s and −MMSE rows all come from the same evaluations, but only
+        the ``score``'s row is decided by the test (the others use each candidate's draws until it was dropped).
     """
 
     protocol: str = "faithful"
@@ -132,6 +139,7 @@ class RelationSettings:
     posterior: str | None = None
     tie_policy: str | None = None
     resize: str = "bicubic"
+    adaptive: SequentialRule | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -155,6 +163,15 @@ class RelationSettings:
             raise ValueError(f"tie_policy must be one of {TIE_POLICIES} or None, got {self.tie_policy!r}")
         if self.resize not in _RESIZE:
             raise ValueError(f"resize must be one of {_RESIZE}, got {self.resize!r}")
+        if self.adaptive is not None:
+            if not isinstance(self.adaptive, SequentialRule):
+                raise TypeError(f"adaptive must be a SequentialRule or None, got {type(self.adaptive).__name__}")
+            if self.protocol != "corrected":
+                raise ValueError("adaptive relation testing is an option of the corrected protocol; the faithful "
+                                 "protocol keeps the paper's fixed draws (set protocol='corrected')")
+            if self.adaptive.max_samples != self.n_samples:
+                raise ValueError(f"with adaptive, n_samples is the cap: it must equal adaptive.max_samples "
+                                 f"({self.adaptive.max_samples}), got n_samples={self.n_samples}")
         self.sampling  # validates loc / scale / clip
 
     @property
@@ -183,6 +200,11 @@ class RelationSettings:
         """Every field with the protocol's choices filled in (what is stored as provenance)."""
         return {**dataclasses.asdict(self), "blocks": self.effective_blocks, "clip": self.effective_clip,
                 "posterior": self.effective_posterior, "tie_policy": self.effective_tie_policy}
+
+    @property
+    def method(self) -> str:
+        """The METHODS name of ``score``: "info_o" (orthogonal) or "info_s" (standard)."""
+        return "info_o" if self.score == "orthogonal" else "info_s"
 
 
 # ───────────────────────────────────────────── scoring (pure) ─────────────────────────────────────────────
@@ -368,6 +390,10 @@ def score_rows(model, rows: Sequence[Mapping], settings: RelationSettings | None
         caps = list(r["captions"])
         uniq = list(dict.fromkeys(caps))
         conds = emb[[where[c] for c in uniq]].to(x.device)
+        if settings.adaptive is not None:
+            out.append(_adaptive_row(model, r, x[0], conds, null.to(x.device), [uniq.index(c) for c in caps],
+                                     settings, chunk_size, gen))
+            continue
         s = score_candidates(model.denoiser, x[0], conds, null.to(x.device), n_samples=settings.n_samples,
                              blocks=settings.effective_blocks, sampling=settings.sampling, chunk_size=chunk_size,
                              generator=gen)
@@ -384,6 +410,41 @@ def score_rows(model, rows: Sequence[Mapping], settings: RelationSettings | None
             row[f"blocks_{m}"] = s.blocks[m].to(torch.float32).cpu().numpy()
         out.append(row)
     return out
+
+
+def _adaptive_row(model, r: Mapping, x: Tensor, conds: Tensor, null: Tensor, index: list[int],
+                  settings: RelationSettings, chunk_size: int, gen: torch.Generator) -> dict:
+    """One row scored under the sequential rule (``settings.adaptive``), with the fields of :func:`score_rows`
+    plus ``adaptive_method``, ``survivors`` (per caption: still active when the example stopped), ``n_draws`` (per
+    caption) and ``decided`` (the test left one caption). Scores are each caption's means over its draws."""
+    method = settings.method
+    t = int(r["true_index"])
+    caps = list(r["captions"])
+    if conds.shape[0] < 2:  # every caption the same text: an exact tie, nothing to decide
+        rule = dataclasses.replace(settings.adaptive, alpha=0.0, first_look=settings.n_samples)
+        conds = torch.cat([conds, conds])
+        index = [0] * len(caps)
+    else:
+        rule = settings.adaptive
+    s = sequential_scores(model.denoiser, x, conds, null, method=method, rule=rule, sampling=settings.sampling,
+                          evaluate_null=True, chunk_size=chunk_size, generator=gen)
+    ix = np.asarray(index)
+    survivors = np.isin(np.arange(conds.shape[0]), [s.prediction]) | (s.dropped_at == 0)
+    row = {"id": r["id"], "group": r["group"], "true_index": t, "n_candidates": len(caps), "captions": caps,
+           "null_mmse": math.nan, "null_mmse_se": math.nan, "n_evaluations": s.n_evaluations,
+           "adaptive_method": method, "survivors": [bool(v) for v in survivors[ix]],
+           "n_draws": [int(v) for v in s.n_draws[ix]], "decided": s.decided}
+    for m, col in (("info_o", "info_o"), ("info_s", "info_s"), ("mmse", "mmse")):
+        sign = -1.0 if m == "mmse" else 1.0  # the store keeps MMSE itself (lower = better)
+        row[col] = [sign * float(v) for v in s.mean(m)[ix]]
+        row[f"{col}_se"] = [float(v) for v in s.stderr(m)[ix]]
+        score = s.mean(m)[ix]
+        rival = max((j for j in range(len(caps)) if j != t), key=lambda j: score[j])
+        row[f"margin_{m}"], row[f"margin_{m}_se"] = s.difference(int(ix[t]), int(ix[rival]), m)
+        if ix[t] == ix[rival]:
+            row[f"margin_{m}"] = 0.0
+        row[f"blocks_{m}"] = s.units[m][:, ix].astype(np.float32)
+    return row
 
 
 def _expand(s: CandidateScores, index: list[int]) -> CandidateScores:
@@ -415,9 +476,11 @@ def _data_source(data) -> str:
 
 
 def store_identity(settings: RelationSettings, dataset: str, source: str) -> dict:
-    """The settings that change a store's rows. The prediction score and the tie policy are left out: they are
-    applied when the table is built, from the stored scores, so changing them needs no recomputation."""
-    ident = {k: v for k, v in settings.resolved().items() if k not in ("score", "tie_policy")}
+    """The settings that change a store's rows. The tie policy is left out, and so is the prediction score unless
+    the adaptive rule is on (it then decides which draws are taken): they are applied when the table is built, from
+    the stored scores, so changing them needs no recomputation."""
+    applied_later = ("tie_policy",) if settings.adaptive is not None else ("score", "tie_policy")
+    ident = {k: v for k, v in settings.resolved().items() if k not in applied_later}
     return {"experiment": "relation_testing", "dataset": dataset, "source": source, **ident}
 
 
@@ -519,6 +582,11 @@ def example_frame(raw, *, tie_policy: str = "against_true", dataset: str | None 
             col = "mmse" if m == "mmse" else m
             s = np.array([frame[col].iloc[i] for i in sel], dtype=np.float64)
             s = -s if m == "mmse" else s
+            if "adaptive_method" in frame.columns:  # the test's decision: only its survivors can win
+                for row_i, i in enumerate(sel):
+                    if frame["adaptive_method"].iloc[i] == m:
+                        below = s[row_i].min() - 1.0 - (s[row_i].max() - s[row_i].min())  # under every survivor
+                        s[row_i] = np.where(np.asarray(frame["survivors"].iloc[i], dtype=bool), s[row_i], below)
             out = retrieval_outcomes(s, frame["true_index"].to_numpy()[sel], tie_policy=tie_policy)
             pred[sel], correct[sel], tied[sel] = out.prediction, out.correct, out.tied
         frame[f"pred_{m}"] = pred

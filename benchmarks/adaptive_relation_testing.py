@@ -1,0 +1,220 @@
+"""Adaptive relation testing against the fixed 100-draw run, side by side on the same draws.
+
+For every example of each setup, three runs of :func:`infodecomp.experiments.sequential.sequential_scores` with the
+same per-example generator seed, so they see the same (λ, ε) draws in the same order (common random numbers):
+
+* **fixed**: the rule switched off (``SequentialRule.fixed()``): 100 i.i.d. draws, every candidate and the null
+  prompt evaluated on each, 100·(M + 1) denoiser rows, the paper's cost. Its decisions by i^o, i^s and −MMSE are the
+  fixed protocol's (corrected: clip 3, VAE posterior mean).
+* **adaptive i^o**: the sequential rule deciding by i^o (the null is needed).
+* **adaptive i^s**: the sequential rule deciding by i^s, without the null prompt (it cancels from every difference).
+
+With ``--qmc`` or ``--antithetic`` the adaptive runs draw differently from the fixed one (same seed, other draws),
+so the pairing is by example only and the decision-change rate includes the fixed run's own noise.
+
+Denoiser rows are counted by a wrapper around the denoiser (not taken from the scorer's own bookkeeping). For each
+setup and adaptive run: the evaluations ratio fixed / adaptive, the accuracies, and the paired accuracy difference
+D ± S (adaptive minus fixed, in points; S = the standard error of the mean of the per-example differences), plus how
+often the adaptive decision differs from the fixed one. The last line is the pooled result over all setups of the
+``--primary`` run, in the form ``evaluations ratio R (fixed F, adaptive A); accuracy difference D ± S`` (F and A:
+denoiser rows per example).
+
+Setups: ``analytic`` (the exact two-factor Gaussian-mixture denoiser of infodecomp.analytic, M = 2 and 4 candidate
+conditions, the true one among them) and ``shapes-tiny`` (the embedded model on the four ShapesWorld ARO twins).
+
+    OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py                           # both, defaults
+    OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
+
+Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see the README section
+"Adaptive relation testing" for the table and the reading of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from infodecomp import analytic  # noqa: E402
+from infodecomp.experiments import relation_testing as rt  # noqa: E402
+from infodecomp.experiments.sequential import SequentialRule, sequential_scores  # noqa: E402
+from infodecomp.logsnr import LogSNRSampling  # noqa: E402
+from infodecomp.results import example_seed  # noqa: E402
+
+RUNS = {"adaptive i^o": dict(method="info_o", evaluate_null=True),
+        "adaptive i^s": dict(method="info_s", evaluate_null=False)}
+FIXED_METHOD = {"adaptive i^o": "info_o", "adaptive i^s": "info_s"}
+
+
+class Counter:
+    """Counts the denoiser rows it passes on."""
+
+    def __init__(self, inner):
+        self.inner, self.rows = inner, 0
+
+    def __call__(self, z, logsnr, cond):
+        self.rows += z.shape[0]
+        return self.inner(z, logsnr, cond)
+
+
+def analytic_examples(M: int, n: int, seed: int):
+    """(denoiser, [(id, x, conds [M, F], null, true_index)]) from the two-factor mixture world."""
+    world = analytic.MixtureWorld.two_factor()
+    x, labels = world.sample(n, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for b in range(n):
+        others = [c for c in world.component_labels if not torch.equal(c, labels[b])][:M - 1]
+        order = torch.randperm(M, generator=torch.Generator().manual_seed(seed * 1000 + b)).tolist()
+        conds = torch.stack([*others, labels[b]])[order]
+        out.append((f"analytic-{M}-{b}", x[b], conds, world.null(1)[0], order.index(M - 1)))
+    return world, out
+
+
+def twin_examples(model, dataset: str, n: int, seed: int):
+    data = rt.load_dataset(dataset, n, seed=seed)
+    null = model.encode_prompts([""], truncate=True)[0]
+    out = []
+    for i in range(len(data)):
+        r = data[i]
+        x = model.encode_images([r["image"]], posterior="mean", resize="bicubic", size=model.resolution)[0]
+        caps = list(dict.fromkeys(r["captions"]))  # identical captions would tie exactly; none in the twins
+        if len(caps) != len(r["captions"]):
+            raise ValueError(f"{dataset} row {r['id']!r} repeats a caption; the benchmark expects distinct ones")
+        out.append((r["id"], x, model.encode_prompts(caps, truncate=True), null, int(r["true_index"])))
+    return model.denoiser, out
+
+
+def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRSampling, seed: int, setup: str):
+    """Per-example records {run: (evaluations, correct, prediction)} for the fixed and adaptive runs."""
+    recs = []
+    t0 = time.perf_counter()
+    for ex_id, x, conds, null, t in examples:
+        rec = {"setup": setup}
+        counter = Counter(denoiser)
+        f = sequential_scores(counter, x, conds, null, method="info_o", rule=SequentialRule.fixed(rule.max_samples),
+                              sampling=sampling, evaluate_null=True,
+                              generator=torch.Generator().manual_seed(example_seed(seed, ex_id)))
+        for m in ("info_o", "info_s"):
+            pred = int(np.argmax(f.mean(m)))
+            rec[f"fixed {m}"] = (counter.rows, float(pred == t), pred)
+        rec["z"], rec["oracle"] = oracle(f.units["info_s"], counter.rows)
+        for run, kw in RUNS.items():
+            counter = Counter(denoiser)
+            a = sequential_scores(counter, x, conds, null, rule=rule, sampling=sampling,
+                                  generator=torch.Generator().manual_seed(example_seed(seed, ex_id)), **kw)
+            if counter.rows != a.n_evaluations:
+                raise AssertionError(f"{run}: counted {counter.rows} rows, the scorer says {a.n_evaluations}")
+            rec[run] = (counter.rows, float(a.prediction == t), a.prediction)
+        recs.append(rec)
+    dt = time.perf_counter() - t0
+    M = examples[0][2].shape[0]
+    print(f"\n[{name}] {len(examples)} examples, M = {M} candidates, {dt:.0f} s")
+    for run in RUNS:
+        report(run, recs, FIXED_METHOD[run])
+    report_oracle(recs)
+    return recs
+
+
+def oracle(units: np.ndarray, fixed_rows: int, level: float = 0.05, first: int = 10) -> tuple[float, int]:
+    """(|z| of the top-two i^s margin at all the fixed run's draws, the rows an oracle would need).
+
+    The oracle knows each rival's standardized margin (taken as the fixed run's) and evaluates the rival only until
+    a single one-sided z-test at ``level``, with no correction for repeated looks, would pass:
+    n_j = 100 (z_level / z_j)² draws, at least ``first``, at most 100. The leader is evaluated until the last rival
+    is decided, and no null prompt is evaluated. No valid sequential test can be much cheaper than this on
+    average, so it bounds what any stopping rule can save on these margins."""
+    from scipy import stats
+
+    K, M = units.shape
+    order = np.argsort(-units.mean(0))
+    zq = stats.norm.ppf(1 - level)
+    ns, zs = [], []
+    for j in order[1:]:
+        d = units[:, order[0]] - units[:, j]
+        sd = d.std(ddof=1)
+        z = d.mean() / (sd / np.sqrt(K)) if sd > 0 else np.inf
+        zs.append(abs(z))
+        ns.append(int(np.clip(np.ceil(K * (zq / max(z, 1e-12)) ** 2), first, K)))
+    return float(zs[0]), max(ns) + sum(ns)
+
+
+def report_oracle(recs):
+    F = np.mean([r["fixed info_s"][0] for r in recs])
+    O = np.mean([r["oracle"] for r in recs])
+    z = np.median([r["z"] for r in recs])
+    print(f"  bound: median |z| of the top-two i^s margin at 100 draws {z:.1f}; an oracle stopping each rival at its "
+          f"single-test draw count (i^s, no null) would need {O:.1f} rows/example: {F / O:.2f}x")
+
+
+def summary(recs, run: str, method: str):
+    ev_f = np.array([r[f"fixed {method}"][0] for r in recs], float)
+    ev_a = np.array([r[run][0] for r in recs], float)
+    c_f = np.array([r[f"fixed {method}"][1] for r in recs])
+    c_a = np.array([r[run][1] for r in recs])
+    d = 100 * (c_a - c_f)
+    s = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    changed = np.mean([r[run][2] != r[f"fixed {method}"][2] for r in recs])
+    return ev_f.mean(), ev_a.mean(), 100 * c_f.mean(), 100 * c_a.mean(), float(d.mean()), s, 100 * changed
+
+
+def report(run: str, recs, method: str):
+    F, A, acc_f, acc_a, D, S, changed = summary(recs, run, method)
+    print(f"  {run:13s} evaluations/example fixed {F:6.0f}, adaptive {A:6.1f}: ratio {F / A:4.2f}x; accuracy fixed "
+          f"{acc_f:5.1f}%, adaptive {acc_a:5.1f}%; difference {D:+.2f} ± {S:.2f} points; decision changed on "
+          f"{changed:.1f}% of examples")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setups", nargs="*", default=["analytic", "shapes-tiny"], choices=["analytic", "shapes-tiny"])
+    ap.add_argument("--examples", type=int, default=200, help="examples per analytic world (M = 2 and 4)")
+    ap.add_argument("--twin-examples", type=int, default=40, help="examples per ShapesWorld ARO twin")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--block", type=int, default=10)
+    ap.add_argument("--first-look", type=int, default=10)
+    ap.add_argument("--qmc", action="store_true", help="randomized-QMC log-SNR blocks in the adaptive runs")
+    ap.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (ε, −ε) in the adaptive runs")
+    ap.add_argument("--primary", default="adaptive i^s", choices=list(RUNS), help="the run of the last line")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+    rule = SequentialRule(alpha=args.alpha, block=args.block, first_look=args.first_look, qmc=args.qmc,
+                          antithetic=args.antithetic)
+    sampling = LogSNRSampling()  # the corrected protocol: truncated logistic, loc 1, scale 2, clip 3
+    print(f"torch threads {torch.get_num_threads()}; log-SNR {sampling}; rule {rule}; seed {args.seed}")
+    everything = []
+    if "analytic" in args.setups:
+        for M in (2, 4):
+            den, ex = analytic_examples(M, args.examples, args.seed)
+            everything += bench(f"analytic mixture world, M = {M}", den, ex, rule, sampling, args.seed, "analytic")
+    if "shapes-tiny" in args.setups:
+        from infodecomp.models import load_model
+
+        model = load_model("shapes-tiny")
+        for ds in rt.ARO_DATASETS:
+            den, ex = twin_examples(model, ds, args.twin_examples, args.seed)
+            everything += bench(f"shapes-tiny, {ds} twin", den, ex, rule, sampling, args.seed, "shapes-tiny")
+    groups = {"analytic": [r for r in everything if r["setup"] == "analytic"],
+              "shapes-tiny": [r for r in everything if r["setup"] == "shapes-tiny"]}
+    for setup, recs in groups.items():
+        if recs:
+            print(f"\n[{setup}, pooled, {len(recs)} examples]")
+            for run in RUNS:
+                report(run, recs, FIXED_METHOD[run])
+            report_oracle(recs)
+    print(f"\n[pooled over every setup, {len(everything)} examples]")
+    for run in RUNS:
+        report(run, everything, FIXED_METHOD[run])
+    F, A, _, _, D, S, _ = summary(everything, args.primary, FIXED_METHOD[args.primary])
+    print(f"the last line: {args.primary}, pooled; F and A in denoiser rows per example, D ± S in accuracy points")
+    print(f"evaluations ratio {F / A:.2f} (fixed {F:.0f}, adaptive {A:.1f}); accuracy difference {D:+.2f} ± {S:.2f}")
+
+
+if __name__ == "__main__":
+    main()
