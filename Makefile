@@ -4,6 +4,7 @@
 # Both create a local virtual environment in .venv on first use and install what they need.
 # After make reproduce, make book builds the read-along book of the executed notebooks in build/book/.
 # GPU users: `make TORCH_SPEC=torch reproduce` installs the CUDA build instead of the pinned CPU wheel.
+# CI's SD 2.1-shaped dry run (random weights, SD 2.1's shapes, every notebook on a CPU): make dry-run
 # The paper at full scale (a GPU machine, the data under datasets/): make TORCH_SPEC=torch reproduce-paper
 #   MODEL=<hub id, short name or pipeline folder> REVISION=<commit> SUBSET="02 05"; figures to figures/<model>/.
 
@@ -16,7 +17,7 @@ NOTEBOOK_ARGS ?=
 BOOK_NOTEBOOKS ?= build/notebooks
 BOOK_DIR ?= build/book
 
-.PHONY: install test reproduce reproduce-paper notebooks-ci readme cost-plan book book-ci clean
+.PHONY: install test reproduce reproduce-paper notebooks-ci dry-run readme cost-plan book book-ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +72,22 @@ reproduce-paper: install
 # CI: every notebook with the small parameters of notebooks/ci_parameters.yml, executed copies to build/.
 notebooks-ci: install
 	$(PY) scripts/run_notebooks.py --small
+
+# CI's dry run of the SD 2.1 path: two random-weight pipelines with SD 2.1's shapes but narrow channels
+# (infodecomp.testing.sd21_shaped_pipeline) built into build/dry-run/models/, then every notebook with a model on
+# the ε 512-px one (notebooks/dryrun_parameters.yml) and the notebooks whose code depends on the prediction type or
+# the resolution on the v-prediction 768-px one (notebooks/dryrun_v_parameters.yml). Executed copies, figures and
+# stores under build/dry-run/<model>/. Checks that the code runs at SD 2.1's shapes, not what it finds.
+DRY_RUN_DIR ?= build/dry-run
+DRY_RUN_MODELS = $(DRY_RUN_DIR)/models
+dry-run: install
+	$(PY) scripts/build_dryrun_models.py --out $(DRY_RUN_MODELS)
+	$(PY) scripts/run_notebooks.py --parameters notebooks/dryrun_parameters.yml \
+	  --model $(DRY_RUN_MODELS)/sd21-base-shaped --out $(DRY_RUN_DIR)/sd21-base-shaped/notebooks \
+	  --out-dir $(DRY_RUN_DIR)/sd21-base-shaped/figures --store-dir $(DRY_RUN_DIR)/sd21-base-shaped/runs $(NOTEBOOK_ARGS)
+	$(PY) scripts/run_notebooks.py --parameters notebooks/dryrun_v_parameters.yml \
+	  --model $(DRY_RUN_MODELS)/sd21-shaped --out $(DRY_RUN_DIR)/sd21-shaped/notebooks \
+	  --out-dir $(DRY_RUN_DIR)/sd21-shaped/figures --store-dir $(DRY_RUN_DIR)/sd21-shaped/runs $(NOTEBOOK_ARGS)
 
 readme: install
 	$(PY) scripts/update_readme_results.py

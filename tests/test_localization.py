@@ -212,3 +212,14 @@ def test_paired_differences_and_mass_inside_on_the_toy_world(tmp_path):
     mass = localization.mass_inside(store, rows, methods=("cmi",))
     # all of the toy's CMI lives in the word's region; bilinear upsampling spills a little over its edge
     assert (mass["cmi"] > 0.8).all() and (mass["area"] < 0.5).all() and len(mass) == 8
+
+
+def test_size_terciles_with_tied_edges():
+    # regression (make dry-run, 4 rows): 3 distinct fractions whose tercile edges coincide made pd.qcut drop a bin
+    # and then refuse the three labels
+    from infodecomp.experiments.localization import size_terciles
+
+    groups = size_terciles([0.1, 0.1, 0.1, 0.5, 0.9])
+    assert list(groups.categories) == ["small", "large"] and len(groups) == 5
+    assert list(size_terciles(np.linspace(0, 1, 9)).categories) == ["small", "medium", "large"]
+    assert list(size_terciles([0.2, 0.2, 0.3])) == ["all"] * 3

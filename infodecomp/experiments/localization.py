@@ -216,6 +216,18 @@ def localization_table(store: ResultStore, dataset: Sequence[dict], *, methods: 
     return pd.DataFrame(out).set_index("method")
 
 
+def size_terciles(mask_fraction) -> pd.Categorical:
+    """``"small"`` / ``"medium"`` / ``"large"`` per row: the tercile of its mask fraction. When tied values make
+    two tercile edges coincide (few rows, repeated fractions), the remaining two groups are ``"small"`` /
+    ``"large"``; a single group (fewer than 3 distinct values) is ``"all"``."""
+    values = pd.Series(np.asarray(mask_fraction, dtype=np.float64))
+    if values.nunique() < 3:
+        return pd.Categorical(["all"] * len(values), categories=["all"])
+    codes = pd.qcut(values, 3, labels=False, duplicates="drop").to_numpy()
+    names = {3: ["small", "medium", "large"], 2: ["small", "large"]}[int(np.nanmax(codes)) + 1]
+    return pd.Categorical([names[int(c)] for c in codes], categories=names, ordered=True)
+
+
 def miou_by(store: ResultStore, dataset: Sequence[dict], by: str = "word_type", *,
             methods: Sequence[str] | None = None) -> pd.DataFrame:
     """Error analysis: mean IoU ± stderr per group (``by`` a stored column, or ``"size"`` = mask-fraction tercile)
@@ -227,8 +239,7 @@ def miou_by(store: ResultStore, dataset: Sequence[dict], by: str = "word_type", 
     cols["whole_image"] = frame["whole_image"].to_numpy()
     df = pd.DataFrame(cols)
     if by == "size":
-        df["size"] = pd.qcut(frame["mask_fraction"], 3, labels=["small", "medium", "large"], duplicates="drop") \
-            if frame["mask_fraction"].nunique() >= 3 else "all"
+        df["size"] = size_terciles(frame["mask_fraction"])
     else:
         df[by] = frame[by].to_numpy()
     g = df.groupby(by, observed=True)

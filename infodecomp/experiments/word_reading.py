@@ -53,7 +53,22 @@ def binomial(hits: int, n: int) -> dict:
 
 
 def _tensor(images) -> torch.Tensor:
+    """ShapesWorld scenes (32-px uint8) → ``[B, 3, 32, 32]`` in [0, 1]; callers encode them with
+    ``resize="bicubic"``, so a model at another resolution (SD 2.1: 512 px) sees them at its own size."""
     return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 for im in images])
+
+
+def _scene_size(image) -> np.ndarray:
+    """A generated image (``[H, W, 3]`` float in [0, 1] or uint8) at ShapesWorld's 32×32 pixels (area
+    averaging), so :func:`~infodecomp.data.shapes.parse_scene`, whose thresholds are in 32-px pixels, reads
+    the images of a model of any resolution."""
+    im = np.asarray(image)
+    if im.dtype == np.uint8:
+        im = im.astype(np.float32) / 255
+    if im.shape[:2] == (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE):
+        return im
+    t = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)).permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(t, size=(shapes.IMAGE_SIZE,) * 2, mode="area")[0].permute(1, 2, 0).numpy()
 
 
 def _relational_samples(n: int, seed: int, salt: int) -> list[shapes.Sample]:
@@ -74,7 +89,7 @@ def attention_mass(model, n: int = 32, *, seed: int = 0, logsnrs=MASS_LOGSNRS, b
     frames = []
     for start in range(0, n, batch):
         chunk = samples[start:start + batch]
-        x = model.encode_images(_tensor([s.image for s in chunk]))
+        x = model.encode_images(_tensor([s.image for s in chunk]), resize="bicubic")
         f = token_attention_mass(model, x, [s.caption for s in chunk], logsnrs, generator=g)
         f["image"] += start
         frames.append(f)
@@ -99,7 +114,7 @@ def _swap_pairs(n: int, seed: int) -> list[tuple[str, str]]:
 
 
 def _follows(image, prompt: str) -> bool:
-    parsed = shapes.parse_scene(image)
+    parsed = shapes.parse_scene(_scene_size(image))
     return len(parsed) == 1 and shapes.caption_matches(prompt, parsed, check_size=False)
 
 
@@ -135,7 +150,7 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
     rng = np.random.default_rng([seed, 43])
     scenes = [shapes.place(rng, [(a.split()[1], a.split()[2], shapes._pick(rng, tuple(shapes.SIZES)))])
               for a, _ in pairs]
-    x = model.encode_images(_tensor([shapes.render(s) for s in scenes]))
+    x = model.encode_images(_tensor([shapes.render(s) for s in scenes]), resize="bicubic")
     d = swap_distances(model, x, [a for a, _ in pairs], [b for _, b in pairs], n_samples=n_samples,
                        generator=torch.Generator().manual_seed(seed + 1))
     return {"follows_words": binomial(words, n), "follows_padding": binomial(padding, n),
@@ -176,7 +191,7 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
     out: dict[str, list] = {k: [] for k in edits[0]}
     for start in range(0, n, batch):
         chunk = range(start, min(n, start + batch))
-        x = model.encode_images(_tensor([samples[i].image for i in chunk]))
+        x = model.encode_images(_tensor([samples[i].image for i in chunk]), resize="bicubic")
         d = epsilon_change(model, x, [samples[i].caption for i in chunk],
                            {k: [edits[i][k] for i in chunk] for k in out}, n_samples=n_samples, generator=g)
         for k in out:
