@@ -172,30 +172,34 @@ def sd_scheduler(prediction_type: str = "epsilon", kind: str = "ddim"):
 
 def tiny_pipeline(*, prediction_type: str = "epsilon", seed: int = 0, scheduler: str = "ddim"):
     """A complete tiny ``StableDiffusionPipeline`` (fp32, CPU) — see the module docstring."""
+    return _assemble(tiny_vae(seed=seed), tiny_text_encoder(seed=seed + 1), tiny_unet(seed=seed + 2),
+                     sd_scheduler(prediction_type, scheduler))
+
+
+def _assemble(vae, text_encoder, unet, scheduler):
+    """A ``StableDiffusionPipeline`` of these parts with the bundled CLIP tokenizer, no safety checker, no bar."""
     from diffusers import StableDiffusionPipeline
 
     from .tokenizer import load_clip_tokenizer
 
-    pipe = StableDiffusionPipeline(
-        vae=tiny_vae(seed=seed),
-        text_encoder=tiny_text_encoder(seed=seed + 1),
-        tokenizer=load_clip_tokenizer(),
-        unet=tiny_unet(seed=seed + 2),
-        scheduler=sd_scheduler(prediction_type, scheduler),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(), unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _save(pipe, directory: str | Path | None, prefix: str) -> Path:
+    """``save_pretrained`` (safetensors) into ``directory``, or a new temporary one the caller owns."""
+    out = Path(tempfile.mkdtemp(prefix=prefix)) if directory is None else Path(directory)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
 
 
 def save_tiny_pipeline(directory: str | Path | None = None, **kwargs) -> Path:
     """Build :func:`tiny_pipeline` (``**kwargs``) and ``save_pretrained`` it (safetensors) to ``directory``
     (a new temporary directory if ``None``, which the caller owns). Returns the directory."""
-    out = Path(tempfile.mkdtemp(prefix="tiny-sd-")) if directory is None else Path(directory)
-    tiny_pipeline(**kwargs).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return _save(tiny_pipeline(**kwargs), directory, "tiny-sd-")
 
 
 def sd21_unet(*, config: dict | None = None, sample_size: int | None = None, width_divisor: int = 1,
@@ -342,10 +346,6 @@ def sd21_shaped_pipeline(*, prediction_type: str = "epsilon", resolution: int | 
     over the 4,096 (9,216) latent positions with 5 heads per layer, whose softmax cost does not shrink with the
     channel width; only fewer heads or positions would make it cheaper, and both are what this pipeline must keep.
     """
-    from diffusers import StableDiffusionPipeline
-
-    from .tokenizer import load_clip_tokenizer
-
     if prediction_type not in _SD21_SHAPED:
         raise ValueError(f"prediction_type must be one of {sorted(_SD21_SHAPED)} (SD 2.1-base: 'epsilon', "
                          f"SD 2.1 768: 'v_prediction'), got {prediction_type!r}")
@@ -354,24 +354,13 @@ def sd21_shaped_pipeline(*, prediction_type: str = "epsilon", resolution: int | 
     if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution <= 0 or resolution % 64:
         raise ValueError(f"resolution must be a positive multiple of 64 pixels (8× VAE, 3 UNet down-samplings), "
                          f"got {resolution!r}")
-    pipe = StableDiffusionPipeline(
-        vae=sd21_shaped_vae(seed=seed, sample_size=resolution),
-        text_encoder=sd21_shaped_text_encoder(seed=seed + 1),
-        tokenizer=load_clip_tokenizer(),
-        unet=sd21_unet(config=config, sample_size=resolution // 8, width_divisor=width_divisor, seed=seed + 2),
-        scheduler=sd_scheduler(prediction_type, scheduler),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _assemble(sd21_shaped_vae(seed=seed, sample_size=resolution), sd21_shaped_text_encoder(seed=seed + 1),
+                     sd21_unet(config=config, sample_size=resolution // 8, width_divisor=width_divisor, seed=seed + 2),
+                     sd_scheduler(prediction_type, scheduler))
 
 
 def save_sd21_shaped_pipeline(directory: str | Path | None = None, **kwargs) -> Path:
     """Build :func:`sd21_shaped_pipeline` (``**kwargs``) and ``save_pretrained`` it (safetensors) to ``directory``
     (a new temporary directory if ``None``, which the caller owns), loadable with
     :func:`infodecomp.models.load_model`. Returns the directory."""
-    out = Path(tempfile.mkdtemp(prefix="sd21-shaped-")) if directory is None else Path(directory)
-    sd21_shaped_pipeline(**kwargs).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return _save(sd21_shaped_pipeline(**kwargs), directory, "sd21-shaped-")
