@@ -234,14 +234,12 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
     n_draws = np.zeros(M, dtype=np.int64)
     n, evaluations, decided = 0, 0, False
     looks = set(rule.looks)
+    b = rule.block
+    noise = 2 if rule.antithetic else 1  # noise draws per log-SNR point: (ε, −ε)
+    # one block of b draws: with qmc one lattice of b / noise points (one unit), else b / noise i.i.d. points (units)
+    reps, per = (1, b // noise) if rule.qmc else (b // noise, 1)
+    xr = x.unsqueeze(0).expand(reps, *x.shape)
     while n < rule.max_samples:
-        b = rule.block
-        noise = 2 if rule.antithetic else 1  # noise draws per log-SNR point: (ε, −ε)
-        if rule.qmc:  # one lattice of b / noise points: one unit
-            reps, per = 1, b // noise
-        else:  # b / noise i.i.d. log-SNR points: that many units
-            reps, per = b // noise, 1
-        xr = x.unsqueeze(0).expand(reps, *x.shape)
         act = torch.as_tensor(active, device=conds.device)
         if evaluate_null:
             cr = conds[act].unsqueeze(0).expand(reps, len(active), *conds.shape[1:])
@@ -295,5 +293,6 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
     u = units[method]
     finals = [u[:, j].mean() for j in active]  # the survivors share every unit
     prediction = active[int(np.argmax(finals))]
-    return SequentialScores(method=method, prediction=int(prediction), decided=decided, n_samples=int(n), n_evaluations=int(evaluations), units=units, n_draws=n_draws,
-                            dropped_at=dropped_at, null_evaluated=bool(evaluate_null))
+    return SequentialScores(method=method, prediction=int(prediction), decided=decided, n_samples=int(n),
+                            n_evaluations=int(evaluations), units=units, n_draws=n_draws, dropped_at=dropped_at,
+                            null_evaluated=bool(evaluate_null))
