@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analytic", "attention", "data", "editing", "estimators", "experiments", "logsnr", "metrics", "models",
-    "plotting", "results", "text", "tokenizer", "training", "widgets", "claims", "diagnostics",
+    "plotting", "results", "text", "tokenizer", "training", "widgets", "diagnostics",
     "flow", "families", "joint_attention",
 )
 
