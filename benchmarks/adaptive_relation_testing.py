@@ -25,8 +25,8 @@ conditions, the true one among them) and ``shapes-tiny`` (the embedded model on 
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py                           # both, defaults
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
 
-Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see the README section
-"Adaptive relation testing" for the table and the reading of it.
+Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see
+docs/running.md#adaptive-relation-testing for the table and the reading of it.
 """
 
 from __future__ import annotations

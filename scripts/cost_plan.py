@@ -6,7 +6,7 @@ experiments' code in tests/test_costs.py).
     python scripts/cost_plan.py                                   # print the table (evaluations only)
     python scripts/cost_plan.py --evals-per-second 40             # … with GPU-hours at 40 evaluations/s
     python scripts/cost_plan.py --throughput-json benchmarks/results/sd21_throughput.json   # … measured
-    python scripts/cost_plan.py --readme                          # rewrite README.md's cost-plan block
+    python scripts/cost_plan.py --readme                          # rewrite docs/running.md's cost-plan block
     python scripts/cost_plan.py --check                           # exit 1 if that block is out of date
 
 Without --evals-per-second or --throughput-json, the block uses benchmarks/results/sd21_throughput.json when it
@@ -27,8 +27,8 @@ from tools.cost_plan import COST_END, COST_START, Throughput, plan_markdown, rea
 from tools.markers import replace_block, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-#: The document that holds the cost-plan block.
-DOCUMENT = REPO / "README.md"
+#: The document that holds the cost-plan block (docs/running.md#costs).
+DOCUMENT = REPO / "docs" / "running.md"
 #: Where benchmarks/sd21_throughput.py's measurement is kept when one is committed.
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "sd21_throughput.json"
 
@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="which measured dtype to plan with (the paper ran float32)")
     p.add_argument("--readme", nargs="?", const=DOCUMENT, type=Path, default=None,
-                   help="rewrite the block between the cost-plan markers of this file (default README.md)")
+                   help="rewrite the block between the cost-plan markers of this file (default docs/running.md)")
     p.add_argument("--check", nargs="?", const=DOCUMENT, type=Path, default=None,
-                   help="exit 1 if the block of this file (default README.md) is out of date; write nothing")
+                   help="exit 1 if the block of this file (default docs/running.md) is out of date; write nothing")
     a = p.parse_args(argv)
     body = plan_markdown(costs.paper_plan(), throughput(a))
     target = a.check or a.readme
