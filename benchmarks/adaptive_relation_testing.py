@@ -25,27 +25,23 @@ conditions, the true one among them) and ``shapes-tiny`` (the embedded model on 
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py                           # both, defaults
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
 
-Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see the README section
-"Adaptive relation testing" for the table and the reading of it.
+Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see
+docs/running.md#adaptive-relation-testing for the table and the reading of it.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from infodecomp import analytic  # noqa: E402
-from infodecomp.experiments import relation_testing as rt  # noqa: E402
-from infodecomp.experiments.sequential import SequentialRule, sequential_scores  # noqa: E402
-from infodecomp.logsnr import LogSNRSampling  # noqa: E402
-from infodecomp.results import example_seed  # noqa: E402
+from infodecomp import analytic
+from infodecomp.experiments import relation_testing as rt
+from infodecomp.experiments.sequential import SequentialRule, sequential_scores
+from infodecomp.logsnr import LogSNRSampling
+from infodecomp.results import example_seed
 
 RUNS = {"adaptive i^o": dict(method="info_o", evaluate_null=True),
         "adaptive i^s": dict(method="info_s", evaluate_null=False)}

@@ -14,7 +14,7 @@ bfloat16 and float16; every model encodes its own latents and prompts, as a run 
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/precision_bias.py     # ≈ 2 minutes on one CPU thread
 
-The numbers are quoted in the README ("Precision") and in :mod:`infodecomp.precision`.
+The numbers are quoted in docs/models.md#precision and in :mod:`infodecomp.precision`.
 """
 
 from __future__ import annotations

@@ -27,18 +27,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from infodecomp import analytic  # noqa: E402
-from infodecomp.experiments import relation_testing as rt  # noqa: E402
-from infodecomp.logsnr import LogSNRSampling  # noqa: E402
+from infodecomp import analytic
+from infodecomp.experiments import relation_testing as rt
+from infodecomp.logsnr import LogSNRSampling
 
 
 class Counter:

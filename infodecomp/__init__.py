@@ -6,7 +6,7 @@ Ver Steeg, ICLR 2024). ``import infodecomp as idc`` is all a notebook imports; s
     idc.estimators.pointwise_information(denoiser, x, cond, ref)
     model = idc.models.load_model("shapes-tiny")
 
-Information is always in nats. See README.md for the layout and docs/architecture.md for the design.
+Information is always in nats. See docs/architecture.md for the layout and the design.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analytic", "attention", "data", "editing", "estimators", "experiments", "logsnr", "metrics", "models",
-    "plotting", "results", "text", "tokenizer", "training", "widgets", "claims", "diagnostics",
+    "plotting", "results", "text", "tokenizer", "training", "widgets", "diagnostics",
     "flow", "families", "joint_attention",
 )
 

@@ -97,12 +97,6 @@ def _uniform01(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
     return u.to(device=device) if device is not None else u
 
 
-def logistic_support(*, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0) -> tuple[float, float]:
-    """The clipped log-SNR range ``(loc − clip·scale, loc + clip·scale)`` shared by every rule."""
-    _check_settings(loc, scale, clip)
-    return loc - clip * scale, loc + clip * scale
-
-
 def logistic_density(logsnr: Tensor, *, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0) -> Tensor:
     """Density q(λ) of the truncated logistic (zero outside the support), same shape as ``logsnr``.
 

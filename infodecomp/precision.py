@@ -2,7 +2,7 @@
 
 A model may run in float16 or bfloat16 (squared errors are still accumulated in float32:
 docs/architecture.md#dtype). Two facts decide whether that is a good idea, both measured on shapes-tiny by
-``benchmarks/precision_bias.py`` (README, "Precision"):
+``benchmarks/precision_bias.py`` (docs/models.md#precision):
 
 * **Reduced precision biases i^o upward.** i^o = ½ E w ‖ε̂(z|y) − ε̂(z|ref)‖² is a squared difference of two
   predictions; rounding noise in each prediction adds its own variance to the square, so the estimate grows.
@@ -39,7 +39,7 @@ REDUCED = ("float16", "bfloat16")
 REDUCED_PRECISION_NOTE = (
     "computed in reduced precision ({dtype}): rounding noise biases i^o upward (measured on shapes-tiny in "
     "bfloat16: +0.22 nats, +2.5 %, positive on 14 of 14 images; 6 of 24 i^s relation-testing decisions "
-    "changed; README, Precision); float32 is the reference precision"
+    "changed; docs/models.md#precision); float32 is the reference precision"
 )
 
 

@@ -41,6 +41,10 @@ DEFAULT_NOTEBOOKS = REPO / "build" / "notebooks"
 DEFAULT_STAGE = REPO / "build" / "book-src"
 DEFAULT_OUT = REPO / "build" / "book"
 
+#: The pages of docs/ in the book's navigation, in reading order, with their titles (a page not listed here is
+#: still shown, after these, under its file name).
+DOCUMENTS = {"protocol.md": "Protocol", "models.md": "Models", "running.md": "Running at scale",
+             "probe.md": "The interactive probe", "architecture.md": "Architecture", "results.md": "Results"}
 #: Repository files that become pages at another path in the site (all others keep their repository path).
 RENAMED = {"docs/README.md": "index.md", "README.md": "overview.md"}
 
@@ -339,8 +343,10 @@ def build(stage_dir: Path, out: Path, nav: list[tuple[str, str]]) -> None:
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
-    docs = sorted(p.name for p in (stage_dir / "docs").glob("*.md"))
-    titles = {"protocol.md": "Protocol", "architecture.md": "Architecture", "results.md": "Results"}
+    # The documents in reading order (DOCUMENTS), then any other page of docs/ by name: every page is shown.
+    staged = {p.name for p in (stage_dir / "docs").glob("*.md")}
+    docs = [d for d in DOCUMENTS if d in staged] + sorted(staged - set(DOCUMENTS))
+    titles = DOCUMENTS
     config = load_config(str(REPO / "mkdocs.yml"), docs_dir=str(stage_dir), site_dir=str(out), strict=True,
                          nav=[{"Home": "index.md"}, {"Overview (README)": "overview.md"},
                               {"Notebooks": [{title: path} for title, path in nav]},

@@ -1,56 +1,49 @@
 #!/usr/bin/env python
 """The cost plan: UNet evaluations of every notebook at the paper's scale and, at a measured throughput,
-GPU-hours (infodecomp/experiments/costs.py; counts verified against the experiments' code in tests/test_costs.py).
+GPU-hours (infodecomp/experiments/costs.py, rendered by tools/cost_plan.py; counts verified against the
+experiments' code in tests/test_costs.py).
 
     python scripts/cost_plan.py                                   # print the table (evaluations only)
     python scripts/cost_plan.py --evals-per-second 40             # … with GPU-hours at 40 evaluations/s
     python scripts/cost_plan.py --throughput-json benchmarks/results/sd21_throughput.json   # … measured
-    python scripts/cost_plan.py --readme                          # rewrite README.md's cost-plan block
+    python scripts/cost_plan.py --readme                          # rewrite docs/running.md's cost-plan block
     python scripts/cost_plan.py --check                           # exit 1 if that block is out of date
 
-Without --evals-per-second or --throughput-json, the README block uses benchmarks/results/sd21_throughput.json
-when it exists (a GPU measurement of benchmarks/sd21_throughput.py) and shows evaluations only otherwise.
---check compares with what --readme would write given the same options (make readme / make cost-plan use the
-defaults). Standard library only, like scripts/update_claims.py.
+Without --evals-per-second or --throughput-json, the block uses benchmarks/results/sd21_throughput.json when it
+exists (a GPU measurement of benchmarks/sd21_throughput.py) and shows evaluations only otherwise. --check
+compares with what --readme would write given the same options (make readme / make cost-plan use the defaults).
+Runs without torch: infodecomp.experiments.costs and tools import only the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from infodecomp.markers import replace_block, write_atomic  # noqa: E402
+from infodecomp.experiments import costs
+from tools.cost_plan import COST_END, COST_START, Throughput, plan_markdown, read_throughput
+from tools.markers import replace_block, write_atomic
 
+REPO = Path(__file__).resolve().parent.parent
+#: The document that holds the cost-plan block (docs/running.md#costs).
+DOCUMENT = REPO / "docs" / "running.md"
 #: Where benchmarks/sd21_throughput.py's measurement is kept when one is committed.
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "sd21_throughput.json"
 
 
-def _costs():
-    """infodecomp/experiments/costs.py loaded by path: importing the package infodecomp.experiments would not
-    import torch, but this keeps the script independent of what the package's __init__ files import."""
-    spec = importlib.util.spec_from_file_location("_infodecomp_costs", REPO / "infodecomp" / "experiments" / "costs.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def throughput(costs, args):
+def throughput(args) -> Throughput | None:
     if args.evals_per_second is not None:
         v = args.evals_per_second
         if not math.isfinite(v) or v <= 0:
             raise SystemExit(f"--evals-per-second must be a finite number > 0, got {v}")
-        return costs.Throughput(v, f"{v:,.1f} evaluations/s (given with --evals-per-second, not measured here)")
+        return Throughput(v, f"{v:,.1f} evaluations/s (given with --evals-per-second, not measured here)")
     path = args.throughput_json if args.throughput_json is not None else (DEFAULT_JSON if DEFAULT_JSON.is_file() else None)
     if path is None:
         return None
     try:
-        return costs.read_throughput(path, dtype=args.dtype)
+        return read_throughput(path, dtype=args.dtype)
     except (OSError, ValueError) as err:
         raise SystemExit(str(err)) from err
 
@@ -63,13 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="a JSON of benchmarks/sd21_throughput.py (its fastest row of --dtype is used)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="which measured dtype to plan with (the paper ran float32)")
-    p.add_argument("--readme", nargs="?", const=REPO / "README.md", type=Path, default=None,
-                   help="rewrite the block between the cost-plan markers of this file (default README.md)")
-    p.add_argument("--check", nargs="?", const=REPO / "README.md", type=Path, default=None,
-                   help="exit 1 if the block of this file (default README.md) is out of date; write nothing")
+    p.add_argument("--readme", nargs="?", const=DOCUMENT, type=Path, default=None,
+                   help="rewrite the block between the cost-plan markers of this file (default docs/running.md)")
+    p.add_argument("--check", nargs="?", const=DOCUMENT, type=Path, default=None,
+                   help="exit 1 if the block of this file (default docs/running.md) is out of date; write nothing")
     a = p.parse_args(argv)
-    costs = _costs()
-    body = costs.plan_markdown(costs.paper_plan(), throughput(costs, a))
+    body = plan_markdown(costs.paper_plan(), throughput(a))
     target = a.check or a.readme
     if target is None:
         print(body)
@@ -78,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no file at {target}")
     old = target.read_text(encoding="utf-8")
     try:
-        new = replace_block(old, costs.COST_START, costs.COST_END, body)
+        new = replace_block(old, COST_START, COST_END, body)
     except ValueError as err:
         raise SystemExit(f"{target}: {err}") from err
     if a.check:

@@ -34,7 +34,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def model_slug(model: str) -> str:
-    sys.path.insert(0, str(ROOT))
     from infodecomp.results import model_slug as slug
 
     return slug(model)
@@ -47,7 +46,6 @@ def classify(model: str) -> str:
         raise ValueError(f"model must be a short name, a local pipeline directory or a hub id owner/name; got {model!r}")
     if Path(model).expanduser().is_dir():
         return "local"
-    sys.path.insert(0, str(ROOT))
     from infodecomp.models import MODELS
 
     if model in MODELS:
@@ -59,7 +57,6 @@ def classify(model: str) -> str:
 
 
 def sha256_of(path: Path) -> str:
-    sys.path.insert(0, str(ROOT))
     from infodecomp.digest import file_sha256
 
     return file_sha256(path)

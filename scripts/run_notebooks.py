@@ -8,6 +8,7 @@
     python scripts/run_notebooks.py -p MODEL=sd21-base -p DEVICE=cuda   # override parameters in every notebook
     python scripts/run_notebooks.py --out-dir /tmp/figs --store-dir /tmp/runs   # other output folders
     accelerate launch --multi_gpu --num_processes 4 scripts/run_notebooks.py --paper --only 02 --model ...   # sharded
+    python scripts/run_notebooks.py --list-sharded  # which notebooks shard (02 03): the Makefile's list
 
 Every notebook takes the same two folder parameters (docs/architecture.md#outputs): ``OUT_DIR`` (figures, tables
 and recorded numbers, ``OUT_DIR/<model>/``; default ``figures``) and ``STORE_DIR`` (resumable result stores,
@@ -56,7 +57,8 @@ FOLDERS = {"default": ("build/notebooks", None, None),
            "paper": ("build/paper/notebooks", None, None)}
 PARAMETER_FILES = {"small": NOTEBOOKS / "ci_parameters.yml", "paper": NOTEBOOKS / "paper_parameters.yml"}
 #: Notebooks whose experiment shards its examples over the processes of a launch (relation_testing.run calls
-#: run_sharded with the launcher's state); under a multi-process launch only these run.
+#: run_sharded with the launcher's state); under a multi-process launch only these run. The one list: the
+#: Makefile's reproduce-paper asks for it (``--list-sharded``) instead of writing it again.
 SHARDED = ("02_relation_testing", "03_relation_types")
 #: Lower-case keys a parameter-file entry may hold besides the notebook's parameters.
 ENTRY_KEYS = ("variant", "skip")
@@ -195,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                                                       "runs; build/ci/runs with --small)")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and their parameters, execute nothing")
     ap.add_argument("--kernel", default="python3")
+    ap.add_argument("--list-sharded", action="store_true",
+                    help="print the number prefixes of the notebooks that shard under a launch (SHARDED) and exit")
     args = ap.parse_args(argv)
+    if args.list_sharded:
+        print(" ".join(stem[:2] for stem in SHARDED))
+        return 0
 
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -217,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = world[0]
     model = args.model
     if model is not None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from fetch_weights import fetch
+        from fetch_weights import fetch  # scripts/fetch_weights.py, found beside this script
 
         try:  # under a launch, every process only checks the copy that the plain fetch made beforehand
             model = fetch(model, args.revision, args.weights_dir, verify_only=world[2] > 1)

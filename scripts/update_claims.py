@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Regenerate the claims table (each claim of the paper, the embedded model's paired difference with its
-interval, and the verdict; rules in infodecomp/claims.py) in README.md and docs/results.md, between the
+interval, and the verdict; rules in tools/claims.py) in README.md and docs/results.md, between the
 markers ``<!-- claims-table:start -->`` and ``<!-- claims-table:end -->``, from figures/<model>/*.json.
 
     python scripts/update_claims.py            # rewrite the files that have the markers
     python scripts/update_claims.py --check    # exit 1 if one is out of date
 
-Standard library only (infodecomp.claims imports nothing else), like scripts/update_readme_results.py.
+Standard library only (tools.claims and infodecomp.digest import nothing else), like
+scripts/update_readme_results.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from infodecomp.digest import weights_version
+from tools.claims import CLAIMS_START, updated_text
+from tools.markers import write_atomic
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from infodecomp.claims import CLAIMS_START, updated_text  # noqa: E402
-from infodecomp.digest import weights_version  # noqa: E402
-from infodecomp.markers import write_atomic  # noqa: E402
 
 #: The embedded models whose committed weights the recorded numbers are compared with.
 EMBEDDED = {"shapes-tiny": REPO / "infodecomp" / "assets" / "shapes-tiny"}

@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""Regenerate the results tables of the README and of docs/results.md from the notebooks' recorded numbers.
+"""Regenerate the results tables of docs/results.md from the notebooks' recorded numbers.
 
-Reads every ``figures/<model>/<notebook-stem>.json`` (written by ``infodecomp.results.record``) and rewrites
-the part of README.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``, and the same
-block of ``docs/results.md`` beside it (when that file exists); nothing else in the files changes. One table
-per notebook and model::
+Reads every ``figures/<model>/<notebook-stem>.json`` (written by ``infodecomp.results.record``) and rewrites the
+part of docs/results.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``; nothing else
+in the file changes. The results live only there: the README links to them. One table per notebook and model::
 
     #### `03_localization` — `shapes-tiny`
 
@@ -16,11 +15,11 @@ followed by the Markdown tables the notebook wrote beside its numbers (``figures
 
 Usage::
 
-    python scripts/update_readme_results.py            # rewrite README.md and docs/results.md
-    python scripts/update_readme_results.py --check    # exit 1 if either is out of date
-    python scripts/update_readme_results.py --readme R.md --doc D.md   # other files (--doc repeats)
+    python scripts/update_readme_results.py            # rewrite docs/results.md
+    python scripts/update_readme_results.py --check    # exit 1 if it is out of date
+    python scripts/update_readme_results.py --doc D.md # another file with the markers (--doc repeats)
 
-Standard library only, so it runs before the package is installed.
+Standard library only (tools.markers), so it runs without torch.
 """
 
 from __future__ import annotations
@@ -31,12 +30,14 @@ import math
 import sys
 from pathlib import Path
 
+from tools.markers import replace_block, write_atomic
+
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-EMPTY = "No results are recorded yet."  # the README's placeholder line, kept word for word
+EMPTY = "No results are recorded yet."  # the placeholder line, kept word for word
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from infodecomp.markers import replace_block, write_atomic  # noqa: E402  (standard library only)
+#: The one document that holds the results block.
+DOCUMENT = REPO / "docs" / "results.md"
 
 
 def format_value(value: float, stderr: float | None = None) -> str:
@@ -58,13 +59,13 @@ def format_value(value: float, stderr: float | None = None) -> str:
 
 
 def provenance_summary(prov: dict) -> str:
-    """Model, protocol, seed and sample count, as one short line (no dates: the README changes only with
+    """Model, protocol, seed and sample count, as one short line (no dates: the page changes only with
     the numbers)."""
     parts = [f"model {prov.get('model_id') or prov.get('model', '?')}"]
     if prov.get("revision"):
         parts.append(f"revision {prov['revision']}")
     if prov.get("dtype") not in (None, "float32"):  # float32 is the reference; say anything else
-        parts.append(f"dtype {prov['dtype']}" + (" (reduced precision: biased, see Precision)"
+        parts.append(f"dtype {prov['dtype']}" + (" (reduced precision: biased, see docs/models.md#precision)"
                                                  if prov.get("reduced_precision") else ""))
     for key, label in (("protocol", "protocol"), ("seed", "seed"), ("n_samples", "samples")):
         if prov.get(key) is not None:
@@ -78,8 +79,8 @@ def _cell(text: str) -> str:
 
 def notebook_tables(json_path: Path) -> list[str]:
     """The Markdown tables a notebook wrote beside its numbers (``<stem>*.md`` in the same folder: Table 1 with
-    the paper's rows, say), each with its ``# title`` line turned into a bold caption so the README's headings
-    stay the README's."""
+    the paper's rows, say), each with its ``# title`` line turned into a bold caption so the page's headings
+    stay the page's."""
     out = []
     for md in sorted(json_path.parent.glob(f"{json_path.stem}*.md")):
         text = md.read_text(encoding="utf-8").strip()
@@ -118,43 +119,35 @@ def render(figures: Path) -> str:
     return "\n\n".join(tables)
 
 
-def updated_readme(readme_text: str, figures: Path) -> str:
-    """``readme_text`` with the block between the markers replaced by :func:`render`."""
+def updated_text(text: str, figures: Path) -> str:
+    """``text`` with the block between the markers replaced by :func:`render`."""
     try:
-        return replace_block(readme_text, START, END, render(figures))
+        return replace_block(text, START, END, render(figures))
     except ValueError as err:
         raise SystemExit(f"the file must contain exactly one {START!r} followed by one {END!r} ({err})") from err
 
 
-_write = write_atomic
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to update")
     parser.add_argument("--doc", type=Path, action="append", default=None,
-                        help="another file with the same markers to update (repeatable; default: docs/results.md "
-                             "beside the README, if it exists)")
+                        help="a file with the markers to update (repeatable; default: docs/results.md)")
     parser.add_argument("--figures", type=Path, default=REPO / "figures", help="folder of <model>/<stem>.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
     args = parser.parse_args(argv)
-    if not args.readme.is_file():
-        raise SystemExit(f"no README at {args.readme}")
-    beside = args.readme.parent / "docs" / "results.md"
-    docs = args.doc if args.doc is not None else ([beside] if beside.is_file() else [])
+    docs = args.doc if args.doc is not None else [DOCUMENT]
     for doc in docs:
         if not doc.is_file():
             raise SystemExit(f"no file at {doc}")
     stale = []
-    for path in [args.readme, *docs]:
+    for path in docs:
         old = path.read_text(encoding="utf-8")
-        new = updated_readme(old, args.figures)
+        new = updated_text(old, args.figures)
         if args.check:
             if new != old:
                 stale.append(path)
             continue
         if new != old:
-            _write(path, new)
+            write_atomic(path, new)
             print(f"updated {path}")
         else:
             print(f"{path} already up to date")
@@ -163,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} results tables are out of date; run scripts/update_readme_results.py", file=sys.stderr)
         if stale:
             return 1
-        print("results tables are up to date: " + ", ".join(str(p) for p in [args.readme, *docs]))
+        print("results tables are up to date: " + ", ".join(str(p) for p in docs))
     return 0
 
 

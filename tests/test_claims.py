@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from infodecomp import claims as C
 from infodecomp import results as R
+from tools import claims as C
 
 
 def test_verdict_rule_uses_the_95_percent_interval():

@@ -1,4 +1,5 @@
-"""The cost plan (infodecomp/experiments/costs.py, scripts/cost_plan.py, benchmarks/sd21_throughput.py).
+"""The cost plan (infodecomp/experiments/costs.py, tools/cost_plan.py, scripts/cost_plan.py,
+benchmarks/sd21_throughput.py).
 
 The counts run the experiments' own code paths on the tiny test UNet and count the rows that reach it; they must
 equal the closed forms that the plan evaluates at the paper's sizes."""
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from infodecomp.experiments import costs as C
+from tools import cost_plan as T
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "cost_plan.py"
@@ -142,22 +144,22 @@ def test_read_throughput_picks_the_fastest_row_of_the_dtype(tmp_path):
         {"dtype": "float32", "batch": 8, "sdpa": True, "compile": False, "evals_per_second": 30.0},
         {"dtype": "float32", "batch": 32, "sdpa": True, "compile": True, "evals_per_second": 45.5},
         {"dtype": "float16", "batch": 64, "sdpa": True, "compile": True, "evals_per_second": 120.0}])
-    t = C.read_throughput(p)
+    t = T.read_throughput(p)
     assert t.evals_per_second == 45.5 and "batch 32" in t.source and "torch.compile on" in t.source
-    assert C.read_throughput(p, dtype="float16").evals_per_second == 120.0
+    assert T.read_throughput(p, dtype="float16").evals_per_second == 120.0
     with pytest.raises(ValueError, match=r"no measured row of dtype 'bfloat16'; measured dtypes: \['float16', 'float32'\]"):
-        C.read_throughput(p, dtype="bfloat16")
+        T.read_throughput(p, dtype="bfloat16")
     with pytest.raises(ValueError, match="CPU smoke run"):
-        C.read_throughput(_bench_json(tmp_path / "s.json", [], smoke=True))
+        T.read_throughput(_bench_json(tmp_path / "s.json", [], smoke=True))
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match="not a benchmarks/sd21_throughput.py result"):
-        C.read_throughput(tmp_path / "bad.json")
+        T.read_throughput(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="no throughput file"):
-        C.read_throughput(tmp_path / "missing.json")
+        T.read_throughput(tmp_path / "missing.json")
 
 
 def test_markdown_with_hours():
-    md = C.plan_markdown(C.paper_plan(), C.Throughput(100.0, "100 evaluations/s on a test"))
+    md = T.plan_markdown(C.paper_plan(), T.Throughput(100.0, "100 evaluations/s on a test"))
     total = [line for line in md.splitlines() if line.startswith("| **all**")][0]
     assert "**52,782,850**" in total and f"**{52_782_850 / 100 / 3600:,.1f}**" in total
     assert "| (15,805,500) |" in md and "GPU-hours at 100 evaluations/s on a test." in md
@@ -169,14 +171,14 @@ def _run(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_the_readme_block_is_current():
+def test_the_running_page_block_is_current():
     r = _run("--check")
     assert r.returncode == 0, r.stderr
 
 
 def test_check_detects_a_stale_block_and_readme_fixes_it(tmp_path):
     f = tmp_path / "README.md"
-    f.write_text(f"# x\n\n{C.COST_START}\nold table\n{C.COST_END}\n\ntail\n", encoding="utf-8")
+    f.write_text(f"# x\n\n{T.COST_START}\nold table\n{T.COST_END}\n\ntail\n", encoding="utf-8")
     r = _run("--check", f)
     assert r.returncode == 1 and "out of date" in r.stderr
     assert _run("--readme", f).returncode == 0
@@ -231,7 +233,7 @@ def test_benchmark_cpu_smoke_writes_a_json_the_plan_refuses(bench, tmp_path, cap
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["smoke"] is True and data["benchmark"] == "sd21_throughput" and len(data["rows"]) == 1
     with pytest.raises(ValueError, match="CPU smoke run"):
-        C.read_throughput(out)
+        T.read_throughput(out)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,6 +1,7 @@
 """The repository explains itself: every citation of the project's documents resolves, nothing cites a file
 outside the repository, the deviation ids B1 … B35 are stable, notebook titles cite the paper's sections as the
-README does, and the generated results blocks agree.
+README does, the README is a front door whose moved sections each have a page in docs/ that the book shows, and
+every generated block lives in the one document that holds it and is current.
 
 Citation syntax (docs/architecture.md#conventions): ``docs/<file>.md#<anchor>`` in code, comments and parameter
 comments; in Markdown (the README, docs/, notebook text) a link to that path, e.g. ``[B25](../docs/protocol.md#b25)``.
@@ -159,7 +160,7 @@ CITATION = re.compile(r"(?<![\w/.-])(?:\.\./)*docs/([A-Za-z0-9_.-]+\.md)(?:#([A-
 
 
 def test_the_documents_exist():
-    for name in ("README.md", "protocol.md", "architecture.md", "results.md"):
+    for name in ("README.md", "protocol.md", "architecture.md", "results.md", "models.md", "running.md", "probe.md"):
         assert (DOCS / name).is_file(), f"docs/{name} is missing"
 
 
@@ -328,12 +329,96 @@ def _block(text: str, start: str, end: str) -> str:
     return text[text.index(start) + len(start):text.index(end)]
 
 
-def test_results_page_carries_the_readmes_generated_tables():
-    """docs/results.md holds the same generated results block as the README (scripts/update_readme_results.py
-    writes both), and a claims block for the claims generator."""
+def _script_check(script: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--check"], cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_the_results_live_only_on_the_results_page():
+    """docs/results.md holds the generated results block, and it is what scripts/update_readme_results.py renders
+    from figures/<model>/*.json now; the README does not repeat it (it links there). Both hold a claims block for
+    the claims generator, and it is current."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     results = (DOCS / "results.md").read_text(encoding="utf-8")
     marks = ("<!-- results:start -->", "<!-- results:end -->")
-    assert _block(results, *marks) == _block(readme, *marks), \
-        "docs/results.md and README.md differ: run python scripts/update_readme_results.py"
-    _block(results, "<!-- claims-table:start -->", "<!-- claims-table:end -->")
+    _block(results, *marks)
+    assert not any(m in readme for m in marks), "the results block lives only in docs/results.md"
+    assert "docs/results.md" in markdown_links(readme) or any(
+        t.startswith("docs/results.md") for t in markdown_links(readme)), "the README links to the results"
+    r = _script_check("update_readme_results.py")
+    assert r.returncode == 0, f"docs/results.md is out of date: run python scripts/update_readme_results.py\n{r.stderr}"
+    for text in (readme, results):
+        _block(text, "<!-- claims-table:start -->", "<!-- claims-table:end -->")
+    r = _script_check("update_claims.py")
+    assert r.returncode == 0, f"a claims table is out of date: run python scripts/update_claims.py\n{r.stderr}"
+
+
+def test_the_cost_plan_lives_on_the_running_page():
+    """The cost-plan block is in docs/running.md only, and scripts/cost_plan.py --check (which checks that page by
+    default) finds it current."""
+    running = (DOCS / "running.md").read_text(encoding="utf-8")
+    _block(running, "<!-- cost-plan:start -->", "<!-- cost-plan:end -->")
+    for f, md in markdown_sources():
+        if f != "docs/running.md":
+            assert "<!-- cost-plan:start -->" not in md, f"{f} repeats the cost-plan block"
+    r = _script_check("cost_plan.py")
+    assert r.returncode == 0, r.stderr
+
+
+# ──────────────────────────────────────────── the front door ────────────────────────────────────────────
+
+README_MAX_LINES = 250
+#: The README's sections that moved, and the page of docs/ that holds each now (heading text → document).
+MOVED = {
+    "Models": "models.md", "Model families: SD 1.x, SDXL, SD3, Flux": "models.md", "Precision": "models.md",
+    "Data": "running.md", "Long runs: resuming and sharding": "running.md",
+    "What the paper costs at full scale": "running.md", "Adaptive relation testing": "running.md",
+    "The paper at full scale on a GPU runner": "running.md", "The SD 2.1-shaped dry run (CI)": "running.md",
+    "Benchmarks": "running.md", "The interactive probe": "probe.md", "The read-along book": "README.md",
+    "Recorded numbers, by notebook": "results.md", "The repository": "architecture.md",
+}
+
+
+def _headings(markdown: str) -> list[str]:
+    return [_heading_text(line) for line in _prose(markdown) if re.match(r"#{1,6}\s", line)]
+
+
+def test_the_readme_is_a_front_door():
+    """At most 250 lines: what this is, the two commands, a Python example, the notebook table, the claims table,
+    and links to every document; no Layout section (docs/architecture.md describes the layout, once)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_MAX_LINES, f"README.md has {len(text.splitlines())} lines"
+    headings = _headings(text)
+    for h in ("Two commands", "Use it from Python", "Notebooks", "What the embedded model shows"):
+        assert h in headings, f"the README lacks its section {h!r}"
+    assert "Layout" not in headings and "Results" not in headings
+    assert "make reproduce" in text and "make test" in text
+    linked = {t.partition("#")[0] for t in markdown_links(text)}
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    missing = [p for p in pages if f"docs/{p}" not in linked]
+    assert not missing, f"the README does not link to {missing}"
+
+
+def test_every_moved_section_has_a_home_that_the_book_shows():
+    """Each section that left the README is a heading of its page in docs/, and scripts/build_book.py puts every
+    page of docs/ in the book's navigation (its reading order names each of them)."""
+    for heading, page in MOVED.items():
+        assert heading in _headings((DOCS / page).read_text(encoding="utf-8")), f"docs/{page} lacks {heading!r}"
+    book = (ROOT / "scripts" / "build_book.py").read_text(encoding="utf-8")
+    order = re.search(r"^DOCUMENTS = \{(.*?)\}", book, re.M | re.S)
+    assert order, "scripts/build_book.py names the documents' reading order in DOCUMENTS"
+    listed = set(re.findall(r'"([\w-]+\.md)":', order.group(1)))
+    pages = {p.name for p in DOCS.glob("*.md")} - {"README.md"}  # docs/README.md is the book's home page
+    assert pages <= listed, f"not in the book's navigation: {sorted(pages - listed)}"
+
+
+def test_the_layer_map_has_its_place_in_the_architecture():
+    """docs/architecture.md holds one machine-readable layer-map block (filled and checked against the package's
+    imports by the layering test) and describes the layout; the README has no copy of it."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    _block(text, "<!-- layer-map:begin -->", "<!-- layer-map:end -->")
+    for name in ("layout", "layers", "modules"):
+        assert name in anchors(text), f"docs/architecture.md has no #{name}"
+    assert "infodecomp/      the package" not in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -1,4 +1,5 @@
-"""The house: environment.yml agrees with pyproject.toml, and notebooks follow the notebook conventions."""
+"""The house: environment.yml agrees with pyproject.toml, notebooks follow the notebook conventions, and the
+repository's tooling (tools/, scripts/) imports normally and only the standard library."""
 
 import json
 import re
@@ -78,3 +79,42 @@ def test_papermill_reads_every_parameter(path):
     names = [p.name for p in translators.PythonTranslator.inspect(cell)]
     assigned = re.findall(r"^([A-Z][A-Z0-9_]*) = ", cell.source, re.M)
     assert names == assigned, f"papermill reads {names}, the cell assigns {assigned}"
+
+
+# ───────────────────────────────────── tools/ and the scripts that use it ─────────────────────────────────────
+
+#: The scripts that write the README's and docs/'s generated blocks: they must run without torch.
+DOC_SCRIPTS = ("scripts/update_readme_results.py", "scripts/update_claims.py", "scripts/cost_plan.py")
+
+
+def test_tools_and_the_document_scripts_import_only_the_standard_library():
+    """tools/ (the block writers, the claims table, the cost-plan table) and the scripts that use it import the
+    standard library, tools and the package's standard-library modules, nothing else (no torch, numpy, yaml)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import runpy, sys\n"
+        "before = set(sys.modules)\n"
+        "import tools, tools.markers, tools.claims, tools.cost_plan\n"
+        f"for path in {list(DOC_SCRIPTS)!r}:\n"
+        "    runpy.run_path(path, run_name='not_main')\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(' '.join(sorted(new - set(sys.stdlib_module_names) - {'tools', 'infodecomp'})))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [], f"not standard library: {r.stdout.split()}"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"] == ["infodecomp*", "tools*"], "the install provides tools beside the package"
+
+
+def test_scripts_and_benchmarks_import_normally():
+    """No script or benchmark edits sys.path or loads a module by file path: the install provides infodecomp and
+    tools, and a script's own folder is on sys.path when it runs."""
+    bad = []
+    for path in sorted((ROOT / "scripts").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"sys\.path\.(insert|append)|sys\.path\s*(\[|\+?=)|spec_from_file_location", line):
+                bad.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not bad, "\n".join(bad)

@@ -383,7 +383,7 @@ def test_update_readme_results(tmp_path, capsys):
     script = _load_script()
     readme, figures = tmp_path / "README.md", tmp_path / "figures"
     readme.write_text(README)
-    args = ["--readme", str(readme), "--figures", str(figures)]
+    args = ["--doc", str(readme), "--figures", str(figures)]
 
     # no JSON files yet: a line saying so, nothing else touched
     assert script.main(args + ["--check"]) == 1
@@ -426,7 +426,7 @@ def test_update_readme_results_needs_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="results:start"):
-        script.main(["--readme", str(readme), "--figures", str(tmp_path)])
+        script.main(["--doc", str(readme), "--figures", str(tmp_path)])
     assert readme.read_text() == "# no markers\n"
 
 

@@ -15,19 +15,19 @@ Two ways to the same number, and the tests hold them equal (tests/test_costs.py)
   is what the same code would spend on SD 2.1-base, without running it.
 
 :func:`paper_plan` evaluates the closed forms at the paper's sizes (dataset sizes of docs/protocol.md#data,
-draws and steps of each experiment's protocol section); ``scripts/cost_plan.py`` prints it as a table with
-GPU-hours at an evaluations-per-second figure measured by ``benchmarks/sd21_throughput.py`` and keeps the
-README's block up to date.
+draws and steps of each experiment's protocol section). Printing it is repository tooling, outside the package:
+``tools/cost_plan.py`` renders it as a table with GPU-hours at an evaluations-per-second figure measured by
+``benchmarks/sd21_throughput.py``, and ``scripts/cost_plan.py`` keeps docs/running.md's block up to date.
 
-This module imports only the standard library at the top (``scripts/cost_plan.py`` runs without torch); the
-``count_*`` functions import torch and the experiments when called.
+This module imports only the standard library at the top (``scripts/cost_plan.py`` imports it without torch);
+the ``count_*`` functions import torch and the experiments when called (heavy, and only the tests count).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +38,7 @@ __all__ = [
     "intervention_evaluations", "image_level_evaluations",
     "UNetCounter", "count_relation_testing", "count_heatmaps", "count_localization", "count_intervention",
     "count_image_level",
-    "PlanRow", "paper_plan", "plan_total", "gpu_hours", "read_throughput", "Throughput", "plan_markdown",
-    "COST_START", "COST_END",
+    "PlanRow", "paper_plan", "plan_total", "gpu_hours",
 ]
 
 #: Examples per dataset at the paper's scale (docs/protocol.md#data). The ARO counts are the ARO paper's test
@@ -57,10 +56,6 @@ PAPER_SIZES: dict[str, int] = {
 ARO_CANDIDATES: dict[str, int] = {"vg-relation": 2, "vg-attribution": 2, "coco-order": 5, "flickr-order": 5}
 #: Table 3's step settings N (λ draws of the CMI and MI maps, Attention+Information passes, DAAM DDIM steps).
 LOCALIZATION_STEPS: tuple[int, ...] = (50, 100, 200)
-
-COST_START = "<!-- cost-plan:start -->"
-COST_END = "<!-- cost-plan:end -->"
-
 
 def _n(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -175,8 +170,6 @@ def count_localization(model, rows: Sequence[Mapping], *, n_samples: int, attent
                        seed: int = 0) -> int:
     """UNet evaluations of ``localization.run_localization`` (notebook 05) on ``rows``, its store in a temporary
     folder that is deleted afterwards."""
-    import tempfile
-
     from .localization import run_localization
 
     with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
@@ -270,74 +263,3 @@ def gpu_hours(evaluations: int, evals_per_second: float) -> float:
             or not math.isfinite(evals_per_second) or evals_per_second <= 0:
         raise ValueError(f"evals_per_second must be a finite number > 0, got {evals_per_second!r}")
     return evaluations / float(evals_per_second) / 3600.0
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """A measured UNet throughput (one configuration of benchmarks/sd21_throughput.py)."""
-
-    evals_per_second: float
-    source: str          # a line saying where the number comes from (device, dtype, batch, SDPA, compile)
-
-
-def read_throughput(path: str | Path, *, dtype: str = "float32") -> Throughput:
-    """The fastest configuration of ``dtype`` in a JSON written by ``benchmarks/sd21_throughput.py``.
-
-    Refuses a file that is not such a JSON, a CPU smoke run (it proves the script runs, it measures nothing
-    worth planning with), and one without a measured row of ``dtype``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no throughput file at {path}; write one with benchmarks/sd21_throughput.py on a "
-                                "GPU") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not JSON ({err})") from err
-    if not isinstance(data, dict) or data.get("benchmark") != "sd21_throughput" or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path} is not a benchmarks/sd21_throughput.py result (expected an object with "
-                         f"benchmark='sd21_throughput' and a list of rows)")
-    if data.get("smoke"):
-        raise ValueError(f"{path} is a CPU smoke run (--cpu-smoke), not a throughput measurement; run the benchmark "
-                         "on a GPU")
-    ok = [r for r in data["rows"] if isinstance(r, dict) and r.get("dtype") == dtype
-          and isinstance(r.get("evals_per_second"), (int, float)) and r["evals_per_second"] > 0]
-    if not ok:
-        have = sorted({str(r.get("dtype")) for r in data["rows"] if isinstance(r, dict) and r.get("evals_per_second")})
-        raise ValueError(f"{path} has no measured row of dtype {dtype!r}; measured dtypes: {have or 'none'}")
-    best = max(ok, key=lambda r: r["evals_per_second"])
-    src = (f"{best['evals_per_second']:,.1f} evaluations/s measured on {data.get('device', '?')}: {dtype}, batch "
-           f"{best.get('batch', '?')}, SDPA {'on' if best.get('sdpa') else 'off'}, torch.compile "
-           f"{'on' if best.get('compile') else 'off'} (torch {data.get('torch', '?')}, {path.name})")
-    return Throughput(float(best["evals_per_second"]), src)
-
-
-def _millions(n: int) -> str:
-    return f"{n / 1e6:.2f} M" if n >= 1_000_000 else f"{n / 1e3:.1f} k"
-
-
-def plan_markdown(rows: Sequence[PlanRow], throughput: Throughput | None = None) -> str:
-    """The plan as a markdown table (evaluations; GPU-hours when a throughput is given) with a line on where the
-    throughput comes from."""
-    hours = throughput is not None
-    head = "| notebook | what (paper scale) | UNet evaluations | ≈ |" + (" GPU-hours |" if hours else "")
-    sep = "|---|---|---:|---:|" + ("---:|" if hours else "")
-    lines = [head, sep]
-    for r in rows:
-        ev = f"{r.evaluations:,}" if r.new else f"({r.evaluations:,})"
-        line = f"| {r.notebook} | {r.part} | {ev} | {_millions(r.evaluations)} |"
-        if hours:
-            h = gpu_hours(r.evaluations, throughput.evals_per_second)
-            line += f" {h:,.1f} |" if r.new else f" ({h:,.1f}) |"
-        lines.append(line)
-    total = plan_total(rows)
-    line = f"| **all** | every notebook once (rows in parentheses not added) | **{total:,}** | {_millions(total)} |"
-    if hours:
-        line += f" **{gpu_hours(total, throughput.evals_per_second):,.1f}** |"
-    lines.append(line)
-    lines.append("")
-    if hours:
-        lines.append(f"GPU-hours at {throughput.source}.")
-    else:
-        lines.append("GPU-hours: no measured throughput yet; `benchmarks/sd21_throughput.py` measures it on a GPU "
-                     "(hours = evaluations / (3600 × evaluations per second)).")
-    return "\n".join(lines)

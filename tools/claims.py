@@ -12,7 +12,8 @@ the same examples — read from the numbers the notebooks record (``figures/<mod
 Differences are paired where both sides come from the same examples (same images, same draws); the MI–CMI
 correlation contrast compares two independent sets of images, so its standard error is the root sum of squares.
 
-Standard library only: ``scripts/update_readme_results.py`` runs it before the package's dependencies exist.
+Standard library only: ``scripts/update_claims.py`` runs it before the package's dependencies exist. Repository
+tooling, not part of the package: the numbers it reads are the package's output.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def claims_markdown(verdicts: list[Verdict], model: str, current: str | None = N
     lines.append("")
     lines.append("Verdict rule: a claim **holds** when the 95 % interval of its difference (± 1.96 standard errors, "
                  "paired on the same examples) lies above 0, **fails** when it lies below 0, and is inconclusive "
-                 "otherwise (`infodecomp/claims.py`).")
+                 "otherwise (`tools/claims.py`).")
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Generated blocks in markdown files: the text between a start and an end marker (HTML comments such as
 ``<!-- results:start -->``) is rewritten by a script and checked for staleness by the same script's ``--check``.
 
-Standard library only, so that the README scripts (scripts/update_readme_results.py, scripts/update_claims.py,
-scripts/cost_plan.py) run without torch.
+Standard library only, so that the scripts that write the README and docs/ (scripts/update_readme_results.py,
+scripts/update_claims.py, scripts/cost_plan.py) run without torch.
 """
 
 from __future__ import annotations
