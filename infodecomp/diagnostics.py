@@ -12,7 +12,8 @@ here, SD 2.1 on a GPU); :mod:`infodecomp.experiments.word_reading` runs them on 
 * :func:`hybrid_embeddings`: one prompt's word tokens with another prompt's end token and padding (the swap
   test: which of the two does the model follow?), and :func:`swap_distances`, its ε̂-space reading.
 * :func:`epsilon_change`: how far ε̂ moves when the prompt is edited (a relation flipped, an attribute swapped,
-  a colour changed), on shared noise.
+  a colour changed), on shared noise; :func:`text_change`, how far the text encoder's token states move under
+  the same edits (a UNet cannot use what its text encoder erased).
 * :func:`pixel_auroc`: how well a map ranks the pixels of one region above those of another.
 """
 
@@ -30,7 +31,7 @@ from .logsnr import logistic_quadrature
 from .text import prompt_token_ids
 
 __all__ = ["TOKEN_KINDS", "token_kinds", "token_attention_mass", "attention_mass_table", "hybrid_embeddings",
-           "swap_distances", "epsilon_change", "pixel_auroc"]
+           "swap_distances", "epsilon_change", "text_change", "pixel_auroc"]
 
 #: The kinds of token position, in sequence order.
 TOKEN_KINDS = ("start", "word", "end", "padding")
@@ -178,6 +179,24 @@ def epsilon_change(model, x: Tensor, prompts: Sequence[str], edited: dict[str, S
         for j, k in enumerate(kinds):
             out[k] += (e[0] - e[j + 1]).flatten(1).pow(2).sum(1).double().cpu()
     return {k: (v / n_samples).numpy() for k, v in out.items()}
+
+
+@torch.no_grad()
+def text_change(encode, prompts: Sequence[str], edited: dict[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    """How far a text encoder's output moves under prompt edits: for each kind of edit, ``[N]`` values of
+    ``‖h(prompt) − h(edited prompt)‖²``, summed over every token position and hidden dimension: everything the
+    UNet's cross-attention can read. ``encode(list[str]) -> [N, L, D]`` token states (``Model.encode_prompts``
+    for a pipeline, or a bare text encoder's ``last_hidden_state``); ``edited``: ``{kind: N edited prompts}``."""
+    kinds = list(edited)
+    N = len(prompts)
+    if any(len(edited[k]) != N for k in kinds):
+        raise ValueError(f"need one edit of each kind per prompt ({N} prompts), got "
+                         f"{ {k: len(v) for k, v in edited.items()} }")
+    h = encode(list(prompts)).float()
+    out = {}
+    for k in kinds:
+        out[k] = (h - encode(list(edited[k])).float()).flatten(1).pow(2).sum(1).double().cpu().numpy()
+    return out
 
 
 def pixel_auroc(score: Tensor | np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:

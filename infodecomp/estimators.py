@@ -32,8 +32,8 @@ from .checks import count, finite_tensor
 from .logsnr import LogSNRSampling
 
 __all__ = [
-    "ESTIMATORS", "InformationEstimate", "InformationScores", "MMSECurve", "pointwise_information",
-    "information_scores", "mmse_curve", "variable_shape",
+    "ESTIMATORS", "InformationEstimate", "InformationScores", "InformationTerms", "MMSECurve",
+    "pointwise_information", "information_scores", "information_terms", "mmse_curve", "variable_shape",
 ]
 
 ESTIMATORS = ("orthogonal", "standard")
@@ -72,6 +72,36 @@ class InformationScores:
     pixel_standard: Tensor | None    # [B, M, *V] per-variable i^s maps
     n_samples: int
     sampling: LogSNRSampling
+
+
+@dataclass(frozen=True)
+class InformationTerms:
+    """Result of :func:`information_terms`: the per-draw terms behind :class:`InformationScores`, for estimates of
+    linear combinations of candidates' informations (co-information, PID atoms) with paired standard errors."""
+
+    orthogonal: Tensor   # [B, K, M] nats: ½ w_k ‖ε̂(z_k|cond_m) − ε̂(z_k|ref)‖², averaged over the noise draws of λ_k
+    standard: Tensor     # [B, K, M] nats: ½ w_k (‖ε − ε̂(z_k|ref)‖² − ‖ε − ε̂(z_k|cond_m)‖²), likewise
+    pixel_orthogonal: Tensor | None  # [B, M, *V] per-variable i^o maps (pixelwise=True)
+    pixel_standard: Tensor | None    # [B, M, *V] per-variable i^s maps
+    groups: int          # independent replicate blocks along K (K for i.i.d. λ, the replicates for QMC)
+    n_samples: int
+    sampling: LogSNRSampling
+
+    def contrast(self, coef: Tensor, estimator: str = "orthogonal") -> tuple[Tensor, Tensor]:
+        """Σ_m coef[..., m] · i(x; cond_m ‖ ref) for each example: ``(value [B], stderr [B])`` in nats, the
+        standard error from the same draws (paired). ``coef``: ``[M]``, or ``[B, M]`` for one combination per
+        example."""
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+        terms = self.orthogonal if estimator == "orthogonal" else self.standard
+        B, _, M = terms.shape
+        coef = torch.as_tensor(coef, dtype=torch.float64, device=terms.device)
+        if coef.shape not in ((M,), (B, M)):
+            raise ValueError(f"coef must have shape [{M}] or [{B}, {M}] (one weight per candidate), got "
+                             f"{tuple(coef.shape)}")
+        combined = (terms * coef.expand(B, M)[:, None, :]).sum(-1, keepdim=True)  # [B, K, 1]
+        mean, se = _mean_stderr(combined, self.groups)
+        return mean[:, 0], se[:, 0]
 
 
 @dataclass(frozen=True)
@@ -320,8 +350,9 @@ def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_sam
                    progress=progress)
 
 
-def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
-            share_logsnr, chunk_size, generator, progress) -> InformationScores:
+def _draw_and_run(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
+                  share_logsnr, chunk_size, generator, progress) -> tuple[dict, Tensor, int, int]:
+    """Draw (λ, ε) and evaluate every condition: ``(terms of _run, weights [B, K], groups, n_samples)``."""
     n_samples = _check_int("n_samples", n_samples)
     noise_per_logsnr = _check_int("noise_per_logsnr", noise_per_logsnr)
     if antithetic and noise_per_logsnr % 2:
@@ -334,6 +365,16 @@ def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_pe
     r = _run(denoiser, x, conds, ref, lam, w, noise_per_logsnr=noise_per_logsnr, antithetic=antithetic,
              generator=generator, chunk_size=chunk_size, maps="integrated" if pixelwise else None,
              progress=progress)
+    return r, w, groups, n_samples
+
+
+def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
+            share_logsnr, chunk_size, generator, progress) -> InformationScores:
+    r, w, groups, n_samples = _draw_and_run(
+        denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise, sampling=sampling,
+        noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+        chunk_size=chunk_size, generator=generator, progress=progress)
+    M = conds.shape[1]
     w64 = w.to(torch.float64)[:, :, None]
     orth, orth_se = _mean_stderr(0.5 * w64 * r["orth"].mean(2), groups)
     std, std_se = _mean_stderr(0.5 * w64 * r["std"].mean(2), groups)
@@ -346,6 +387,33 @@ def _scores(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_pe
         pixel_orthogonal=None if not pixelwise else 0.5 * r["map_orth"],
         pixel_standard=None if not pixelwise else 0.5 * r["map_std"],
         n_samples=n_samples, sampling=sampling)
+
+
+def information_terms(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_samples: int = 100,
+                      pixelwise: bool = False, rule: str = "logistic", loc: float = 1.0, scale: float = 2.0,
+                      clip: float = 3.0, sampling: LogSNRSampling | None = None, noise_per_logsnr: int = 1,
+                      antithetic: bool = False, share_logsnr: bool = False, chunk_size: int = _DEFAULT_CHUNK,
+                      generator: torch.Generator | None = None, progress: bool = False) -> InformationTerms:
+    """The per-draw terms of i^o and i^s of M candidate conditions against one reference, on shared draws:
+    the same draws, arguments and denoiser calls as :func:`information_scores` (with the same generator state
+    both give the same means), kept per draw so that :meth:`InformationTerms.contrast` gives any linear
+    combination of the candidates' informations with its paired standard error. Returns
+    :class:`InformationTerms`."""
+    if not isinstance(conds, Tensor) or conds.ndim < 2:
+        raise ValueError(f"conds must be a tensor [B, M, ...] of M candidate conditions per example, got "
+                         f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
+    _check_inputs(x, conds, ref, "conds")
+    sampling = _resolve_sampling(sampling, rule, loc, scale, clip)
+    r, w, groups, n_samples = _draw_and_run(
+        denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise, sampling=sampling,
+        noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+        chunk_size=chunk_size, generator=generator, progress=progress)
+    w64 = w.to(torch.float64)[:, :, None]
+    return InformationTerms(
+        orthogonal=0.5 * w64 * r["orth"].mean(2), standard=0.5 * w64 * r["std"].mean(2),
+        pixel_orthogonal=None if not pixelwise else 0.5 * r["map_orth"],
+        pixel_standard=None if not pixelwise else 0.5 * r["map_std"],
+        groups=groups, n_samples=n_samples, sampling=sampling)
 
 
 def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_samples: int = 100,

@@ -75,6 +75,9 @@ class TrainConfig:
     relation_boost: float = 0.0  # P(an example is a relational caption instead of a draw of the natural mix)
     counterfactual: float = 0.0  # P(a boosted relational example comes with its mirrored, relation-flipped twin)
     attention_16: bool = False  # cross-attention also at 16×16 (the first down and last up block)
+    # v3: a folder holding text_encoder/ (a ShapesCLIP export): the text encoder is taken from it and frozen, as
+    # Stable Diffusion's OpenCLIP encoder is
+    text_encoder_from: str = ""
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "cosine"):
@@ -153,29 +156,35 @@ class Trainer:
         self.ema = None
         self.state = {"stage": "vae", "step": 0, "scaling_factor": None, "wall": 0.0, "losses": []}
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr)
-        self.unet_opt = torch.optim.AdamW(list(self.unet.parameters()) + list(self.text_encoder.parameters()),
-                                          lr=cfg.unet_lr, weight_decay=0.01)
+        trained = list(self.unet.parameters()) + ([] if cfg.text_encoder_from else list(self.text_encoder.parameters()))
+        self.unet_opt = torch.optim.AdamW(trained, lr=cfg.unet_lr, weight_decay=0.01)
         if not self.ckpt_path.exists():  # a resumed run takes every weight from its checkpoint
             if cfg.init_from:
                 self._init_from(Path(cfg.init_from))
             elif cfg.vae_from:
                 self._init_from(Path(cfg.vae_from), parts=("vae",))
+            if cfg.text_encoder_from:
+                self._load_weights(self.text_encoder, Path(cfg.text_encoder_from), "text_encoder")
+        if cfg.text_encoder_from:
+            self.text_encoder.eval().requires_grad_(False)
         self._load()
+
+    @staticmethod
+    def _load_weights(module, folder: Path, part: str):
+        from safetensors.torch import load_file
+
+        files = sorted((folder / part).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no {part}/*.safetensors there; expected a pipeline directory written "
+                                    "by `python -m infodecomp.training export` or a ShapesCLIP export")
+        module.load_state_dict({k: v.float() for k, v in load_file(str(files[0])).items()})
 
     def _init_from(self, pipeline_dir: Path, parts=("vae", "unet", "text_encoder")):
         """Start from a pipeline directory's weights (as float32): stage 2 continues training them (or, with
         ``parts=("vae",)``, trains a new UNet and text encoder on its VAE)."""
-        from safetensors.torch import load_file
-
         modules = {"vae": self.vae, "unet": self.unet, "text_encoder": self.text_encoder}
         for part in parts:
-            module = modules[part]
-            files = sorted((pipeline_dir / part).glob("*.safetensors"))
-            if not files:
-                raise FileNotFoundError(f"{pipeline_dir}: no {part}/*.safetensors there; expected a "
-                                        "pipeline directory written by `python -m infodecomp.training export`")
-            weights = {k: v.float() for k, v in load_file(str(files[0])).items()}
-            module.load_state_dict(weights)
+            self._load_weights(modules[part], pipeline_dir, part)
         vae_config = json.loads((pipeline_dir / "vae" / "config.json").read_text())
         self.state.update(stage="unet", step=0, scaling_factor=float(vae_config["scaling_factor"]))
 
@@ -245,7 +254,8 @@ class Trainer:
         ids = self.tokenizer(captions, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                              return_tensors="pt").input_ids
         mask = word_token_mask(ids, self.tokenizer.eos_token_id) if self.cfg.text_mask == "words" else None
-        return self.text_encoder(ids)[0], mask
+        with torch.set_grad_enabled(not self.cfg.text_encoder_from):
+            return self.text_encoder(ids)[0], mask
 
     def _unet_step(self, step: int) -> float:
         cfg = self.cfg
@@ -483,6 +493,7 @@ def word_reading(model, *, n: int = 96, seed: int = 0, daam_steps: int = 50) -> 
                            "by_logsnr": {str(k): v for k, v in mass["by_logsnr"].to_dict("index").items()}},
         "swap": wr.swap_test(model, n=n, seed=seed),
         "sensitivity": wr.edit_sensitivity(model, n=n, seed=seed),
+        "text_sensitivity": wr.text_sensitivity(model, n=n, seed=seed),
         "word_maps": wr.word_map_quality(model, n=max(16, 2 * n // 3), n_localization=max(16, 2 * n // 3),
                                          seed=seed, steps=daam_steps),
     }
@@ -523,6 +534,8 @@ def recipe_text(cfg: dict) -> str:
         parts.append(f"{100 * share:.0f}% relational captions" + (f", counterfactual pairs ({c:g})" if c else ""))
     if cfg.get("attention_16"):
         parts.append("cross-attention at 16×16")
+    if cfg.get("text_encoder_from"):
+        parts.append(f"frozen text encoder from {cfg['text_encoder_from']}")
     return "; ".join(parts) if parts else "v1 recipe (all tokens attended, natural mix)"
 
 
@@ -540,6 +553,8 @@ ABLATION_COLUMNS = (
     ("relational, fully correct %", lambda q: _pct(q["generation"]["relational"])),
     ("relation right if objects right %", lambda q: _pct(q["generation"].get("relational_relation_if_objects"))),
     ("swap test: follows words %", lambda q: _pct(q["reading"]["swap"]["follows_words"])),
+    ("relation flip / colour change (text encoder)",
+     lambda q: _num(q["reading"].get("text_sensitivity", {}).get("ratio_relation"), 3)),
     ("relation flip / colour swap (ε̂)", lambda q: _num(q["reading"]["sensitivity"]["ratio_relation"], 3)),
     ("AUROC colour: own vs other", lambda q: _num(q["reading"]["word_maps"]["auroc"]["colour"]["other"])),
     ("AUROC shape: own vs other", lambda q: _num(q["reading"]["word_maps"]["auroc"]["shape"]["other"])),
@@ -965,6 +980,8 @@ def main(argv=None):
                        help="probability that a boosted relational example comes with its mirrored, "
                             "relation-flipped twin in the same batch")
         s.add_argument("--attention-16", action="store_true", help="cross-attention also at 16×16")
+        s.add_argument("--text-encoder-from", default="", metavar="DIR",
+                       help="take the text encoder from DIR/text_encoder (a ShapesCLIP export) and keep it frozen")
         s.add_argument("--threads", type=int, default=TrainConfig.threads,
                        help="torch CPU threads (leave a core free for other work beside a training run)")
         if name == "export":
@@ -998,7 +1015,7 @@ def main(argv=None):
     cfg = TrainConfig(seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps, unet_lr=a.unet_lr,
                       lr_decay=a.lr_decay, lr_final=a.lr_final, init_from=a.init_from, vae_from=a.vae_from,
                       text_mask=a.text_mask, relation_boost=a.relation_boost, counterfactual=a.counterfactual,
-                      attention_16=a.attention_16, threads=a.threads)
+                      attention_16=a.attention_16, text_encoder_from=a.text_encoder_from, threads=a.threads)
     trainer = Trainer(cfg, Path(a.work_dir))
     if a.cmd == "train":
         trainer.train()

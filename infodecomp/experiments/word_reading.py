@@ -5,6 +5,7 @@ ground truth, as the model card and notebook 00 report them.
 * :func:`swap_test`: images generated from hybrid embeddings — one prompt's word tokens with another prompt's
   end token and padding — judged by :func:`~infodecomp.data.shapes.parse_scene`: does the image follow the
   words or the padding? Also the ε̂-space reading (:func:`~infodecomp.diagnostics.swap_distances`).
+* :func:`text_sensitivity`: how far the text encoder's token states move under the same edits.
 * :func:`edit_sensitivity`: how far ε̂ moves when a relation is flipped and when the two objects' colours are
   exchanged, relative to changing one colour word.
 * :func:`word_map_quality`: DAAM word maps of colour and shape words — AUROC object-vs-background and
@@ -24,14 +25,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import shapes
-from ..diagnostics import attention_mass_table, epsilon_change, pixel_auroc, swap_distances, token_attention_mass
+from ..diagnostics import attention_mass_table, epsilon_change, pixel_auroc, swap_distances, text_change
+from ..diagnostics import token_attention_mass
 from ..diagnostics import hybrid_embeddings
 from ..editing import sample
 from ..metrics import iou_per_threshold, select_threshold, upsample_bilinear, whole_image_iou
 from ..text import token_positions
 from .heatmaps import daam_maps
 
-__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "word_map_quality", "relational_edits",
+__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity", "word_map_quality", "relational_edits",
            "mean_se", "binomial"]
 
 #: The noise levels :func:`attention_mass` reports (log-SNR, nats): from nearly pure noise to nearly clean.
@@ -201,6 +203,29 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
     res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
     res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
     res["n_samples"] = n_samples
+    return res
+
+
+def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> dict:
+    """How far the text encoder's token states (``model.encode_prompts``, all positions) move under the edits of
+    :func:`relational_edits`, on ``n`` relational captions: per edit mean ± se of ``‖Δh‖²``, and
+    ``ratio_relation`` / ``ratio_attribute`` against the colour change (mean over captions ± se). Beside
+    :func:`edit_sensitivity` this locates a lost relation: in the text encoder (both ratios ≈ 0) or in the UNet
+    (the encoder's ratio large, ε̂'s ≈ 0). Same captions and edits as :func:`edit_sensitivity` for a ``seed``."""
+    samples = _relational_samples(n, seed, 51)
+    rng = np.random.default_rng([seed, 52])
+    edits = [relational_edits(s, rng) for s in samples]
+    out: dict[str, list] = {k: [] for k in edits[0]}
+    for start in range(0, n, batch):
+        chunk = range(start, min(n, start + batch))
+        d = text_change(model.encode_prompts, [samples[i].caption for i in chunk],
+                        {k: [edits[i][k] for i in chunk] for k in out})
+        for k in out:
+            out[k].extend(d[k].tolist())
+    res = {k: mean_se(v) for k, v in out.items()}
+    colour = np.asarray(out["colour_swap"])
+    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
+    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
     return res
 
 

@@ -1,0 +1,433 @@
+"""ShapesCLIP: a small image–text contrastive model trained on ShapesWorld, whose text tower shapes-tiny v3 conditions on.
+
+    python -m infodecomp.shapesclip train --work-dir runs/train/shapesclip-hard [--negatives all --steps 6000]
+    python -m infodecomp.shapesclip export --work-dir runs/train/shapesclip-hard --out infodecomp/assets/shapesclip
+    python -m infodecomp.shapesclip evaluate infodecomp/assets/shapesclip [--n 192 --seed 0]
+
+Stable Diffusion's text encoder was pretrained contrastively (OpenCLIP) and frozen while the UNet learned; the
+paper's Table 1 compares SD 2.1 with that same CLIP. shapes-tiny v1/v2 trained their text encoder jointly with the
+UNet, and it erased relation words (a relation flip moved its token states by 0.11 % of a colour change). ShapesCLIP
+rebuilds SD's arrangement in miniature:
+
+- text tower: a ``CLIPTextModel`` (the class SD's pipelines load, so the UNet's pipeline still loads with
+  diffusers), with the size of shapes-tiny's encoder; its pooled output (the ``<|endoftext|>`` state) is projected to
+  the joint space;
+- image tower: three convolutions and a linear layer over the flattened feature map (flattening keeps where
+  things are, which a relation needs);
+- loss: the symmetric InfoNCE of CLIP (Radford et al. 2021) over a batch, with a fixed logit scale;
+- hard negatives (NegCLIP, Yuksekgonul et al. 2023, ARO): each caption brings false captions of its own image as
+  extra text candidates for that image: the relation flipped ("left of" ↔ "right of"), subject and object swapped,
+  the two objects' colours swapped, and one of ARO's word-order shuffles. Every negative is checked to be false of
+  its scene. ``--negatives none`` is the plain recipe.
+
+Batches are drawn on the fly from ShapesWorld with a generator seeded by (seed, step), so a resumed run sees the
+batches an uninterrupted one would; a checkpoint is written every ``--checkpoint-every`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from infodecomp.data import shapes
+from infodecomp.diagnostics import text_change
+from infodecomp.experiments.word_reading import binomial, mean_se, relational_edits
+from infodecomp.tokenizer import load_clip_tokenizer
+
+#: The kinds of hard negative, in the order they are drawn for a caption.
+NEGATIVE_KINDS = ("relation_flip", "swap", "attribute_swap", "shuffle")
+#: Twins scored by retrieval (the ARO sets of the paper's Table 1).
+RETRIEVAL_TWINS = ("vg-relation", "vg-attribution", "coco-order", "flickr-order")
+WEIGHTS_FILE = "shapesclip.safetensors"
+CONFIG_FILE = "shapesclip.json"
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    seed: int = 0
+    steps: int = 6000
+    batch: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.01
+    negatives: tuple = NEGATIVE_KINDS  # () : the plain contrastive recipe
+    relation_boost: float = 0.5  # P(an example is a two-object relational caption instead of the natural mix)
+    max_length: int = 24  # shapes-tiny's text context (BOS and EOS included)
+    text_hidden: int = 64
+    text_layers: int = 3
+    text_heads: int = 4
+    embed_dim: int = 64
+    logit_scale: float = 20.0
+    checkpoint_every: int = 250
+    threads: int = 1
+
+    def __post_init__(self):
+        bad = [k for k in self.negatives if k not in NEGATIVE_KINDS]
+        if bad:
+            raise ValueError(f"unknown negative kinds {bad}; expected a subset of {NEGATIVE_KINDS}")
+        if not 0.0 <= self.relation_boost <= 1.0:
+            raise ValueError(f"relation_boost must be a probability in [0, 1], got {self.relation_boost!r}")
+
+
+class ImageTower(nn.Module):
+    """``[B, 3, 32, 32]`` images in [0, 1] → ``[B, embed_dim]`` (not normalised)."""
+
+    def __init__(self, embed_dim: int = 64, size: int = shapes.IMAGE_SIZE):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.proj = nn.Linear(64 * (size // 4) ** 2, embed_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.convs(images * 2 - 1).flatten(1))
+
+
+class ShapesCLIP(nn.Module):
+    """The text tower (``text_encoder``, a ``CLIPTextModel``), its projection, and the image tower."""
+
+    def __init__(self, cfg: ClipConfig):
+        super().__init__()
+        from transformers import CLIPTextConfig, CLIPTextModel  # heavy: loaded with the model, not the module
+
+        self.cfg = cfg
+        self.text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=49_408, hidden_size=cfg.text_hidden, intermediate_size=4 * cfg.text_hidden,
+            num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+            max_position_embeddings=cfg.max_length, bos_token_id=49_406, eos_token_id=49_407, pad_token_id=0,
+            hidden_act="gelu"))
+        self.text_projection = nn.Linear(cfg.text_hidden, cfg.embed_dim, bias=False)
+        self.image_tower = ImageTower(cfg.embed_dim)
+        self.tokenizer = load_clip_tokenizer(model_max_length=cfg.max_length)
+
+    def tokens(self, captions: list[str]) -> torch.Tensor:
+        return self.tokenizer(list(captions), padding="max_length", max_length=self.cfg.max_length,
+                              truncation=True, return_tensors="pt").input_ids
+
+    def embed_text(self, captions: list[str]) -> torch.Tensor:
+        """``[N, embed_dim]`` unit vectors."""
+        pooled = self.text_encoder(self.tokens(captions)).pooler_output
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [N, 3, H, W]`` in [0, 1] → ``[N, embed_dim]`` unit vectors."""
+        return F.normalize(self.image_tower(images), dim=-1)
+
+    def token_states(self, captions: list[str]) -> torch.Tensor:
+        """``[N, max_length, text_hidden]``: what a UNet conditioned on this encoder reads."""
+        return self.text_encoder(self.tokens(captions)).last_hidden_state
+
+
+# ── hard negatives ──────────────────────────────────────────────────────────────────────────────────────
+
+def _relation_span(words) -> tuple[int, int] | None:
+    k = [i for i, w in enumerate(words) if w.pos == "prep"]
+    return (k[0], k[-1] + 1) if k else None
+
+
+def hard_negatives(sample: shapes.Sample, kinds, rng: np.random.Generator) -> dict[str, str]:
+    """False captions of ``sample``'s scene made from its caption, one per applicable kind in ``kinds``:
+    ``relation_flip`` and ``swap`` (subject and object exchanged) for relational captions, ``attribute_swap``
+    (the colour words of two different objects exchanged) where two objects have different colour words, and
+    ``shuffle`` (one of ARO's four order perturbations, drawn at random) where all four exist. A candidate that
+    equals the caption or is true of the scene is left out."""
+    words = sample.words
+    toks = [w.text for w in words]
+    out: dict[str, str] = {}
+    span = _relation_span(words)
+    for kind in kinds:
+        text = None
+        if kind == "relation_flip" and span:
+            phrase = " ".join(toks[span[0]:span[1]])
+            text = " ".join(toks[:span[0]] + shapes.FLIPPED_RELATION[phrase].split() + toks[span[1]:])
+        elif kind == "swap" and span:
+            text = " ".join(toks[span[1]:] + toks[span[0]:span[1]] + toks[:span[0]])
+        elif kind == "attribute_swap":
+            cols = [i for i, w in enumerate(words) if w.pos == "adj" and w.text in shapes.COLOURS]
+            pairs = [(a, b) for a in cols for b in cols
+                     if a < b and words[a].objects != words[b].objects and toks[a] != toks[b]]
+            if pairs:
+                a, b = pairs[int(rng.integers(len(pairs)))]
+                swapped = list(toks)
+                swapped[a], swapped[b] = toks[b], toks[a]
+                text = " ".join(swapped)
+        elif kind == "shuffle":
+            negs = shapes.order_negatives(words, sample.scene, rng)
+            if negs:
+                text = negs[int(rng.integers(len(negs)))]
+        if text and text != sample.caption and not shapes._is_true_of(text, sample.scene):
+            out[kind] = text
+    return out
+
+
+def clip_batch(cfg: ClipConfig, step: int) -> tuple[torch.Tensor, list[str], list[str], list[int]]:
+    """Batch ``step`` of a run: images ``[B, 3, 32, 32]``, the ``B`` captions, the hard negatives and, for each
+    negative, the index of the image it is false of."""
+    rng = np.random.default_rng([cfg.seed, 7, step])
+    samples = shapes.training_samples(cfg.batch, rng, relation_boost=cfg.relation_boost)
+    negatives, owners = [], []
+    for i, s in enumerate(samples):
+        for text in hard_negatives(s, cfg.negatives, rng).values():
+            negatives.append(text)
+            owners.append(i)
+    images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    return torch.from_numpy(images), [s.caption for s in samples], negatives, owners
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, captions: list[str], scale: float
+                     ) -> torch.Tensor:
+    """Symmetric InfoNCE. ``image_emb [B, D]``, ``text_emb [B + M, D]`` (the B true captions first, then M hard
+    negatives, which only enter the image→text direction). Candidates whose text equals the image's own caption
+    (the same caption drawn twice in a batch) are masked out rather than counted as negatives."""
+    B = image_emb.shape[0]
+    texts = captions + [None] * (text_emb.shape[0] - B)
+    same = torch.tensor([[i != j and texts[j] == captions[i] for j in range(len(texts))] for i in range(B)])
+    logits = scale * image_emb @ text_emb.T
+    target = torch.arange(B)
+    i2t = F.cross_entropy(logits.masked_fill(same, float("-inf")), target)
+    t2i = F.cross_entropy(logits[:, :B].T.masked_fill(same[:, :B].T, float("-inf")), target)
+    return (i2t + t2i) / 2
+
+
+# ── training ────────────────────────────────────────────────────────────────────────────────────────────
+
+def _lr(step: int, cfg: ClipConfig) -> float:
+    """Linear warm-up, then a cosine to 5 % of the peak at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class ClipTrainer:
+    def __init__(self, cfg: ClipConfig, work_dir: str | Path):
+        self.cfg, self.work_dir = cfg, Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.model = ShapesCLIP(cfg)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state = {"step": 0, "wall": 0.0, "losses": [], "probes": []}
+        self._load()
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.work_dir / "checkpoint.pt"
+
+    def _save(self):
+        blob = {"config": _config_dict(self.cfg), "state": self.state, "model": self.model.state_dict(),
+                "opt": self.opt.state_dict()}
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def _load(self):
+        if not self.ckpt_path.exists():
+            return
+        try:  # tensors, dicts, lists and numbers only: reading a checkpoint never runs code
+            blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{self.ckpt_path} cannot be read as a ShapesCLIP checkpoint ({type(err).__name__}: "
+                             f"{err}); delete it to start over, or use another --work-dir") from err
+        free = ("steps", "threads", "checkpoint_every")
+        mine = {k: v for k, v in _config_dict(self.cfg).items() if k not in free}
+        saved = {k: v for k, v in blob["config"].items() if k not in free}
+        if mine != saved:
+            raise ValueError(f"{self.ckpt_path} was written with other settings: {blob['config']}; "
+                             "use another --work-dir")
+        self.model.load_state_dict(blob["model"])
+        self.opt.load_state_dict(blob["opt"])
+        self.state = blob["state"]
+        print(f"resumed from {self.ckpt_path} at step {self.state['step']}")
+
+    def step(self, step: int) -> float:
+        images, captions, negatives, _ = clip_batch(self.cfg, step)
+        text_emb = self.model.embed_text(captions + negatives)
+        loss = contrastive_loss(self.model.embed_images(images), text_emb, captions, self.cfg.logit_scale)
+        for g in self.opt.param_groups:
+            g["lr"] = _lr(step, self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return loss.item()
+
+    def train(self, probe_every: int = 500):
+        cfg = self.cfg
+        bar = tqdm(range(self.state["step"], cfg.steps), initial=self.state["step"], total=cfg.steps,
+                   desc="shapesclip")
+        t0 = time.perf_counter()
+        for step in bar:
+            loss = self.step(step)
+            self.state["losses"].append((step, loss))
+            self.state["step"] = step + 1
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.3f}")
+            if (step + 1) % probe_every == 0:
+                self.model.eval()
+                probe = {"step": step + 1, **quick_probe(self.model)}
+                self.model.train()
+                self.state["probes"].append(probe)
+                print(json.dumps(probe), flush=True)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                self.state["wall"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self._save()
+        return self
+
+    def export(self, out: str | Path) -> Path:
+        """Write the text encoder as a diffusers/transformers component (``out/text_encoder``, safetensors) and the
+        rest of the model (projection, image tower) as ``out/shapesclip.safetensors`` with ``out/shapesclip.json``."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+        rest = {k: v.contiguous() for k, v in self.model.state_dict().items() if not k.startswith("text_encoder.")}
+        save_file(rest, str(out / WEIGHTS_FILE))
+        (out / CONFIG_FILE).write_text(json.dumps(
+            {"config": _config_dict(self.cfg), "wall_seconds": self.state["wall"], "steps": self.state["step"],
+             "probes": self.state["probes"], "final_losses": self.state["losses"][-50:]}, indent=1) + "\n")
+        return out
+
+
+def _config_dict(cfg: ClipConfig) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+
+
+def load_shapesclip(path: str | Path) -> ShapesCLIP:
+    """A ShapesCLIP written by :meth:`ClipTrainer.export`, in eval mode."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel  # heavy: loaded with the model
+
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{path}: no {CONFIG_FILE} there; expected a folder written by "
+                                "`python -m infodecomp.shapesclip export`")
+    saved = json.loads((path / CONFIG_FILE).read_text())["config"]
+    cfg = ClipConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
+    model = ShapesCLIP(cfg)
+    model.text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder")
+    rest = load_file(str(path / WEIGHTS_FILE))
+    missing = model.load_state_dict(rest, strict=False).missing_keys
+    if any(not k.startswith("text_encoder.") for k in missing):
+        raise ValueError(f"{path / WEIGHTS_FILE} lacks {[k for k in missing if not k.startswith('text_encoder.')]}")
+    return model.eval()
+
+
+# ── evaluation ──────────────────────────────────────────────────────────────────────────────────────────
+
+def _images(rows) -> torch.Tensor:
+    arr = np.stack([np.asarray(r["image"].convert("RGB").resize((shapes.IMAGE_SIZE,) * 2)) for r in rows])
+    return torch.from_numpy(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+
+
+@torch.no_grad()
+def retrieval_accuracy(model: ShapesCLIP, twin: str, n: int = 192, *, seed: int = 0, batch: int = 64) -> dict:
+    """The caption of highest cosine similarity to the image, on ``n`` rows of a ShapesWorld twin of an ARO set:
+    accuracy (mean ± binomial se). The CLIP row of the paper's Table 1, on the twins."""
+    rows = shapes.twin(twin, n, seed=seed)
+    hits = 0
+    for start in range(0, n, batch):
+        chunk = [rows[i] for i in range(start, min(n, start + batch))]
+        img = model.embed_images(_images(chunk))
+        for k, r in enumerate(chunk):
+            sims = model.embed_text(r["captions"]) @ img[k]
+            hits += int(int(sims.argmax()) == r["true_index"])
+    return binomial(hits, n)
+
+
+@torch.no_grad()
+def text_edit_change(encode, n: int = 192, *, seed: int = 0, batch: int = 64) -> dict:
+    """How far a text encoder's token states move under a relation flip, against a colour change, on ``n``
+    held-out two-object relational captions (:func:`infodecomp.diagnostics.text_change` for the edits of
+    ``relational_edits``). ``encode(list[str]) -> [N, L, D]``. Returns per edit mean ± se, ``ratio_relation``
+    (mean over captions of flip / colour change, ± se), ``ratio_attribute`` and ``ratio_of_means``."""
+    rng = np.random.default_rng([seed, 71])
+    samples = [shapes.sample_kind(rng, "relation", 2, both_distinct=True) for _ in range(n)]
+    edits = [relational_edits(s, rng) for s in samples]
+    out: dict[str, list] = {k: [] for k in edits[0]}
+    for start in range(0, n, batch):
+        chunk = range(start, min(n, start + batch))
+        d = text_change(encode, [samples[i].caption for i in chunk], {k: [edits[i][k] for i in chunk] for k in out})
+        for k in out:
+            out[k].extend(d[k].tolist())
+    res: dict = {k: mean_se(v) for k, v in out.items()}
+    colour = np.asarray(out["colour_swap"])
+    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
+    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
+    res["ratio_of_means"] = float(np.mean(out["relation_flip"]) / colour.mean())
+    res["n"] = n
+    return res
+
+
+@torch.no_grad()
+def quick_probe(model: ShapesCLIP, n: int = 64) -> dict:
+    """The early signals printed during training (held-out seed 1, ``n`` rows each)."""
+    return {"vg_relation": retrieval_accuracy(model, "vg-relation", n, seed=1)["value"],
+            "vg_attribution": retrieval_accuracy(model, "vg-attribution", n, seed=1)["value"],
+            "text_flip_ratio": text_edit_change(model.token_states, n, seed=1)["ratio_relation"]["value"]}
+
+
+@torch.no_grad()
+def evaluate(model: ShapesCLIP, n: int = 192, *, seed: int = 0) -> dict:
+    """Retrieval accuracy on the four ARO twins and the text encoder's relation-flip ratio, held-out ``seed``."""
+    return {"retrieval": {t: retrieval_accuracy(model, t, n, seed=seed) for t in RETRIEVAL_TWINS},
+            "text_change": text_edit_change(model.token_states, n, seed=seed), "n": n, "seed": seed}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m infodecomp.shapesclip", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "export"):
+        q = sub.add_parser(name)
+        q.add_argument("--work-dir", required=True)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--steps", type=int, default=ClipConfig.steps)
+        q.add_argument("--batch", type=int, default=ClipConfig.batch)
+        q.add_argument("--lr", type=float, default=ClipConfig.lr)
+        q.add_argument("--negatives", nargs="+", default=["all"],
+                       help=f"hard-negative kinds: 'all', 'none', or some of {NEGATIVE_KINDS}")
+        q.add_argument("--relation-boost", type=float, default=ClipConfig.relation_boost)
+        q.add_argument("--checkpoint-every", type=int, default=ClipConfig.checkpoint_every)
+        q.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
+        if name == "export":
+            q.add_argument("--out", required=True)
+    e = sub.add_parser("evaluate")
+    e.add_argument("path")
+    e.add_argument("--n", type=int, default=192)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", help="write the evaluation as JSON here (default: <path>/evaluation.json)")
+    args = p.parse_args(argv)
+    if args.cmd == "evaluate":
+        res = evaluate(load_shapesclip(args.path), args.n, seed=args.seed)
+        target = Path(args.out or Path(args.path) / "evaluation.json")
+        target.write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps(res, indent=1))
+        return
+    negatives = (NEGATIVE_KINDS if args.negatives == ["all"] else () if args.negatives == ["none"]
+                 else tuple(args.negatives))
+    cfg = ClipConfig(seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr, negatives=negatives,
+                     relation_boost=args.relation_boost, checkpoint_every=args.checkpoint_every, threads=args.threads)
+    trainer = ClipTrainer(cfg, args.work_dir)
+    if args.cmd == "train":
+        trainer.train()
+    else:
+        print(trainer.export(args.out))
+
+
+if __name__ == "__main__":
+    main()
