@@ -573,3 +573,60 @@ def sensitivity_bars(values: Mapping[str, tuple[float, float]], *, title: str | 
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+#: The four PID atoms, in lattice order, with the labels the figures use.
+PID_ATOMS = {"redundancy": "R", "unique1": "U1", "unique2": "U2", "synergy": "S"}
+
+
+def pid_bars(summary, *, title: str | None = None) -> matplotlib.figure.Figure:
+    """Image-level PID atoms with ±2 standard-error bars, one panel per (estimator, redundancy) and one group of
+    bars per case kind. ``summary``: a table with columns kind, estimator, redundancy, quantity, value, stderr
+    (``infodecomp.experiments.pid.summary``)."""
+    rows = _rows(summary)
+    panels = list(dict.fromkeys((r["estimator"], r["redundancy"]) for r in rows))
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False, sharey=True)
+    width = 0.8 / len(PID_ATOMS)
+    for ax, (estimator, redundancy) in zip(axes[0], panels):
+        for j, (atom, label) in enumerate(PID_ATOMS.items()):
+            vals = {r["kind"]: (r["value"], r["stderr"]) for r in rows
+                    if (r["estimator"], r["redundancy"], r["quantity"]) == (estimator, redundancy, atom)}
+            v = np.array([vals.get(k, (np.nan, np.nan))[0] for k in kinds], dtype=float)
+            se = np.nan_to_num(np.array([vals.get(k, (np.nan, np.nan))[1] for k in kinds], dtype=float))
+            xs = np.arange(len(kinds)) + (j - 1.5) * width
+            ax.bar(xs, v, width=width, color=f"C{j}", label=label)
+            ax.errorbar(xs, v, yerr=2 * se, fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(range(len(kinds)), kinds, rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"{'i^o' if estimator == 'orthogonal' else 'i^s'}, {redundancy.upper()}", fontsize=9)
+    axes[0, 0].set_ylabel("nats (± 2 s.e.)")
+    axes[0, -1].legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pid_maps(images: Sequence, maps: Mapping[str, Sequence], titles: Sequence[str] | None = None
+             ) -> matplotlib.figure.Figure:
+    """Per image (rows): the image, then the per-pixel maps of R, U1, U2 and S (``maps[atom][i]`` ``[h, w]``,
+    nats per latent pixel) on ONE diverging colour scale per image, symmetric about 0 (red: positive, blue:
+    negative), with a colour bar."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(PID_ATOMS), figsize=(1.9 * (1 + len(PID_ATOMS)) + 0.6, 1.9 * n),
+                             squeeze=False)
+    for i in range(n):
+        arrays = {a: _np(maps[a][i]) for a in PID_ATOMS}
+        bound = max(float(np.abs(m).max()) for m in arrays.values()) or 1.0
+        axes[i, 0].imshow(_rgb_float(images[i]))
+        axes[i, 0].set_ylabel(titles[i] if titles else "", fontsize=7)
+        for j, (atom, label) in enumerate(PID_ATOMS.items(), start=1):
+            im = axes[i, j].imshow(arrays[atom], cmap="RdBu_r", vmin=-bound, vmax=bound)
+            if i == 0:
+                axes[i, j].set_title(label, fontsize=9)
+        fig.colorbar(im, ax=axes[i, 1:].tolist(), fraction=0.02, pad=0.01, label="nats")
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
