@@ -62,8 +62,8 @@ from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from .sequential import SequentialRule, sequential_scores
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
-from ..results import (ResultStore, example_seed, markdown_table, model_identity, model_slug, run_sharded, save_tables,
-                       to_jsonable)
+from ..model_identity import model_identity
+from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables, to_jsonable
 
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
@@ -488,7 +488,7 @@ def store_path(root: str | Path, model, dataset: str, settings: RelationSettings
                source: str = "") -> Path:
     """Where :func:`run` keeps a dataset's per-example rows: ``<root>/<model>/relation_testing/<dataset>-<protocol>-
     <hash>``. The hash covers the settings, the data source, the seed and the model's
-    :func:`~infodecomp.results.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
+    :func:`~infodecomp.model_identity.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
     that differ in any of them never share a store. ``model``: the model (as :func:`run` gets it), or a name
     (then the hash has no model identity: a path for a store made without a model)."""
     ident = None if isinstance(model, str) else model_identity(model)
@@ -534,7 +534,7 @@ def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSetti
     identity = store_identity(settings, dataset, source)
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, dataset, settings, seed, source)
-        store = ResultStore(path, identity, model=model, seed=seed)
+        store = ResultStore(path, identity, model=model_identity(model), seed=seed)
 
     def fn_batch(batch):
         return score_rows(model, batch, settings, seed=seed, chunk_size=chunk_size)
