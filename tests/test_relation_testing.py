@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from infodecomp import analytic
+from infodecomp.experiments import clip_baseline
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.logsnr import LogSNRSampling
 from infodecomp.model_identity import model_identity
@@ -275,11 +276,11 @@ def test_load_dataset_and_relation_list(tmp_path):
 
 
 def test_openclip_status_says_why_it_is_unavailable():
-    ok, reason = rt.openclip_status()
+    ok, reason = clip_baseline.openclip_status()
     assert isinstance(ok, bool) and reason
     if not ok:
         with pytest.raises(ImportError, match="open_clip"):
-            rt.openclip_scores(rt.load_dataset("vg-relation", 2))
+            clip_baseline.openclip_scores(rt.load_dataset("vg-relation", 2))
 
 
 # ─────────────────────────────────────── the store loop (tiny SD) ───────────────────────────────────────
