@@ -1,8 +1,8 @@
 """Standard error of each log-SNR quadrature rule at equal denoiser evaluations, on the analytic worlds.
 
-For one example of each world (``infodecomp.analytic.standard_cases``) and each rule × noise option, the
-estimator is run ``--repeats`` times independently with the same number of denoiser evaluations per condition
-(``--evaluations`` = log-SNR draws × noise draws per λ). Printed side by side, per estimator:
+For one example of each world (``infodecomp.experiments.estimator_studies.standard_cases``) and each rule × noise
+option, the estimator is run ``--repeats`` times independently with the same number of denoiser evaluations per
+condition (``--evaluations`` = log-SNR draws × noise draws per λ). Printed side by side, per estimator:
 
 * ``sd/paper``  — the actual standard error (spread of the repeats) relative to the paper's rule, i.i.d.
   truncated logistic with one noise draw per λ (< 1: better);
@@ -25,7 +25,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from infodecomp import analytic
+from infodecomp.experiments import estimator_studies
 
 RULES = ("logistic", "uniform", "logistic_qmc", "uniform_qmc")
 NOISE = ("iid", "antithetic")
@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    cases = analytic.standard_cases(args.seed, image_size=args.image_size)
+    cases = estimator_studies.standard_cases(args.seed, image_size=args.image_size)
     gen = torch.Generator().manual_seed(args.seed)
     print(f"evaluations per condition per estimate: {args.evaluations}; repeats: {args.repeats}; "
           f"log-SNR loc 1, scale 2, clip 3 (paper defaults); one example per world (seed {args.seed})\n")
@@ -49,8 +49,8 @@ def main() -> None:
         case = cases[name]
         x, cond, ref = case.sample(1, generator=gen)
         t0 = time.perf_counter()
-        rows = analytic.variance_study(case, x, cond, ref, evaluations=args.evaluations, rules=RULES, noise=NOISE,
-                                       n_repeats=args.repeats, generator=gen)
+        rows = estimator_studies.variance_study(case, x, cond, ref, evaluations=args.evaluations, rules=RULES,
+                                                noise=NOISE, n_repeats=args.repeats, generator=gen)
         elapsed = time.perf_counter() - t0
         by = {(r["rule"], r["noise"], r["estimator"]): r for r in rows}
         paper = by[("logistic", "iid", "standard")], by[("logistic", "iid", "orthogonal")]

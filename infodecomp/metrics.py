@@ -718,3 +718,19 @@ def pixel_pearson_bootstrap(maps_a: Any, maps_b: Any, *, nan_policy: str = "rais
     _mean_with_policy(r, nan_policy)  # raises on constant maps unless "omit"
     r = r[~np.isnan(r)]
     return bootstrap(lambda idx: float(r[idx].mean()), len(r), **kwargs)
+
+
+# ── summaries of a sample, as the reports print them ──
+
+def mean_se(values) -> dict:
+    """``{"value": mean, "stderr": std/sqrt(n), "n": n}`` of a 1-d sample (stderr NaN for n < 2)."""
+    v = np.asarray(values, dtype=np.float64)
+    n = int(v.size)
+    return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+            "n": n}
+
+
+def binomial(hits: int, n: int) -> dict:
+    """``{"value": p, "stderr": sqrt(p(1 − p)/n), "n": n}`` for ``hits`` successes in ``n`` trials."""
+    p = hits / n
+    return {"value": p, "stderr": math.sqrt(max(p * (1 - p), 1e-12) / n), "n": n}

@@ -38,7 +38,7 @@ def convergence_plot(table, *, title: str | None = None, exact_label: str = "exa
 
     table: rows with ``rule, n_samples, estimator, value, stderr`` and optionally ``target`` (the estimand on
     the clipped log-SNR range) and ``exact`` (the untruncated answer), drawn as horizontal lines (as from
-    :func:`infodecomp.analytic.convergence_study`).
+    :func:`infodecomp.experiments.estimator_studies.convergence_study`).
     """
     rows = _rows(table)
     estimators = list(dict.fromkeys(r["estimator"] for r in rows))
@@ -73,7 +73,8 @@ def variance_comparison(table, *, value: str = "sd_ratio", title: str | None = N
                         ylabel: str = "standard error / i.i.d. logistic") -> matplotlib.figure.Figure:
     """Grouped bars of ``value`` (default: standard error relative to the paper's rule) per rule and noise
     option, one bar per estimator; a dashed line at 1. table: rows as from
-    :func:`infodecomp.analytic.variance_study` (columns rule, noise, estimator and ``value``)."""
+    :func:`infodecomp.experiments.estimator_studies.variance_study` (columns rule, noise, estimator and
+    ``value``)."""
     rows = _rows(table)
     groups = list(dict.fromkeys((r["rule"], r.get("noise", "iid")) for r in rows))
     estimators = list(dict.fromkeys(r["estimator"] for r in rows))

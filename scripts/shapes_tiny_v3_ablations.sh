@@ -5,7 +5,7 @@
 #   bash scripts/shapes_tiny_v3_ablations.sh            # ≈ 2.5 h on 2 CPU cores (up to two jobs at a time, one thread each)
 #   bash scripts/shapes_tiny_v3_ablations.sh F-hard     # one run (train, export, evaluate) and nothing else
 #
-# 1. ShapesCLIP, two recipes (python -m infodecomp.shapesclip): plain contrastive ("plain") and contrastive with
+# 1. ShapesCLIP, two recipes (python -m infodecomp.training.shapesclip): plain contrastive ("plain") and contrastive with
 #    hard negatives ("hard": relation flip, subject–object swap, attribute swap, word-order shuffle), 6,000 steps
 #    each, evaluated by retrieval on the ARO twins and by its text encoder's relation-flip ratio (held-out seed 0).
 # 2. UNets, from scratch, all for the same STEPS (same data seed, schedule and VAE: v1's, taken from the git commit

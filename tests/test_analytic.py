@@ -11,6 +11,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from infodecomp import analytic as A
+from infodecomp.experiments import estimator_studies as S
 
 
 def _schur_posterior(w: A.GaussianWorld, y_obs: np.ndarray, obs: list[int]):
@@ -278,7 +279,7 @@ def test_integrate_over_logsnr_is_converged():
 # ─────────────────────────────────────────── studies ───────────────────────────────────────────
 
 def test_cases_and_studies_are_consistent():
-    cases = A.standard_cases(0, image_size=8)
+    cases = S.standard_cases(0, image_size=8)
     assert set(cases) == {"gaussian_mi", "gaussian_cmi", "mixture_mi", "mixture_cmi", "image_mi"}
     g = cases["gaussian_cmi"]
     assert g.information() == pytest.approx(g.world.information([0], [1]))
@@ -290,16 +291,16 @@ def test_cases_and_studies_are_consistent():
     torch.testing.assert_close(std, im.log_ratio(x, cond, ref), atol=1e-9, rtol=0)
     x, cond, ref = cases["mixture_cmi"].sample(1, generator=torch.Generator().manual_seed(1))
     assert cond[0, 1] == ref[0, 1] and int(ref[0, 0]) == -1
-    rows = A.variance_study(g, *g.sample(1, generator=torch.Generator().manual_seed(2)), evaluations=20,
+    rows = S.variance_study(g, *g.sample(1, generator=torch.Generator().manual_seed(2)), evaluations=20,
                             rules=("logistic", "logistic_qmc"), n_repeats=30,
                             generator=torch.Generator().manual_seed(3))
     assert len(rows) == 2 * 2 * 2
     paper = [r for r in rows if r["rule"] == "logistic" and r["noise"] == "iid"]
     assert all(r["sd_ratio"] == 1.0 for r in paper)
     assert all(r["n_samples"] == 10 for r in rows if r["noise"] == "antithetic")
-    conv = A.convergence_study(g, *g.sample(1, generator=torch.Generator().manual_seed(4)), [10, 20],
+    conv = S.convergence_study(g, *g.sample(1, generator=torch.Generator().manual_seed(4)), [10, 20],
                                rules=("uniform",), generator=torch.Generator().manual_seed(5))
     assert [(r["n_samples"], r["estimator"]) for r in conv] == [(10, "standard"), (10, "orthogonal"), (20, "standard"),
                                                                (20, "orthogonal")]
     with pytest.raises(ValueError, match="one example"):
-        A.convergence_study(g, *g.sample(2), [10])
+        S.convergence_study(g, *g.sample(2), [10])

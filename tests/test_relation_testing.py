@@ -20,8 +20,10 @@ import torch
 from PIL import Image
 
 from infodecomp import analytic
+from infodecomp.experiments import clip_baseline
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.logsnr import LogSNRSampling
+from infodecomp.model_identity import model_identity
 from infodecomp.results import ResultStore, SettingsMismatchError
 from infodecomp.testing import RecordingDenoiser, free_port
 
@@ -274,11 +276,11 @@ def test_load_dataset_and_relation_list(tmp_path):
 
 
 def test_openclip_status_says_why_it_is_unavailable():
-    ok, reason = rt.openclip_status()
+    ok, reason = clip_baseline.openclip_status()
     assert isinstance(ok, bool) and reason
     if not ok:
         with pytest.raises(ImportError, match="open_clip"):
-            rt.openclip_scores(rt.load_dataset("vg-relation", 2))
+            clip_baseline.openclip_scores(rt.load_dataset("vg-relation", 2))
 
 
 # ─────────────────────────────────────── the store loop (tiny SD) ───────────────────────────────────────
@@ -346,7 +348,7 @@ def test_interrupted_run_resumes_to_the_same_table(tiny_model, tmp_path):
         rt.run(flaky, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b", batch_size=2,
                progress=False)
     ident = rt.store_identity(settings, "vg-relation", "shapes-twin:vg-relation:seed=1")
-    assert len(ResultStore(tmp_path / "b", ident, model=flaky, seed=4)) == 2
+    assert len(ResultStore(tmp_path / "b", ident, model=model_identity(flaky), seed=4)) == 2
     resumed_model = FlakyModel(tiny_model)
     resumed = rt.run(resumed_model, data, dataset="vg-relation", settings=settings, seed=4, store=tmp_path / "b",
                      batch_size=2, progress=False)

@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from infodecomp import results as R
+from infodecomp.model_identity import model_identity
+from infodecomp.results.__main__ import main as results_main
 from infodecomp.testing import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -458,27 +460,27 @@ class FakeModel:
 def test_store_identity_includes_dtype_and_cross_attention_tokens(tmp_path):
     """Item 1: a bfloat16 run resumed a float32 store; the identity now holds the dtype and the tokens."""
     path = tmp_path / "s"
-    store = R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)
+    store = R.ResultStore(path, SETTINGS, model=model_identity(FakeModel()), seed=11)
     store.append([{"index": 0, "score": 1.0}])
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["model"]["dtype"] == "float32" and manifest["model"]["cross_attention_tokens"] == "all"
     assert manifest["model_id"] == "toy" and manifest["revision"] == "sha256:0123"
-    R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)  # the same model reopens it
+    R.ResultStore(path, SETTINGS, model=model_identity(FakeModel()), seed=11)  # the same model reopens it
     with pytest.raises(R.SettingsMismatchError, match=r"model\['dtype'\]: saved 'float32', now 'bfloat16'"):
-        R.ResultStore(path, SETTINGS, model=FakeModel(torch.bfloat16), seed=11)
+        R.ResultStore(path, SETTINGS, model=model_identity(FakeModel(torch.bfloat16)), seed=11)
     with pytest.raises(R.SettingsMismatchError, match="cross_attention_tokens"):
-        R.ResultStore(path, SETTINGS, model=FakeModel(tokens="words"), seed=11)
+        R.ResultStore(path, SETTINGS, model=model_identity(FakeModel(tokens="words")), seed=11)
     # a store of the previous format (whose identity had no dtype) is refused, saying why
     manifest["format"] = "infodecomp.result-store/1"
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(R.SettingsMismatchError, match="left out the model's dtype"):
-        R.ResultStore(path, SETTINGS, model=FakeModel(), seed=11)
+        R.ResultStore(path, SETTINGS, model=model_identity(FakeModel()), seed=11)
 
 
 def test_model_identity_of_a_real_model(tiny_pipe):
     from infodecomp.models import Model
 
-    ident = R.model_identity(Model(tiny_pipe, name="tiny"))
+    ident = model_identity(Model(tiny_pipe, name="tiny"))
     assert ident == {"name": "tiny", "version": None, "dtype": "float32", "device": "cpu",
                      "cross_attention_tokens": "all",
                      "denoiser": {"prediction_type": "epsilon", "timestep": "nearest", "v_logsnr": "timestep",
@@ -491,11 +493,11 @@ def test_every_record_says_its_dtype_and_warns_on_reduced_precision(tmp_path):
 
     path = R.Recorder("02_x", "toy", root=tmp_path, seed=0).record("a", 1.0)  # a name only: dtype unknown
     assert json.loads(path.read_text())["_provenance"]["dtype"] is None
-    path = R.Recorder("02_x", FakeModel(), root=tmp_path, seed=0).record("a", 1.0)
+    path = R.Recorder("02_x", model_identity(FakeModel()), root=tmp_path, seed=0).record("a", 1.0)
     prov = json.loads(path.read_text())["_provenance"]
     assert prov["dtype"] == "float32" and prov["revision"] == "sha256:0123" and "reduced_precision" not in prov
     with pytest.warns(ReducedPrecisionWarning, match="bfloat16.*biases i\\^o upward"):
-        path = R.Recorder("02_x", FakeModel(torch.bfloat16), root=tmp_path, seed=0).record("a", 1.1)
+        path = R.Recorder("02_x", model_identity(FakeModel(torch.bfloat16)), root=tmp_path, seed=0).record("a", 1.1)
     data = json.loads(path.read_text())
     assert data["a"] == 1.1 and data["_provenance"]["dtype"] == "bfloat16"
     assert "biases i^o upward" in data["_provenance"]["reduced_precision"]
@@ -619,15 +621,15 @@ def test_a_corrupt_row_and_duplicates_are_repaired_by_the_command(tmp_path, caps
     shard.write_bytes(b"\n".join(lines))
     with pytest.raises(R.StoreDamagedError, match=r"rows-000-of-001.jsonl:3: corrupt row.*repair"):
         R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
-    assert R.main(["check", str(tmp_path)]) == 1  # a folder of stores: each is found and checked
+    assert results_main(["check", str(tmp_path)]) == 1  # a folder of stores: each is found and checked
     out = capsys.readouterr().out
     assert "[DAMAGED]" in out and "rows-000-of-001.jsonl:3: corrupt row" in out and "two runs wrote it" in out
     assert "[ ok ]" in out  # the reference store beside it
-    assert R.main(["repair", str(path)]) == 0 and "[REPAIRED]" in capsys.readouterr().out
+    assert results_main(["repair", str(path)]) == 0 and "[REPAIRED]" in capsys.readouterr().out
     store, computed = _rerun(path)
     assert computed == ["ex02"]
     assert_same_table(store.merge(len(EXAMPLES)), expected)
-    assert R.main(["check", str(path)]) == 0
+    assert results_main(["check", str(path)]) == 0
     proc = subprocess.run([sys.executable, "-m", "infodecomp.results", "check", str(path)], capture_output=True,
                           text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0 and "[ ok ]" in proc.stdout
@@ -665,7 +667,7 @@ def test_the_three_experiment_stores_keep_one_identity(tiny_model, tmp_path):
     intervention.run_intervention(tiny_model, rows, tmp_path / "iv",
                                   intervention.InterventionSettings(n_steps=2, n_logsnr=1, n_noise=2),
                                   progress=False)
-    want = R.model_identity(tiny_model)
+    want = model_identity(tiny_model)
     assert want["dtype"] == "float32" and want["cross_attention_tokens"] == "all"
     for name in ("rt", "loc", "iv"):
         m = json.loads((tmp_path / name / "manifest.json").read_text())

@@ -9,6 +9,7 @@ from PIL import Image
 from scipy import ndimage
 
 from infodecomp.data import shapes as S
+from infodecomp.data.shapes.parsing import is_true_of
 
 
 
@@ -263,7 +264,7 @@ def test_order_negatives_reject_identical_and_true_perturbations():
         negs = S.order_negatives(words, sc, rng)
         assert len(negs) == 4 and all(n != "a red circle and a blue square" for n in negs)
         assert "a blue square and a red circle" not in negs  # true of the scene: must be rejected
-        assert all(not S._is_true_of(n, sc) for n in negs)
+        assert all(not is_true_of(n, sc) for n in negs)
     single = S.Scene((S.Object("red", "circle", "small", 2, 10),))
     assert S.order_negatives(S.caption_words(single, "single"), single, rng) is None  # lone "a"
 

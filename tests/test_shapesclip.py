@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from infodecomp import shapesclip as sc
+from infodecomp.training import shapesclip as sc
 from infodecomp.data import shapes
 from infodecomp.diagnostics import text_change
 
@@ -32,7 +32,7 @@ def test_hard_negatives_are_false_captions_of_their_own_scene():
         assert set(negs) == set(sc.NEGATIVE_KINDS), (s.caption, negs)
         for kind, text in negs.items():
             assert text != s.caption
-            assert not shapes._is_true_of(text, s.scene), (kind, s.caption, text)
+            assert not shapes.is_true_of(text, s.scene), (kind, s.caption, text)
             seen.add(kind)
         rel = " ".join(w.text for w in s.words if w.pos == "prep")
         assert negs["relation_flip"] == s.caption.replace(rel, shapes.FLIPPED_RELATION[rel])

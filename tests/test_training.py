@@ -142,7 +142,7 @@ def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
 
 
 def test_sweep_prints_one_row_per_guidance_scale(uninterrupted, tmp_path, capsys):
-    from infodecomp.training import main
+    from infodecomp.training.__main__ import main
 
     uninterrupted.export(tmp_path / "pipe", use_ema=False)
     main(["sweep", str(tmp_path / "pipe"), "--guidance", "1.5", "3", "--n", "2", "--steps", "2"])

@@ -49,7 +49,8 @@ from ..editing import generate, invert
 from ..estimators import information_scores
 from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
 from ..precision import dtype_name
-from ..results import ResultStore, example_seed, model_dtype, run_sharded
+from ..model_identity import model_dtype, model_identity
+from ..results import ResultStore, example_seed, run_sharded
 
 __all__ = [
     "InterventionSettings",
@@ -246,7 +247,7 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path, settings: In
     if actual is not None and actual != settings.dtype:
         raise ValueError(f"settings.dtype is {settings.dtype!r} but the model runs in {actual}; give "
                          f"InterventionSettings(dtype={actual!r}) (or load the model in {settings.dtype})")
-    store = ResultStore(store_path, asdict(settings), model=model, seed=seed,
+    store = ResultStore(store_path, asdict(settings), model=model_identity(model), seed=seed,
                         process_index=process_index or 0, num_processes=num_processes or 1)
 
     def fn_batch(batch):

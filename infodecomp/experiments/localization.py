@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..checks import count
 from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
+from ..model_identity import model_identity
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
 
@@ -83,7 +84,7 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     if daam_steps is not None:
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
-    store = ResultStore(store_dir, settings, model=model, model_id=model_id, seed=seed)
+    store = ResultStore(store_dir, settings, model=model_identity(model), model_id=model_id, seed=seed)
     with store.writing():  # one writer: a second run on this store stops at once (StoreBusyError)
         _localize(store, model, dataset, indices, st, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
                   seed=seed, batch_size=batch_size, attention=attention, attention_samples=attention_samples,

@@ -39,13 +39,15 @@ Typical use (a notebook does this)::
 
 Shard across processes with ``accelerate launch --num_processes P script.py`` (each process writes its own
 shard of the store; every process returns the merged table at the end). A killed run resumes.
+
+The rows and their loaders are in :mod:`~infodecomp.experiments.relation_data` (re-exported here); the OpenCLIP
+row of Table 1 is :mod:`~infodecomp.experiments.clip_baseline`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import math
 import numbers
@@ -58,20 +60,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.shapes import ShapesTwin
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from .sequential import SequentialRule, sequential_scores
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
-from ..results import (ResultStore, example_seed, markdown_table, model_identity, model_slug, run_sharded, save_tables,
-                       to_jsonable)
+from ..model_identity import model_identity
+from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables
+from .relation_data import ARO_DATASETS, _Head, check_rows, load_dataset, read_relation_list
 
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
     "example_frame",
-    "accuracy_tables", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table", "load_dataset", "read_relation_list",
-    "markdown_table", "save_tables", "openclip_status", "openclip_scores", "scores_accuracy", "check_rows",
-    "settings_provenance", "default_blocks",
+    "accuracy_tables", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table", "load_dataset",
+    "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
 ]
 
 PROTOCOLS = ("faithful", "corrected")
@@ -79,8 +82,6 @@ SCORES = ("orthogonal", "standard")
 #: Scoring methods, all computed from the same denoiser evaluations: i^o, i^s, and the denoising error (−MMSE).
 METHODS = ("info_o", "info_s", "mmse")
 METHOD_LABELS = {"info_o": "Info i^o (the paper's score)", "info_s": "Info i^s", "mmse": "−MMSE (DiffITM)"}
-#: Table 1's columns, in the paper's order.
-ARO_DATASETS = ("vg-attribution", "vg-relation", "coco-order", "flickr-order")
 #: The aggregate Table 1 shows per dataset (ARO's convention, docs/protocol.md#relation-testing-aggregation): VG-R macro
 #: over relations without the symmetric ones, VG-A macro over attribute pairs, the order sets micro (Precision@1).
 ARO_AGGREGATION = {"vg-relation": "macro_filtered", "vg-attribution": "macro", "coco-order": "micro",
@@ -314,38 +315,6 @@ def score_candidates(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, n_samp
 
 # ─────────────────────────────────────────── rows of a dataset ───────────────────────────────────────────
 
-_ROW_KEYS = ("id", "image", "captions", "true_index", "group")
-
-
-def check_rows(rows: Sequence[Mapping]) -> None:
-    """Raise a clear error unless every row has the relation-testing contract (docs/architecture.md#dataset-rows):
-    ``id`` str, ``image`` PIL RGB, ``captions`` ≥ 2 non-empty strings, ``true_index`` a valid int, ``group``."""
-    from PIL import Image
-
-    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
-        raise TypeError(f"rows must be a sequence of row dicts, got {type(rows).__name__}")
-    for i, r in enumerate(rows):
-        if not isinstance(r, Mapping):
-            raise TypeError(f"row {i} is a {type(r).__name__}; expected a dict with keys {_ROW_KEYS}")
-        missing = [k for k in _ROW_KEYS if k not in r]
-        if missing:
-            raise ValueError(f"row {i} (id {r.get('id')!r}) lacks {missing}; relation-testing rows need {_ROW_KEYS}")
-        if not isinstance(r["id"], str) or not r["id"]:
-            raise ValueError(f"row {i}: 'id' must be a non-empty str, got {r['id']!r}")
-        if not isinstance(r["image"], Image.Image) or r["image"].mode != "RGB":
-            raise ValueError(f"row {r['id']!r}: 'image' must be an RGB PIL image, got "
-                             f"{type(r['image']).__name__} {getattr(r['image'], 'mode', '')}")
-        caps = r["captions"]
-        if isinstance(caps, str) or not isinstance(caps, Sequence) or len(caps) < 2:
-            raise ValueError(f"row {r['id']!r}: 'captions' must be a list of >= 2 strings, got {caps!r}")
-        if not all(isinstance(c, str) and c.strip() for c in caps):
-            raise ValueError(f"row {r['id']!r}: every caption must be a non-empty string, got {list(caps)!r}")
-        t = r["true_index"]
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(caps):
-            raise ValueError(f"row {r['id']!r}: 'true_index' must be an int in [0, {len(caps) - 1}], got {t!r}")
-        if not isinstance(r["group"], str):
-            raise ValueError(f"row {r['id']!r}: 'group' must be a str, got {r['group']!r}")
-
 
 def _margin(scores: CandidateScores, method: str, true_index: int) -> tuple[float, float, int]:
     """(score_true − score_best_rival, its paired stderr, the rival's index)."""
@@ -462,8 +431,6 @@ def _expand(s: CandidateScores, index: list[int]) -> CandidateScores:
 def _data_source(data) -> str:
     """A stable description of where rows come from (part of the store's identity): ShapesWorld twins by name
     and seed (not length: rows do not depend on it), ARO datasets by class, folder and caption order."""
-    from ..data.shapes import ShapesTwin
-
     if isinstance(data, _Head):
         return _data_source(data.rows)
     if isinstance(data, ShapesTwin):
@@ -488,7 +455,7 @@ def store_path(root: str | Path, model, dataset: str, settings: RelationSettings
                source: str = "") -> Path:
     """Where :func:`run` keeps a dataset's per-example rows: ``<root>/<model>/relation_testing/<dataset>-<protocol>-
     <hash>``. The hash covers the settings, the data source, the seed and the model's
-    :func:`~infodecomp.results.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
+    :func:`~infodecomp.model_identity.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
     that differ in any of them never share a store. ``model``: the model (as :func:`run` gets it), or a name
     (then the hash has no model identity: a path for a store made without a model)."""
     ident = None if isinstance(model, str) else model_identity(model)
@@ -534,7 +501,7 @@ def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSetti
     identity = store_identity(settings, dataset, source)
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, dataset, settings, seed, source)
-        store = ResultStore(path, identity, model=model, seed=seed)
+        store = ResultStore(path, identity, model=model_identity(model), seed=seed)
 
     def fn_batch(batch):
         return score_rows(model, batch, settings, seed=seed, chunk_size=chunk_size)
@@ -796,148 +763,3 @@ def group_table(tables: RelationTables, *, method: str = "info_o", baseline: str
     out["highlight"] = np.where(change > threshold, "▲", np.where(change < -threshold, "▼", ""))
     out.index.name = "group"
     return out.sort_values("change", ascending=False, na_position="last").reset_index()
-
-
-# ─────────────────────────────────────────────── data and I/O ───────────────────────────────────────────────
-
-def load_dataset(name: str, n: int | None = None, *, seed: int = 0, data_dir: str | Path | None = None,
-                 **options) -> Sequence[dict]:
-    """Relation-testing rows of ``name`` ("vg-relation", "vg-attribution", "coco-order", "flickr-order").
-
-    data_dir None: the ShapesWorld twin with ``n`` rows (``seed`` draws them). Otherwise the real ARO data under
-    ``data_dir`` through :func:`infodecomp.data.aro.relation_dataset` (first ``n`` rows, or all with ``n=None``;
-    the order sets' negatives are drawn with ``seed``); ``options`` go to the loader (e.g. ``size``,
-    ``true_first``, ``tagger``).
-    """
-    if name not in ARO_DATASETS:
-        raise ValueError(f"unknown relation-testing dataset {name!r}; expected one of {ARO_DATASETS}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
-    if data_dir is None:
-        from ..data.shapes import twin
-
-        if n is None:
-            raise ValueError("the ShapesWorld twin needs a number of rows n")
-        return twin(name, int(n), seed, **options)
-    from ..data import aro
-
-    if name in ("coco-order", "flickr-order"):
-        options.setdefault("seed", seed)
-    rows = aro.relation_dataset(name, data_dir, **options)
-    if n is not None and n < len(rows):
-        rows = _Head(rows, int(n))
-    return rows
-
-
-class _Head(Sequence):
-    """The first n rows of a sequence (lazy)."""
-
-    def __init__(self, rows: Sequence, n: int):
-        self.rows, self.n = rows, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(self.n))]
-        if not -self.n <= i < self.n:
-            raise IndexError(f"row {i} out of range for {self.n} rows")
-        return self.rows[i % self.n]
-
-
-def read_relation_list(path: str | Path | None) -> set[str] | None:
-    """Relation names from a text file, one per line (blank lines and ``#`` comments ignored); None → None.
-
-    For ARO's symmetric-relation exclusion list, which this project does not ship: supply your own file."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"relation list {str(p)!r} does not exist (expected a text file, one name a line)")
-    names = {ln.split("#", 1)[0].strip() for ln in p.read_text(encoding="utf-8").splitlines()}
-    return {x for x in names if x}
-
-
-def openclip_status(model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k") -> tuple[bool, str]:
-    """Whether the OpenCLIP baseline of Table 1 can run here: ``(available, reason)``.
-
-    Needs the ``open_clip`` package (open-clip-torch, which needs torchvision) and its ``pretrained`` weights in
-    the local cache (nothing is downloaded: HF_HUB_OFFLINE is set while checking). Returns the reason when not.
-    """
-    if importlib.util.find_spec("open_clip") is None:
-        return False, "the open_clip package (open-clip-torch) is not installed"
-    import os
-
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        import open_clip
-
-        open_clip.create_model_and_transforms(model, pretrained=pretrained)
-    except (ImportError, OSError, RuntimeError, ValueError) as err:
-        return False, f"open_clip is installed but {model}/{pretrained} cannot be loaded offline: {err}"
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-    return True, f"open_clip {model}/{pretrained} is available"
-
-
-def settings_provenance(settings: RelationSettings) -> dict:
-    """JSON-able settings for :func:`infodecomp.results.record` provenance."""
-    return to_jsonable(settings.resolved())
-
-
-# ──────────────────────────────────────────── the OpenCLIP baseline ────────────────────────────────────────────
-
-def openclip_scores(data: Sequence[Mapping], *, model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k",
-                    device=None, batch_size: int = 16) -> np.ndarray:
-    """Cosine similarity of each image with each candidate caption under OpenCLIP: ``[N, M]`` (higher = better).
-
-    The OpenCLIP row of Table 1 (docs/protocol.md#relation-testing: the CLIP whose text encoder SD 2.1 shares,
-    [UNVERIFIED] which one the paper used). Runs only where :func:`openclip_status` says it can (it needs ``open_clip``
-    and cached weights; this project's CPU environment has neither, so this function is not exercised by its tests).
-    """
-    ok, reason = openclip_status(model, pretrained)
-    if not ok:
-        raise ImportError(reason)
-    import open_clip
-
-    rows = [data[i] for i in range(len(data))]
-    check_rows(rows)
-    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
-    tokenizer = open_clip.get_tokenizer(model)
-    net.eval()
-    dev = next(net.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i:i + batch_size]
-            img = net.encode_image(torch.stack([preprocess(r["image"]) for r in chunk]).to(dev)).float()
-            img = img / img.norm(dim=-1, keepdim=True)
-            for r, f in zip(chunk, img):
-                txt = net.encode_text(tokenizer(list(r["captions"])).to(dev)).float()
-                txt = txt / txt.norm(dim=-1, keepdim=True)
-                out.append((txt @ f).cpu().numpy())
-    sizes = {len(s) for s in out}
-    if len(sizes) != 1:
-        raise ValueError(f"rows have different numbers of captions {sorted(sizes)}; score one dataset at a time")
-    return np.stack(out).astype(np.float64)
-
-
-def scores_accuracy(scores: np.ndarray, data: Sequence[Mapping], *, aggregate: str = "micro",
-                    tie_policy: str = "against_true", exclude_groups: Iterable[str] | None = None,
-                    confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """``(accuracy, ci_low, ci_high)`` of external scores ``[N, M]`` (e.g. :func:`openclip_scores`) on ``data``,
-    aggregated as in :func:`accuracy_tables` (``aggregate``: "micro", "macro" or "macro_filtered")."""
-    if aggregate not in ("micro", "macro", "macro_filtered"):
-        raise ValueError(f"aggregate must be 'micro', 'macro' or 'macro_filtered', got {aggregate!r}")
-    truth = np.array([data[i]["true_index"] for i in range(len(data))])
-    groups = [str(data[i]["group"]) for i in range(len(data))]
-    a = retrieval_accuracy(np.asarray(scores, dtype=np.float64), truth, groups, tie_policy=tie_policy,
-                           exclude_groups=exclude_groups if exclude_groups is not None else (),
-                           confidence=confidence, seed=seed)
-    est = {"micro": a.micro, "macro": a.macro, "macro_filtered": a.macro_filtered}[aggregate]
-    return est.value, est.ci_low, est.ci_high

@@ -29,7 +29,7 @@ from ..diagnostics import attention_mass_table, epsilon_change, pixel_auroc, swa
 from ..diagnostics import token_attention_mass
 from ..diagnostics import hybrid_embeddings
 from ..editing import sample
-from ..metrics import iou_per_threshold, select_threshold, upsample_bilinear, whole_image_iou
+from ..metrics import binomial, iou_per_threshold, mean_se, select_threshold, upsample_bilinear, whole_image_iou
 from ..text import token_positions
 from .heatmaps import daam_maps
 
@@ -38,20 +38,6 @@ __all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity"
 
 #: The noise levels :func:`attention_mass` reports (log-SNR, nats): from nearly pure noise to nearly clean.
 MASS_LOGSNRS = (-4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
-
-
-def mean_se(values) -> dict:
-    """``{"value": mean, "stderr": std/sqrt(n), "n": n}`` of a 1-d sample."""
-    v = np.asarray(values, dtype=np.float64)
-    n = int(v.size)
-    return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
-            "n": n}
-
-
-def binomial(hits: int, n: int) -> dict:
-    """``{"value": p, "stderr": sqrt(p(1 − p)/n), "n": n}``."""
-    p = hits / n
-    return {"value": p, "stderr": math.sqrt(max(p * (1 - p), 1e-12) / n), "n": n}
 
 
 def _tensor(images) -> torch.Tensor:
@@ -164,23 +150,6 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
 
 # ── ε̂ sensitivity to edits ─────────────────────────────────────────────────────────────────────────────
 
-def relational_edits(s: shapes.Sample, rng: np.random.Generator) -> dict[str, str]:
-    """Three edits of a relational caption "a X rel a Y" (objects of distinct colours and shapes):
-    ``relation_flip`` (left ↔ right, above ↔ below), ``attribute_swap`` (the two colour words exchanged) and
-    ``colour_swap`` (the first object's colour replaced by a colour in neither object)."""
-    toks = [w.text for w in s.words]
-    rel = [k for k, w in enumerate(s.words) if w.pos == "prep"]
-    phrase = " ".join(toks[k] for k in rel)
-    flip = toks[:rel[0]] + shapes.FLIPPED_RELATION[phrase].split() + toks[rel[-1] + 1:]
-    cols = [k for k, w in enumerate(s.words) if w.pos == "adj" and w.text in shapes.COLOURS]
-    attr = list(toks)
-    attr[cols[0]], attr[cols[1]] = toks[cols[1]], toks[cols[0]]
-    others = [c for c in shapes.COLOURS if c not in (toks[cols[0]], toks[cols[1]])]
-    colour = list(toks)
-    colour[cols[0]] = others[int(rng.integers(len(others)))]
-    return {"relation_flip": " ".join(flip), "attribute_swap": " ".join(attr), "colour_swap": " ".join(colour)}
-
-
 def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, batch: int = 32) -> dict:
     """``E‖ε̂(z|caption) − ε̂(z|edited)‖²`` for a relation flip, an attribute (colour) swap between the two
     objects and a single colour change, on ``n`` relational scenes (shared draws per scene). Returns, per
@@ -188,7 +157,7 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
     change divided by the colour change's (± se over scenes)."""
     samples = _relational_samples(n, seed, 51)
     rng = np.random.default_rng([seed, 52])
-    edits = [relational_edits(s, rng) for s in samples]
+    edits = [shapes.relational_edits(s, rng) for s in samples]
     g = torch.Generator().manual_seed(seed)
     out: dict[str, list] = {k: [] for k in edits[0]}
     for start in range(0, n, batch):
@@ -208,13 +177,13 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
 
 def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> dict:
     """How far the text encoder's token states (``model.encode_prompts``, all positions) move under the edits of
-    :func:`relational_edits`, on ``n`` relational captions: per edit mean ± se of ``‖Δh‖²``, and
+    :func:`infodecomp.data.shapes.relational_edits`, on ``n`` relational captions: per edit mean ± se of ``‖Δh‖²``, and
     ``ratio_relation`` / ``ratio_attribute`` against the colour change (mean over captions ± se). Beside
     :func:`edit_sensitivity` this locates a lost relation: in the text encoder (both ratios ≈ 0) or in the UNet
     (the encoder's ratio large, ε̂'s ≈ 0). Same captions and edits as :func:`edit_sensitivity` for a ``seed``."""
     samples = _relational_samples(n, seed, 51)
     rng = np.random.default_rng([seed, 52])
-    edits = [relational_edits(s, rng) for s in samples]
+    edits = [shapes.relational_edits(s, rng) for s in samples]
     out: dict[str, list] = {k: [] for k in edits[0]}
     for start in range(0, n, batch):
         chunk = range(start, min(n, start + batch))

@@ -1,8 +1,8 @@
 """ShapesCLIP: a small image–text contrastive model trained on ShapesWorld, whose text tower shapes-tiny v3 conditions on.
 
-    python -m infodecomp.shapesclip train --work-dir runs/train/shapesclip-hard [--negatives all --steps 6000]
-    python -m infodecomp.shapesclip export --work-dir runs/train/shapesclip-hard --out infodecomp/assets/shapesclip
-    python -m infodecomp.shapesclip evaluate infodecomp/assets/shapesclip [--n 192 --seed 0]
+    python -m infodecomp.training.shapesclip train --work-dir runs/train/shapesclip-hard [--negatives all --steps 6000]
+    python -m infodecomp.training.shapesclip export --work-dir runs/train/shapesclip-hard --out infodecomp/assets/shapesclip
+    python -m infodecomp.training.shapesclip evaluate infodecomp/assets/shapesclip [--n 192 --seed 0]
 
 Stable Diffusion's text encoder was pretrained contrastively (OpenCLIP) and frozen while the UNet learned; the
 paper's Table 1 compares SD 2.1 with that same CLIP. shapes-tiny v1/v2 trained their text encoder jointly with the
@@ -40,10 +40,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from infodecomp.data import shapes
-from infodecomp.diagnostics import text_change
-from infodecomp.experiments.word_reading import binomial, mean_se, relational_edits
-from infodecomp.tokenizer import load_clip_tokenizer
+from ..data import shapes
+from ..diagnostics import text_change
+from ..metrics import binomial, mean_se
+from ..tokenizer import load_clip_tokenizer
 
 #: The kinds of hard negative, in the order they are drawn for a caption.
 NEGATIVE_KINDS = ("relation_flip", "swap", "attribute_swap", "shuffle")
@@ -168,7 +168,7 @@ def hard_negatives(sample: shapes.Sample, kinds, rng: np.random.Generator) -> di
             negs = shapes.order_negatives(words, sample.scene, rng)
             if negs:
                 text = negs[int(rng.integers(len(negs)))]
-        if text and text != sample.caption and not shapes._is_true_of(text, sample.scene):
+        if text and text != sample.caption and not shapes.is_true_of(text, sample.scene):
             out[kind] = text
     return out
 
@@ -316,7 +316,7 @@ def load_shapesclip(path: str | Path) -> ShapesCLIP:
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG_FILE} there; expected a folder written by "
-                                "`python -m infodecomp.shapesclip export`")
+                                "`python -m infodecomp.training.shapesclip export`")
     saved = json.loads((path / CONFIG_FILE).read_text())["config"]
     cfg = ClipConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
     model = ShapesCLIP(cfg)
@@ -354,11 +354,11 @@ def retrieval_accuracy(model: ShapesCLIP, twin: str, n: int = 192, *, seed: int 
 def text_edit_change(encode, n: int = 192, *, seed: int = 0, batch: int = 64) -> dict:
     """How far a text encoder's token states move under a relation flip, against a colour change, on ``n``
     held-out two-object relational captions (:func:`infodecomp.diagnostics.text_change` for the edits of
-    ``relational_edits``). ``encode(list[str]) -> [N, L, D]``. Returns per edit mean ± se, ``ratio_relation``
+    ``shapes.relational_edits``). ``encode(list[str]) -> [N, L, D]``. Returns per edit mean ± se, ``ratio_relation``
     (mean over captions of flip / colour change, ± se), ``ratio_attribute`` and ``ratio_of_means``."""
     rng = np.random.default_rng([seed, 71])
     samples = [shapes.sample_kind(rng, "relation", 2, both_distinct=True) for _ in range(n)]
-    edits = [relational_edits(s, rng) for s in samples]
+    edits = [shapes.relational_edits(s, rng) for s in samples]
     out: dict[str, list] = {k: [] for k in edits[0]}
     for start in range(0, n, batch):
         chunk = range(start, min(n, start + batch))
@@ -390,7 +390,7 @@ def evaluate(model: ShapesCLIP, n: int = 192, *, seed: int = 0) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m infodecomp.shapesclip", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m infodecomp.training.shapesclip", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("train", "export"):
         q = sub.add_parser(name)

@@ -1,0 +1,96 @@
+"""The OpenCLIP row of Table 1 (paper Sec. 3.1; docs/protocol.md#relation-testing): image–caption cosine
+similarity under OpenCLIP on the relation-testing rows (:mod:`infodecomp.experiments.relation_data`), and the
+accuracy of such external scores, aggregated as relation testing aggregates its own.
+
+``open_clip`` (open-clip-torch, which needs torchvision) is an optional dependency, imported only when the baseline
+runs; :func:`openclip_status` says whether it can run here, without downloading anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..metrics import retrieval_accuracy
+from .relation_data import check_rows
+
+__all__ = ["openclip_scores", "openclip_status", "scores_accuracy"]
+
+
+def openclip_status(model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k") -> tuple[bool, str]:
+    """Whether the OpenCLIP baseline of Table 1 can run here: ``(available, reason)``.
+
+    Needs the ``open_clip`` package (open-clip-torch, which needs torchvision) and its ``pretrained`` weights in
+    the local cache (nothing is downloaded: HF_HUB_OFFLINE is set while checking). Returns the reason when not.
+    """
+    if importlib.util.find_spec("open_clip") is None:
+        return False, "the open_clip package (open-clip-torch) is not installed"
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import open_clip  # optional and heavy: only to check it
+
+        open_clip.create_model_and_transforms(model, pretrained=pretrained)
+    except (ImportError, OSError, RuntimeError, ValueError) as err:
+        return False, f"open_clip is installed but {model}/{pretrained} cannot be loaded offline: {err}"
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+    return True, f"open_clip {model}/{pretrained} is available"
+
+
+def openclip_scores(data: Sequence[Mapping], *, model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k",
+                    device=None, batch_size: int = 16) -> np.ndarray:
+    """Cosine similarity of each image with each candidate caption under OpenCLIP: ``[N, M]`` (higher = better).
+
+    The OpenCLIP row of Table 1 (docs/protocol.md#relation-testing: the CLIP whose text encoder SD 2.1 shares,
+    [UNVERIFIED] which one the paper used). Runs only where :func:`openclip_status` says it can (it needs ``open_clip``
+    and cached weights; this project's CPU environment has neither, so this function is not exercised by its tests).
+    """
+    ok, reason = openclip_status(model, pretrained)
+    if not ok:
+        raise ImportError(reason)
+    import open_clip  # optional and heavy: only when the baseline runs
+
+    rows = [data[i] for i in range(len(data))]
+    check_rows(rows)
+    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
+    tokenizer = open_clip.get_tokenizer(model)
+    net.eval()
+    dev = next(net.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i:i + batch_size]
+            img = net.encode_image(torch.stack([preprocess(r["image"]) for r in chunk]).to(dev)).float()
+            img = img / img.norm(dim=-1, keepdim=True)
+            for r, f in zip(chunk, img):
+                txt = net.encode_text(tokenizer(list(r["captions"])).to(dev)).float()
+                txt = txt / txt.norm(dim=-1, keepdim=True)
+                out.append((txt @ f).cpu().numpy())
+    sizes = {len(s) for s in out}
+    if len(sizes) != 1:
+        raise ValueError(f"rows have different numbers of captions {sorted(sizes)}; score one dataset at a time")
+    return np.stack(out).astype(np.float64)
+
+
+def scores_accuracy(scores: np.ndarray, data: Sequence[Mapping], *, aggregate: str = "micro",
+                    tie_policy: str = "against_true", exclude_groups: Iterable[str] | None = None,
+                    confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """``(accuracy, ci_low, ci_high)`` of external scores ``[N, M]`` (e.g. :func:`openclip_scores`) on ``data``,
+    aggregated as in :func:`accuracy_tables` (``aggregate``: "micro", "macro" or "macro_filtered")."""
+    if aggregate not in ("micro", "macro", "macro_filtered"):
+        raise ValueError(f"aggregate must be 'micro', 'macro' or 'macro_filtered', got {aggregate!r}")
+    truth = np.array([data[i]["true_index"] for i in range(len(data))])
+    groups = [str(data[i]["group"]) for i in range(len(data))]
+    a = retrieval_accuracy(np.asarray(scores, dtype=np.float64), truth, groups, tie_policy=tie_policy,
+                           exclude_groups=exclude_groups if exclude_groups is not None else (),
+                           confidence=confidence, seed=seed)
+    est = {"micro": a.micro, "macro": a.macro, "macro_filtered": a.macro_filtered}[aggregate]
+    return est.value, est.ci_low, est.ci_high
