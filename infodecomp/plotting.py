@@ -197,7 +197,7 @@ def word_heatmap_grid(images: Sequence, rows: Mapping[str, Sequence], titles: Se
     return fig
 
 
-# -- prompt intervention (notebook 06; added by the intervention engineer) -----------------------------------
+# -- prompt intervention (notebook 06): edit panels over the image, correlation scatter ----------------------
 def _overlay(ax, img, m, cmap="jet", alpha=0.5):
     import torch
     import torch.nn.functional as F
@@ -262,7 +262,7 @@ def correlation_scatter(x, y, *, xlabel: str, ylabel: str, ax=None, title: str |
     return fig if fig is not None else ax.figure
 
 
-# -- relation testing (notebooks 02, 03; added by the relation engineer) --------------------------------------
+# -- relation testing (notebooks 02, 03): Table 1's accuracy bars, Table 2's per-group plot -------------------
 def accuracy_bars(table, *, chance: Mapping[str, float] | None = None, title: str | None = None,
                   ylabel: str = "accuracy (%)"):
     """Table 1 as grouped bars: one group per dataset, one bar per method, with confidence intervals.

@@ -44,7 +44,8 @@ DEFAULT_OUT = REPO / "build" / "book"
 #: The pages of docs/ in the book's navigation, in reading order, with their titles (a page not listed here is
 #: still shown, after these, under its file name).
 DOCUMENTS = {"protocol.md": "Protocol", "models.md": "Models", "running.md": "Running at scale",
-             "probe.md": "The interactive probe", "architecture.md": "Architecture", "results.md": "Results"}
+             "probe.md": "The interactive probe", "pid.md": "Beyond the paper: PID of two words",
+             "architecture.md": "Architecture", "results.md": "Results"}
 #: Repository files that become pages at another path in the site (all others keep their repository path).
 RENAMED = {"docs/README.md": "index.md", "README.md": "overview.md"}
 

@@ -5,7 +5,7 @@
     python scripts/run_notebooks.py --paper --model OWNER/NAME --revision COMMIT   # the paper's scale, on a GPU
     python scripts/run_notebooks.py --parameters my.yml   # any parameter file in the format of those two
     python scripts/run_notebooks.py --only 01 04    # a subset, by number prefix
-    python scripts/run_notebooks.py -p MODEL=sd21-base -p DEVICE=cuda   # override parameters in every notebook
+    python scripts/run_notebooks.py -p MODEL=sd21-base -p DEVICE=cuda   # override parameters where notebooks have them
     python scripts/run_notebooks.py --out-dir /tmp/figs --store-dir /tmp/runs   # other output folders
     accelerate launch --multi_gpu --num_processes 4 scripts/run_notebooks.py --paper --only 02 --model ...   # sharded
     python scripts/run_notebooks.py --list-sharded  # which notebooks shard (02 03): the Makefile's list
@@ -22,7 +22,12 @@ status is non-zero if any failed, and the failures are listed at the end.
 A parameter file (``notebooks/ci_parameters.yml``, ``notebooks/paper_parameters.yml``) maps notebook stems to
 ``{NAME: value}`` (one run), to a list of such mappings (several runs: the first writes to ``OUT_DIR``, each
 further one, named by its ``variant`` key, to ``OUT_DIR/<variant>``), or to ``{skip: "why"}``. Every name must be a
-parameter of that notebook's ``parameters`` cell (papermill would silently add an unknown one). ``--model``
+parameter of that notebook's ``parameters`` cell (papermill would silently add an unknown one), and every value of
+the type of the literal assigned there: an int where the cell has ``N_SAMPLES = 100`` (an int or a float where it
+has a float), anything where it has ``None``, and None also where the parameter's comment says what None means.
+``-p NAME=VALUE`` (the value read as YAML) is checked the same way (:func:`check_values`) against the notebooks to
+run and goes to those that have ``NAME``; a name none of them has is refused with the nearest names. All of it is
+checked before the first notebook (or download) starts. ``--model``
 sets ``MODEL`` in every notebook that has it and whose entry does not; with a hub id it first fetches a verified
 copy at ``--revision`` into ``--weights-dir`` (scripts/fetch_weights.py) and passes that folder.
 
@@ -38,11 +43,15 @@ does both).
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import io
 import json
 import os
 import re
 import sys
 import time
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +72,11 @@ SHARDED = ("02_relation_testing", "03_relation_types")
 #: Lower-case keys a parameter-file entry may hold besides the notebook's parameters.
 ENTRY_KEYS = ("variant", "skip")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: A default that is not a literal (the checker then accepts any value).
+UNKNOWN = object()
+#: Types of a parameter's default and how an error names what is expected, first match wins (bool before int).
+_KINDS = ((bool, "a bool (True or False)"), (int, "an int"), (float, "a float (or an int)"), (str, "a string"),
+          ((list, tuple), "a list"), (dict, "a mapping"), (object, "a literal like the default"))
 
 
 @dataclass
@@ -78,14 +92,118 @@ class Run:
         return self.path.name if self.variant is None else f"{self.path.stem}.{self.variant}.ipynb"
 
 
-def notebook_parameters(path: Path) -> list[str]:
-    """The names assigned in ``path``'s cell tagged ``parameters``, in order."""
+@dataclass(frozen=True)
+class Parameter:
+    """One assignment of a notebook's ``parameters`` cell: its ``default`` (the literal assigned; ``UNKNOWN`` where
+    it is not a literal) and its ``comment`` (the comment on its line and the indented comment lines under it)."""
+
+    name: str
+    default: object
+    comment: str
+
+    @property
+    def accepts_none(self) -> bool:
+        """None is a value of this parameter: its default is None, or its comment says what None means."""
+        return self.default is None or re.search(r"\bNone\b", self.comment) is not None
+
+    def expected(self) -> str | None:
+        """What a value must be, in words (None: anything, for a None or non-literal default)."""
+        if self.default is None or self.default is UNKNOWN:
+            return None
+        kind = next(words for types, words in _KINDS if isinstance(self.default, types))
+        return kind + (" or None" if self.accepts_none else "")
+
+    def accepts(self, value) -> bool:
+        """The parameters cell's literal decides the type: a bool takes a bool, an int an int, a float an int or a
+        float (never a bool), a string a string, a list or tuple a list or tuple, a dict a dict; a None (or non-literal)
+        default takes anything, and None is taken where :attr:`accepts_none`."""
+        if self.default is None or self.default is UNKNOWN or (value is None and self.accepts_none):
+            return True
+        if isinstance(self.default, bool) or isinstance(value, bool):
+            return isinstance(self.default, bool) and isinstance(value, bool)
+        if isinstance(self.default, float):
+            return isinstance(value, (int, float))
+        if isinstance(self.default, (list, tuple)):
+            return isinstance(value, (list, tuple))
+        return isinstance(value, type(self.default))
+
+
+def parameters_cell(path: Path) -> str:
+    """The source of ``path``'s cell tagged ``parameters`` (exactly one)."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    source = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    return re.findall(r"^([A-Z][A-Z0-9_]*) = ", source, re.M)
+    return "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+
+
+def notebook_parameter_specs(path: Path) -> dict[str, Parameter]:
+    """``{name: Parameter}`` of ``path``'s ``parameters`` cell, in order."""
+    source = parameters_cell(path)
+    comments: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    body = [n for n in ast.parse(source).body if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name)]
+    out = {}
+    for k, node in enumerate(body):
+        last = body[k + 1].lineno - 1 if k + 1 < len(body) else len(source.splitlines())
+        try:
+            default = ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError):
+            default = UNKNOWN
+        comment = " ".join(comments[i] for i in range(node.lineno, last + 1) if i in comments)
+        out[node.targets[0].id] = Parameter(node.targets[0].id, default, comment)
+    return out
+
+
+def notebook_parameters(path: Path) -> list[str]:
+    """The names assigned in ``path``'s cell tagged ``parameters``, in order."""
+    return re.findall(r"^([A-Z][A-Z0-9_]*) = ", parameters_cell(path), re.M)
+
+
+def nearest(name: str, names) -> str:
+    """`` (nearest: A, B)`` for the names most like ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+    return f" (nearest: {', '.join(close)})" if close else ""
+
+
+def check_values(params: dict, path: Path, where: str) -> None:
+    """Every value of ``params`` fits the type of its parameter in ``path``'s parameters cell
+    (:meth:`Parameter.accepts`); raises ``ValueError`` naming ``where`` (the file or ``-p``), the parameter, the
+    value given and what is expected. Names that are not parameters of ``path`` are left to the caller."""
+    specs = notebook_parameter_specs(path)
+    for name, value in params.items():
+        spec = specs.get(name)
+        if spec is None or spec.accepts(value):
+            continue
+        hint = ""
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value.strip()):
+            hint = f"; YAML reads {value} as a string: an int is plain digits (1000), a float has a dot (1.0e3)"
+        raise ValueError(f"{where}: {name}={value!r} ({_kind(value)}) does not fit {path.name}'s parameters cell, "
+                         f"{name} = {spec.default!r}: expected {spec.expected()}{hint}")
+
+
+def _kind(value) -> str:
+    """``value``'s type in words: "an int", "a string", "None", …"""
+    if value is None:
+        return "None"
+    return next((w.split(" (")[0] for t, w in _KINDS[:-1] if isinstance(value, t)), f"a {type(value).__name__}")
+
+
+def check_overrides(overrides: dict, paths: list[Path]) -> None:
+    """``-p NAME=VALUE`` against the notebooks to run: each name a parameter of at least one of them (it goes to
+    those that have it), each value of the type their parameters cells give it. Raises ``ValueError`` naming the
+    parameter, the notebooks and the nearest valid names, or the value and the expected type."""
+    names = {p: notebook_parameters(p) for p in paths}
+    for name in overrides:
+        if not any(name in have for have in names.values()):
+            where = paths[0].name if len(paths) == 1 else f"any of {', '.join(p.name for p in paths)}"
+            valid = {n for have in names.values() for n in have}
+            raise ValueError(f"-p {name}: not a parameter of {where}{nearest(name, valid)}")
+    for path in paths:
+        check_values({k: v for k, v in overrides.items() if k in names[path]}, path, "-p")
 
 
 def load_parameter_file(file: Path, paths: list[Path]) -> dict[str, list[dict] | str]:
@@ -118,8 +236,11 @@ def load_parameter_file(file: Path, paths: list[Path]) -> dict[str, list[dict] |
                 raise ValueError(f"{file}: {stem} run {k}: expected a mapping of parameters, got {run!r}")
             unknown = sorted(n for n in run if n not in names and n != "variant")
             if unknown:
-                raise ValueError(f"{file}: {stem}: {unknown} are not parameters of {by_stem[stem].name} "
+                near = "".join(nearest(n, names) for n in unknown)
+                raise ValueError(f"{file}: {stem}: {unknown} are not parameters of {by_stem[stem].name}{near} "
                                  f"(it has {', '.join(sorted(names))})")
+            check_values({n: v for n, v in run.items() if n != "variant"}, by_stem[stem],
+                         f"{file}: {stem}" + (f" run {k} ({run.get('variant')})" if k else ""))
             variant = run.get("variant")
             if k == 0 and variant is not None:
                 raise ValueError(f"{file}: {stem}: the first run writes to OUT_DIR and has no variant, got {variant!r}")
@@ -161,7 +282,8 @@ def plan(paths: list[Path], entries: dict, *, folders: dict, overrides: dict, mo
         if size > 1 and path.stem not in SHARDED:
             skipped.append((path.name, f"not sharded: run it without the {size}-process launch"))
             continue
-        has_model = "MODEL" in notebook_parameters(path)
+        names = notebook_parameters(path)
+        has_model = "MODEL" in names
         for run in entry:
             params = {k: v for k, v in run.items() if k != "variant"}
             variant = run.get("variant")
@@ -170,7 +292,7 @@ def plan(paths: list[Path], entries: dict, *, folders: dict, overrides: dict, mo
                 local["OUT_DIR"] = f"{local.get('OUT_DIR', 'figures')}/{variant}"
             if model is not None and has_model and "MODEL" not in params:
                 params["MODEL"] = model
-            params = {**local, **params, **overrides}
+            params = {**local, **params, **{k: v for k, v in overrides.items() if k in names}}
             if size > 1 and params.get("DEVICE") == "cuda":
                 params["DEVICE"] = f"cuda:{local_rank}"
             runs.append(Run(path, params, variant))
@@ -184,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--paper", action="store_true", help="use notebooks/paper_parameters.yml (the paper's scale)")
     which.add_argument("--parameters", default=None, metavar="FILE", help="a parameter file of that format")
     ap.add_argument("--only", nargs="*", default=None, help="number prefixes of the notebooks to run")
-    ap.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE override for every notebook")
+    ap.add_argument("-p", "--param", action="append", default=[],
+                    help="NAME=VALUE (VALUE read as YAML) for every notebook to run that has NAME; checked against "
+                         "the notebooks' parameters cells")
     ap.add_argument("--model", default=None, help="MODEL of every notebook that has one: short name, local "
                                                   "pipeline directory, or hub id (fetched, see --revision)")
     ap.add_argument("--revision", default=None, help="the hub commit of --model (a hub id) to fetch and run")
@@ -212,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     mode = "small" if args.small else "paper" if args.paper else "default"
     file = PARAMETER_FILES.get(mode) if args.parameters is None else Path(args.parameters)
-    try:
+    overrides = parse_overrides(args.param)
+    try:  # every parameter is checked before a notebook (or a download) starts
         entries = load_parameter_file(file, paths) if file is not None else {}
+        check_overrides(overrides, paths)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -231,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    overrides = parse_overrides(args.param)
     executed, out_default, store_default = FOLDERS[mode]
     if world[2] > 1:  # the sharded phase: figures and executed copies per process, out of the way
         executed, out_default = f"build/shards/rank-{rank}/notebooks", f"build/shards/rank-{rank}/figures"

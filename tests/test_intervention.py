@@ -208,3 +208,18 @@ def test_failures_recorded_per_example_and_resume(tiny_model, rows, tmp_path):
     cols = ["id", "ok", "error", "cmi_s", "cmi_o", "attention_total", "change_omit", "mi_s"]
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
     np.testing.assert_array_equal(np.stack(full.loc[[0, 2], "cmi_map"]), np.stack(resumed.loc[[0, 2], "cmi_map"]))
+
+
+def test_the_store_is_named_by_the_experiment_under_store_root(tiny_model, rows, tmp_path, monkeypatch):
+    """Without store_path, run_intervention names the store under store_root (experiments.stores.store_path, from
+    settings.dataset, the settings, the number of rows and the seed); the rows are stubbed, only the naming runs."""
+    import infodecomp.experiments.intervention as iv
+
+    monkeypatch.setattr(iv, "intervention_row", lambda model, row, settings, seed: {"ok": True, "caption": "c"})
+    store = run_intervention(tiny_model, rows, settings=FAST, store_root=tmp_path, progress=False)
+    assert store.path.parent == tmp_path / "tiny" / "intervention"
+    assert store.path.name.startswith("shapes-coco100-it-") and len(store.merge(3)) == 3
+    assert run_intervention(tiny_model, rows, settings=FAST, store_root=tmp_path, progress=False).path == store.path
+    assert run_intervention(tiny_model, rows[:2], settings=FAST, store_root=tmp_path, progress=False).path != store.path
+    assert run_intervention(tiny_model, rows, settings=FAST, store_root=tmp_path, seed=1, progress=False).path != \
+        store.path

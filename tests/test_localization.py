@@ -223,3 +223,26 @@ def test_size_terciles_with_tied_edges():
     assert list(groups.categories) == ["small", "large"] and len(groups) == 5
     assert list(size_terciles(np.linspace(0, 1, 9)).categories) == ["small", "medium", "large"]
     assert list(size_terciles([0.2, 0.2, 0.3])) == ["all"] * 3
+
+
+# -- the store's name and Table 3's paper column: the experiment decides them, not the notebook ---------------------
+
+def test_the_store_is_named_by_the_experiment_under_store_root(tmp_path):
+    """Without store_dir, run_localization names the store under store_root (experiments.stores.store_path): a rerun
+    with the same settings resumes the same folder, other settings get another one."""
+    rows = toy_rows(4)
+    kw = dict(n_samples=4, batch_size=2, attention=False, seed=0)
+    store = run_localization(ToyModel(), rows, dataset_name="coco-it", store_root=tmp_path, protocol="corrected", **kw)
+    assert store.path.parent == tmp_path / "toy" / "localization" and store.path.name.startswith("coco-it-corrected-")
+    again = run_localization(ToyModel(), rows, dataset_name="coco-it", store_root=tmp_path, protocol="corrected", **kw)
+    assert again.path == store.path and len(again) == 4
+    other = run_localization(ToyModel(), rows, dataset_name="coco-it", store_root=tmp_path, protocol="corrected",
+                             **{**kw, "n_samples": 8})
+    assert other.path != store.path and other.path.parent == store.path.parent
+    with pytest.raises(ValueError, match="dataset_name"):
+        run_localization(ToyModel(), rows, store_root=tmp_path, **kw)
+
+
+@pytest.mark.parametrize("daam_steps, column", [(50, 50), (100, 100), (200, 200), (2, 50), (None, 50)])
+def test_paper_steps_is_the_daam_steps_where_the_paper_has_them(daam_steps, column):
+    assert localization.paper_steps(daam_steps) == column

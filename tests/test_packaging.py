@@ -68,6 +68,41 @@ def test_notebook_output_folders_follow_one_convention(path):
     assert "OUT_DIR}/.." not in code and "Path(OUT_DIR).parent" not in code, "stores go under STORE_DIR, not beside OUT_DIR"
 
 
+#: The longest source line of a notebook: the book shows cells in a column of about 100 characters.
+LINE_LIMIT = 100
+
+
+def _line_limit_cases():
+    """Every notebook; 01 is rewrapped by a separate change (strict: this mark must go once it passes)."""
+    pending = {"01_information_estimators"}
+    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="01's lines are rewrapped separately"))
+            if p.stem in pending else p for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", _line_limit_cases(), ids=lambda p: p.name)
+def test_notebook_lines_fit_the_books_column(path):
+    """No source line (code, parameter comments, Markdown) over LINE_LIMIT characters: a long parameter comment
+    goes on indented comment lines under its first part, a long call breaks inside its brackets."""
+    nb = json.loads(path.read_text())
+    long = [(i, len(line)) for i, c in enumerate(nb["cells"]) for line in "".join(c["source"]).splitlines()
+            if len(line) > LINE_LIMIT]
+    assert not long, f"(cell, length) of the lines over {LINE_LIMIT} characters: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_leave_dtypes_and_store_names_to_the_package(path):
+    """DTYPE goes to load_model as the string it is (load_model reads "bf16", "float16", …; getattr(torch, DTYPE)
+    fails on the short names), and the experiment names its result store: STORE_DIR is passed as store_root=,
+    never joined into a path by the notebook (f-string, Path or os.path)."""
+    nb = json.loads(path.read_text())
+    code = ["".join(c["source"]) for c in nb["cells"]
+            if c["cell_type"] == "code" and "parameters" not in c.get("metadata", {}).get("tags", [])]
+    for src in code:
+        assert "getattr(torch" not in src, "pass DTYPE to load_model as a string"
+        assert "STORE_DIR" not in src.replace("store_root=STORE_DIR", ""), \
+            f"STORE_DIR only as store_root=STORE_DIR (the experiment names the store): {src[:200]!r}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_papermill_reads_every_parameter(path):
     """papermill parses each parameter line (a second "=" in a comment makes it skip the line with a warning)."""

@@ -507,3 +507,23 @@ def test_any_n_samples_runs_through_the_notebook_call(tiny_model, tmp_path):
                        settings=settings, seed=0, store_root=tmp_path, progress=False)
         assert frame["blocks_info_o"][0].shape[0] == rt.default_blocks(n)
         assert np.isfinite(frame["margin_info_o_se"]).all()
+
+
+def test_min_group_size_keeps_25_vg_attribution_pairs_on_the_real_data_only():
+    """ARO keeps the VG-A attribute pairs with >= 25 examples (docs/protocol.md#relation-testing-aggregation); the
+    twins and the other datasets keep every group."""
+    assert rt.min_group_size("vg-attribution", "datasets") == 25
+    assert rt.min_group_size("vg-attribution", None) == 1
+    assert rt.min_group_size("vg-relation", "datasets") == 1 and rt.min_group_size("coco-order", None) == 1
+
+
+def test_store_path_is_the_experiments_common_naming_rule(tiny_model, tmp_path):
+    """relation testing names its stores with the rule every experiment uses (experiments.stores.store_path)."""
+    from infodecomp.experiments import stores
+
+    settings = rt.RelationSettings(protocol="corrected", n_samples=4)
+    ident = rt.store_identity(settings, "vg-relation", "src")
+    path = rt.store_path(tmp_path, tiny_model, "vg-relation", settings, 3, "src")
+    assert path == stores.store_path(tmp_path, tiny_model, "relation_testing", "vg-relation", ident, 3,
+                                     protocol="corrected")
+    assert path.parent == tmp_path / "tiny" / "relation_testing" and path.name.startswith("vg-relation-corrected-")

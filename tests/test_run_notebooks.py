@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,108 @@ def test_main_reports_a_bad_file_with_exit_status_2(tmp_path, capsys):
     assert "--revision needs --model" in capsys.readouterr().err
 
 
+# ─────────────────────────────── every parameter checked, from -p and from files ───────────────────────────────
+
+@pytest.fixture
+def no_notebook_runs(monkeypatch):
+    """papermill replaced by a stand-in that records the notebooks it is asked to run (none should be)."""
+    calls = []
+    monkeypatch.setitem(sys.modules, "papermill", types.SimpleNamespace(
+        execute_notebook=lambda path, *a, **k: calls.append(path)))
+    return calls
+
+
+def test_a_misspelt_p_is_refused_before_any_notebook_runs(no_notebook_runs, capsys):
+    """-p N_SAMPLE=1000 used to run 02 with N_SAMPLES = 100 and exit 0."""
+    assert rn.main(["--only", "02", "-p", "N_SAMPLE=1000"]) == 2
+    err = capsys.readouterr().err
+    assert "-p N_SAMPLE: not a parameter of 02_relation_testing.ipynb (nearest: N_SAMPLES" in err
+    assert rn.main(["--only", "02", "03", "-p", "N_SAMPLE=1000"]) == 2
+    err = capsys.readouterr().err
+    assert "any of 02_relation_testing.ipynb, 03_relation_types.ipynb" in err and "N_SAMPLES" in err
+    assert rn.main(["--only", "02", "-p", "CLICK=true"]) == 2  # a parameter of 08 only
+    assert "-p CLICK: not a parameter of 02_relation_testing.ipynb" in capsys.readouterr().err
+    assert no_notebook_runs == []
+
+
+@pytest.mark.parametrize("only, item, message", [
+    ("02", "N_SAMPLES=1e3", "N_SAMPLES='1e3' (a string) does not fit 02_relation_testing.ipynb's parameters cell, "
+                            "N_SAMPLES = 100: expected an int; YAML reads 1e3 as a string"),
+    ("02", "N_SAMPLES=100.0", "N_SAMPLES=100.0 (a float) does not fit"),
+    ("02", "N_SAMPLES=null", "N_SAMPLES=None (None) does not fit"),
+    ("02", "DTYPE=32", "DTYPE=32 (an int) does not fit 02_relation_testing.ipynb's parameters cell, "
+                       "DTYPE = 'float32': expected a string"),
+    ("08", "CLICK=1", "CLICK=1 (an int) does not fit 08_interactive_probe.ipynb's parameters cell, CLICK = False: "
+                      "expected a bool"),
+    ("08", "LOC=true", "LOC=True (a bool) does not fit"),
+    ("03", "N_ITEMS=many", "expected an int or None"),  # the comment says what None means
+])
+def test_a_p_of_the_wrong_type_is_refused_before_any_notebook_runs(no_notebook_runs, capsys, only, item, message):
+    assert rn.main(["--only", only, "-p", item]) == 2
+    assert message in capsys.readouterr().err and no_notebook_runs == []
+
+
+@pytest.mark.parametrize("only, item, value", [
+    ("02", "DTYPE=bf16", "bf16"),  # load_model reads the short names (the notebooks no longer call getattr(torch, …))
+    ("02", "N_ITEMS=null", None),  # "None with DATA_DIR: all of them"
+    ("02", "ADAPTIVE_ALPHA=0.05", 0.05),  # a None default takes anything
+    ("03", "THRESHOLD=1", 1),  # an int where the cell has a float
+    ("08", "CLICK=true", True),
+])
+def test_a_p_of_the_right_type_reaches_the_notebook(capsys, only, item, value):
+    assert rn.main(["--only", only, "-p", item, "--dry-run"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(only)]
+    name = item.split("=")[0]
+    assert json.loads(line.split(": ", 1)[1])[name] == value
+
+
+def test_bf16_is_a_dtype_load_model_reads():
+    precision = pytest.importorskip("infodecomp.precision")
+    torch = pytest.importorskip("torch")
+    assert precision.as_dtype("bf16") is torch.bfloat16
+
+
+def test_p_goes_only_to_the_notebooks_that_have_it(capsys):
+    assert rn.main(["-p", "CLICK=true", "-p", "DEVICE=cuda", "--dry-run"]) == 0
+    params = {line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1])
+              for line in capsys.readouterr().out.splitlines() if line.endswith("}")}
+    assert [name for name, p in params.items() if "CLICK" in p] == ["08_interactive_probe.ipynb"]
+    with_device = {p.name for p in NOTEBOOKS if "DEVICE" in rn.notebook_parameters(p)}
+    assert {name for name, p in params.items() if p.get("DEVICE") == "cuda"} == with_device
+
+
+@pytest.mark.parametrize("text, message", [
+    ("02_relation_testing: {N_SAMPLES: '100'}",
+     "02_relation_testing: N_SAMPLES='100' (a string) does not fit 02_relation_testing.ipynb's parameters cell"),
+    ("02_relation_testing: {N_SAMPLES: 1e3}", "N_SAMPLES='1e3' (a string)"),
+    ("08_interactive_probe: {CLICK: 'yes please'}", "CLICK='yes please' (a string)"),
+    ("05_word_localization: [{N_ITEMS: 2}, {variant: big, N_SAMPLES: 1.5}]",
+     "05_word_localization run 1 (big): N_SAMPLES=1.5 (a float) does not fit"),
+    ("02_relation_testing: {N_ITEM: 3}", "(nearest: N_ITEMS)"),
+])
+def test_a_parameter_file_is_checked_by_the_same_checker(tmp_path, no_notebook_runs, capsys, text, message):
+    f = tmp_path / "bad.yml"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        rn.load_parameter_file(f, NOTEBOOKS)
+    assert message in str(err.value) and str(f) in str(err.value)
+    assert rn.main(["--parameters", str(f)]) == 2 and message in capsys.readouterr().err
+    assert no_notebook_runs == []
+
+
+def test_the_parameters_cells_literals_give_the_types():
+    specs = rn.notebook_parameter_specs(ROOT / "notebooks" / "02_relation_testing.ipynb")
+    assert specs["N_SAMPLES"].default == 100 and specs["DATA_DIR"].default is None
+    assert specs["N_ITEMS"].accepts_none and not specs["N_SAMPLES"].accepts_none
+    assert "ties 1/k" in specs["PROTOCOL"].comment  # the comment's continuation lines belong to it
+    P = rn.Parameter
+    assert P("X", 1.0, "").accepts(2) and not P("X", 1.0, "").accepts(True) and not P("X", 1, "").accepts(2.0)
+    assert not P("X", 1, "").accepts(False) and not P("X", False, "").accepts(0) and P("X", False, "").accepts(True)
+    assert P("X", None, "").accepts("anything") and P("X", None, "").accepts([1])
+    assert P("X", 3, "count (None: all)").accepts(None) and not P("X", 3, "count").accepts(None)
+    assert P("X", (1, 2), "").accepts([3]) and P("X", rn.UNKNOWN, "").accepts(object())
+
+
 # ───────────────────────────────────────────────── the plan ─────────────────────────────────────────────────
 
 def paper_plan(**kw):
@@ -144,7 +247,7 @@ def test_paper_plan_runs_every_notebook_once_and_localization_three_times():
         "01_information_estimators.ipynb", "02_relation_testing.ipynb", "03_relation_types.ipynb",
         "04_mi_cmi_heatmaps.ipynb", "05_word_localization.ipynb", "05_word_localization.steps-100.ipynb",
         "05_word_localization.steps-200.ipynb", "06_prompt_intervention.ipynb", "07_image_level_information.ipynb",
-        "08_interactive_probe.ipynb"]
+        "08_interactive_probe.ipynb", "09_pid_two_words.ipynb"]
     assert [name for name, _ in skipped] == ["00_does_the_model_read_its_words.ipynb"]
     out = {r.executed_name: r.params.get("OUT_DIR") for r in runs}
     assert out["05_word_localization.ipynb"] is None  # the notebook's own: figures/<model>/
@@ -156,7 +259,7 @@ def test_model_goes_to_every_notebook_that_has_one_and_overrides_win():
     runs, _ = paper_plan(model="weights/sd21-base", folders={"OUT_DIR": "out"}, overrides={"N_SAMPLES": 7})
     with_model = {r.path.stem for r in runs if "MODEL" in rn.notebook_parameters(r.path)}
     assert {r.path.stem for r in runs if r.params.get("MODEL") == "weights/sd21-base"} == with_model
-    assert "01_information_estimators" not in with_model and len(with_model) == 7
+    assert "01_information_estimators" not in with_model and len(with_model) == 8
     assert all(r.params["N_SAMPLES"] == 7 for r in runs if "N_SAMPLES" in r.params)
     out = {r.executed_name: r.params["OUT_DIR"] for r in runs}
     assert out["05_word_localization.steps-200.ipynb"] == "out/steps-200" and out["06_prompt_intervention.ipynb"] == "out"

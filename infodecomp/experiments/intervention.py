@@ -36,6 +36,7 @@ import math
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
 from ..precision import dtype_name
 from ..model_identity import model_dtype, model_identity
 from ..results import ResultStore, example_seed, run_sharded
+from .stores import store_path as experiment_store_path
 
 __all__ = [
     "InterventionSettings",
@@ -234,19 +236,30 @@ def _failure_row(row: Mapping, err: BaseException) -> dict:
             "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))[-2000:]}
 
 
-def run_intervention(model, dataset: Sequence[Mapping], store_path, settings: InterventionSettings, *,
-                     seed: int = 0, batch_size: int = 1, progress: bool = True,
-                     process_index: int | None = 0, num_processes: int | None = 1) -> ResultStore:
+def run_intervention(model, dataset: Sequence[Mapping], store_path=None, settings: InterventionSettings | None = None,
+                     *, seed: int = 0, batch_size: int = 1, progress: bool = True,
+                     process_index: int | None = 0, num_processes: int | None = 1,
+                     store_root: str | Path = "runs") -> ResultStore:
     """Run :func:`intervention_row` over ``dataset`` into a resumable :class:`ResultStore` at ``store_path``.
+
+    ``settings``: default the paper's (:class:`InterventionSettings`). ``store_path`` None: the folder
+    :func:`~infodecomp.experiments.stores.store_path` names under ``store_root`` for ``settings.dataset``, the
+    settings, the number of rows, the seed and the model: ``<store_root>/<model>/intervention/<dataset>-<hash>``.
 
     A failing example gets a row ``ok = False`` with ``error`` (type and message) and a traceback tail; the
     other examples go on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught (a killed run resumes: rows
     already written are skipped). Returns the store.
     """
+    settings = settings if settings is not None else InterventionSettings()
+    if not isinstance(settings, InterventionSettings):
+        raise TypeError(f"settings must be an InterventionSettings, got {type(settings).__name__}")
     actual = model_dtype(model)
     if actual is not None and actual != settings.dtype:
         raise ValueError(f"settings.dtype is {settings.dtype!r} but the model runs in {actual}; give "
                          f"InterventionSettings(dtype={actual!r}) (or load the model in {settings.dtype})")
+    if store_path is None:
+        identity = {"experiment": "intervention", "n_rows": len(dataset), **asdict(settings)}
+        store_path = experiment_store_path(store_root, model, "intervention", settings.dataset, identity, seed)
     store = ResultStore(store_path, asdict(settings), model=model_identity(model), seed=seed,
                         process_index=process_index or 0, num_processes=num_processes or 1)
 

@@ -32,6 +32,7 @@ from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
 from ..model_identity import model_identity
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
+from .stores import store_path
 
 #: Map names a store can hold, in Table 3's order (CMI, MI, Attention = DAAM, Attention+Information).
 METHODS = ("cmi", "mi", "daam", "attn_info")
@@ -50,12 +51,17 @@ PAPER_TABLE3 = {
 COCO_DATASETS = ("coco-it", "coco100-it", "coco-wl", "coco10")
 
 
-def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n_samples: int = 32,
+def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | None = None, *, n_samples: int = 32,
                      protocol: str = "corrected", mi_cond: str = "label", seed: int = 0, batch_size: int = 4,
                      indices: Sequence[int] | None = None, model_id: str | None = None,
                      attention: bool = True, attention_samples: int | None = None, daam_steps: int | None = None,
-                     daam_guidance_scale: float | None = 1.0) -> ResultStore:
+                     daam_guidance_scale: float | None = 1.0, dataset_name: str | None = None,
+                     store_root: str | Path = "runs") -> ResultStore:
     """Compute and store maps for ``dataset`` rows (all, or ``indices``); rows already stored are skipped.
+
+    The store: ``store_dir``, or, when it is None, the folder :func:`~infodecomp.experiments.stores.store_path`
+    names under ``store_root`` for the dataset ``dataset_name`` (then required), these settings, the seed and the
+    model: ``<store_root>/<model>/localization/<dataset_name>-<protocol>-<hash>``.
 
     Each stored row: ``index``, ``id``, ``word_type``, ``mask_fraction``, ``cmi``/``mi`` float16 ``[h, w]`` maps,
     ``cmi_image``/``mi_image`` (nats); ``attn_info`` (float16 ``[h, w]``) when ``attention``, from
@@ -84,6 +90,12 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path, *, n
     if daam_steps is not None:
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
+    if store_dir is None:
+        if not isinstance(dataset_name, str) or not dataset_name:
+            raise ValueError("run_localization needs store_dir, or dataset_name (the dataset's name, e.g. 'coco-it') "
+                             f"to name the store under store_root; got store_dir=None, dataset_name={dataset_name!r}")
+        identity = {"experiment": "localization", "dataset": dataset_name, **settings}
+        store_dir = store_path(store_root, model, "localization", dataset_name, identity, seed, protocol=protocol)
     store = ResultStore(store_dir, settings, model=model_identity(model), model_id=model_id, seed=seed)
     with store.writing():  # one writer: a second run on this store stops at once (StoreBusyError)
         _localize(store, model, dataset, indices, st, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
@@ -169,6 +181,12 @@ def score_store(store: ResultStore, dataset: Sequence[dict], *, methods: Sequenc
         whole.append(float(whole_image_iou(mask)[0]))
     frame = frame.assign(whole_image=whole)
     return sweeps, frame
+
+
+def paper_steps(daam_steps: int | None) -> int:
+    """The column of the paper's Table 3 to show beside a run with ``daam_steps`` DAAM steps: the same number where
+    the paper has it (50, 100, 200), else 50 (the paper's first column; e.g. a short CI run, or no DAAM map)."""
+    return daam_steps if daam_steps in (50, 100, 200) else 50
 
 
 def table3_frame(table: pd.DataFrame, paper_steps: int = 50) -> pd.DataFrame:

@@ -47,8 +47,6 @@ row of Table 1 is :mod:`~infodecomp.experiments.clip_baseline`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,18 +61,19 @@ from torch import Tensor
 from ..data.shapes import ShapesTwin
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
-from .sequential import SequentialRule, sequential_scores
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
 from ..model_identity import model_identity
-from ..results import ResultStore, example_seed, markdown_table, model_slug, run_sharded, save_tables
+from ..results import ResultStore, example_seed, markdown_table, run_sharded, save_tables
+from . import stores
 from .relation_data import ARO_DATASETS, _Head, check_rows, load_dataset, read_relation_list
+from .sequential import SequentialRule, sequential_scores
 
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
     "example_frame",
-    "accuracy_tables", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table", "load_dataset",
-    "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
+    "accuracy_tables", "min_group_size", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table",
+    "load_dataset", "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
 ]
 
 PROTOCOLS = ("faithful", "corrected")
@@ -457,15 +456,10 @@ def store_path(root: str | Path, model, dataset: str, settings: RelationSettings
     <hash>``. The hash covers the settings, the data source, the seed and the model's
     :func:`~infodecomp.model_identity.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
     that differ in any of them never share a store. ``model``: the model (as :func:`run` gets it), or a name
-    (then the hash has no model identity: a path for a store made without a model)."""
-    ident = None if isinstance(model, str) else model_identity(model)
-    name = model if isinstance(model, str) else (getattr(model, "name", None) or "model")
-    key = {"identity": store_identity(settings, dataset, source), "seed": int(seed)}
-    if ident is not None:
-        key["model"] = ident
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    folder = f"{model_slug(dataset)}-{settings.protocol}-{digest}"
-    return Path(root) / model_slug(name) / "relation_testing" / folder
+    (then the hash has no model identity: a path for a store made without a model). The naming rule of every
+    experiment: :func:`infodecomp.experiments.stores.store_path`."""
+    return stores.store_path(root, model, "relation_testing", dataset, store_identity(settings, dataset, source), seed,
+                             protocol=settings.protocol)
 
 
 def run(model, data: Sequence[Mapping], *, dataset: str, settings: RelationSettings | None = None, seed: int = 0,
@@ -627,6 +621,14 @@ def accuracy_tables(frame, *, methods: Sequence[str] = METHODS, tie_policy: str 
     excluded = acc[methods[0]].excluded_groups if methods else ()
     return RelationTables(summary=pd.DataFrame(summary), per_group=pg, accuracy=acc, tie_policy=tie_policy,
                           excluded_groups=tuple(excluded))
+
+
+def min_group_size(dataset: str, data_dir: str | Path | None) -> int:
+    """The smallest group :func:`accuracy_tables` keeps for ``dataset``: 25 for VG-Attribution's attribute pairs on
+    the real data (``data_dir`` given; ARO keeps the pairs with ≥ 25 examples,
+    docs/protocol.md#relation-testing-aggregation), else 1: every group (the ShapesWorld twins have a few groups, all
+    of them kept)."""
+    return 25 if dataset == "vg-attribution" and data_dir is not None else 1
 
 
 def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterable[str] | None = None,
