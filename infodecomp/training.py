@@ -895,7 +895,7 @@ def record_quality(quality: dict, model_dir: str | Path, *, root: str | Path = "
     from .results import Recorder
 
     gen, cmi = quality["generation"], quality["cmi"]
-    from .models import weights_digest
+    from .digest import weights_digest
 
     rec = Recorder("00_model_quality", Path(model_dir).name, root=root, protocol="corrected",
                    revision=f"sha256:{weights_digest(model_dir)[:16]}",

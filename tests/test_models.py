@@ -335,7 +335,7 @@ _MISSING = [m for m, ok in (("CUDA (no GPU visible)", torch.cuda.is_available())
 @pytest.mark.gpu
 @pytest.mark.skipif(bool(_MISSING), reason="real SD 2.1 end-to-end test needs " + " and ".join(_MISSING))
 def test_real_sd21_end_to_end():
-    from infodecomp.attention import record_cross_attention
+    from infodecomp.models.attention import record_cross_attention
     from infodecomp.editing import generate, invert
     from infodecomp.estimators import pointwise_information
 
@@ -383,7 +383,7 @@ def test_local_weights_are_identified_by_their_digest(tmp_path):
 
 
 def test_weights_digest_needs_weight_files(tmp_path):
-    from infodecomp.models import weights_digest
+    from infodecomp.digest import weights_digest
 
     with pytest.raises(ValueError, match="no weight files"):
         weights_digest(tmp_path)

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import word_map
+from ..models.attention import word_map
 from ..checks import count
-from ..attention import record_cross_attention
+from ..models.attention import record_cross_attention
 from ..editing import generate, invert
 from ..estimators import information_scores
 from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
