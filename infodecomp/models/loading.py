@@ -310,7 +310,8 @@ def load_model(model: str | Path, *, revision: str | None = None, device=None,
 
     SD 1.x / 2.x pipelines (``StableDiffusionPipeline``) load as :class:`~infodecomp.models.base.Model`; SDXL,
     SD3 and Flux pipelines (by their ``model_index.json`` class) load as the Model subclasses of
-    :mod:`infodecomp.models.families`, which take the family ``options`` of :data:`FAMILY_OPTIONS` (e.g. ``allow_distilled=True`` for FLUX.1-dev, ``image_size=(H, W)``).
+    :mod:`infodecomp.models.families`, which take the family ``options`` of :data:`FAMILY_OPTIONS` (e.g.
+    ``allow_distilled=True`` for FLUX.1-dev, ``image_size=(H, W)``).
 
     Args:
         model: a short name of :data:`MODELS` (``"shapes-tiny"``, ``"sd21-base"``, ``"sd21"``), a local

@@ -16,8 +16,8 @@ bit-identical) and recomputes the probabilities from the same projections in flo
 * Flux single-stream blocks (``single_transformer_blocks.i.attn``): one stream that is already ``[text; image]``;
   the text length comes from the transformer's input (a forward pre-hook).
 
-Aggregation is DAAM's, as :mod:`infodecomp.models.attention` does for UNets (the recorder is a
-:class:`~infodecomp.models.attention.CrossAttentionRecorder`): each layer's map per head is upsampled from the patch grid
+Aggregation is DAAM's, as :mod:`.cross` does for UNets (the recorder is a
+:class:`~.recorder.CrossAttentionRecorder`): each layer's map per head is upsampled from the patch grid
 to the latent grid, clamped at ≥ 0, averaged over (layer, head) pairs and summed over calls. Word maps take a
 tokenizer (its positions must index the text keys: SD3's CLIP tokenizer for the first 77 keys, Flux's T5
 tokenizer) or, better, the Model, whose ``token_positions`` knows every encoder's rows (SD3: CLIP and T5).
@@ -192,7 +192,7 @@ class JointAttnRecordingProcessor:
 
 class JointAttentionRecorder(CrossAttentionRecorder):
     """What one :func:`record_joint_attention` block recorded (the state and aggregation of
-    :class:`~infodecomp.models.attention.CrossAttentionRecorder`; L = the text keys of the joint attention)."""
+    :class:`~.recorder.CrossAttentionRecorder`; L = the text keys of the joint attention)."""
 
     def __init__(self, layers: Sequence[str], *, kind: str, **kwargs):
         super().__init__(layers, **kwargs)

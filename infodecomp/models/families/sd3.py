@@ -8,11 +8,11 @@ What ``SD3Transformer2DModel`` reads (Esser et al. 2024, Sec. 5; diffusers' ``St
 * ``pooled_projections [B, 2048]``: both CLIP pooled embeddings;
 * ``timestep``: 1000·t, with t the noise fraction actually applied (after any shift).
 
-Packed as one tensor (:class:`~infodecomp.models.families.packing.CondLayout`)::
+Packed as one tensor (:class:`~.packing.CondLayout`)::
 
     cond [B, 77 + T + 1, D] = [ CLIP rows (77) | T5 rows (T) | pooled (2048), zeros ]
 
-The velocity is converted to ε̂ by :class:`~infodecomp.models.families.flow.FlowDenoiser`. The null prompt ``""`` is encoded
+The velocity is converted to ε̂ by :class:`~.flow.FlowDenoiser`. The null prompt ``""`` is encoded
 by all three encoders, exactly the pipeline's default negative prompt (its classifier-free-guidance
 unconditional). A word occupies CLIP rows and T5 rows: :meth:`SD3Model.token_positions` gives both
 (``model.tokenizer``, CLIP, gives the first 77 only, which index the same rows).
@@ -36,7 +36,7 @@ __all__ = ["SD3Model", "SD3Velocity"]
 
 
 class SD3Velocity:
-    """``v = velocity(z_t, t, cond)`` of an ``SD3Transformer2DModel`` (see :class:`~infodecomp.models.families.flow.FlowDenoiser`):
+    """``v = velocity(z_t, t, cond)`` of an ``SD3Transformer2DModel`` (see :class:`~.flow.FlowDenoiser`):
     unpacks ``cond``, calls ``transformer(hidden_states=z_t, timestep=1000·t, encoder_hidden_states=tokens,
     pooled_projections=pooled)`` in the transformer's dtype, returns ``v [B, C, h, w]`` in float32 (or ``z_t``'s
     dtype when wider)."""
