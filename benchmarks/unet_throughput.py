@@ -49,7 +49,7 @@ def _time(fns, device: torch.device, min_time: float, warmup: int = 2) -> list[f
 
 
 def bench(name: str, unet, cond_dim: int, latent_hw: int, dtypes, batches, device, min_time: float) -> list[dict]:
-    from infodecomp.attention import record_cross_attention
+    from infodecomp.models.attention import record_cross_attention
     from infodecomp.models import UNetDenoiser
     from infodecomp.testing import sd_scheduler
 

@@ -16,9 +16,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "analytic", "attention", "data", "editing", "estimators", "experiments", "logsnr", "metrics", "models",
+    "analytic", "data", "editing", "estimators", "experiments", "logsnr", "metrics", "models", "pid",
     "plotting", "results", "text", "tokenizer", "training", "widgets", "diagnostics",
-    "flow", "families", "joint_attention",
 )
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .attention import capture_cross_attention
+from .models.attention import capture_cross_attention
 from .logsnr import logistic_quadrature
 from .text import prompt_token_ids
 

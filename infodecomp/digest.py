@@ -3,6 +3,7 @@ recorded results, such as ``scripts/update_claims.py``, can tell which weights a
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 __all__ = ["file_sha256", "weights_digest", "weights_version"]
@@ -10,8 +11,6 @@ __all__ = ["file_sha256", "weights_digest", "weights_version"]
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of one file, read in ``chunk``-byte blocks."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -22,8 +21,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def weights_digest(directory: str | Path) -> str:
     """SHA-256 over a pipeline directory's weight files (``*.safetensors``, ``*.bin``), their relative paths
     in sorted order included: the identity of a local model's weights."""
-    import hashlib
-
     root = Path(directory)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
     if not files:

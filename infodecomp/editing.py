@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .checks import count
 from .logsnr import trained_range
+from .models.attention import record_cross_attention
 from .text import omit_word, swap_word, swap_words
 
 __all__ = [
@@ -344,7 +345,7 @@ def intervene(model, latents: Tensor, prompts: str | Sequence[str], word: str | 
         steps: number of σ values (100 in the reference): ``steps − 1`` Heun steps each way.
         guidance_scale: optional classifier-free guidance, for inversion and generation alike.
         record_attention: record cross-attention during the (batched) generations; ``attention_kwargs`` go to
-            :func:`infodecomp.attention.record_cross_attention`.
+            :func:`infodecomp.models.attention.record_cross_attention`.
 
     All generations start from the same inverted noise and run as one batch, in the model's dtype.
     """
@@ -372,8 +373,6 @@ def intervene(model, latents: Tensor, prompts: str | Sequence[str], word: str | 
     batch_noise = noise.repeat(len(kinds), *([1] * (noise.ndim - 1)))
     attention = {}
     if record_attention:
-        from .attention import record_cross_attention
-
         with record_cross_attention(model, **(attention_kwargs or {})) as rec:
             out = generate(model, batch_noise, all_prompts, steps, guidance_scale=guidance_scale, progress=progress)
         maps = rec.token_maps()

@@ -21,6 +21,9 @@ Also the analytic stand-ins of the networks (:class:`AnalyticUNet`, :class:`Anal
 :class:`AnalyticFluxTransformer`): modules with the call signatures of a UNet / SD3 / Flux transformer whose
 outputs are an exact Gaussian denoiser's, expressed in the network's parameterisation (ε, v, or flow velocity at
 1000·t or t, packed into 2×2 patches for Flux), so the adapters' conversions are checked against exact answers.
+
+transformers and diffusers are imported inside the builders (the imports marked ``# heavy``), so importing this
+module costs no more than importing :mod:`infodecomp.models`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .logsnr import logsnr_from_alphas_cumprod
+from .models import Model
+from .models.families.flow import v_prediction_from_denoiser, velocity_from_denoiser
+from .models.families.flux import pack_latents, unpack_latents
+from .models.loading import model_class
 from .testing import SD21_BETAS, _seeded
+from .tokenizer import BUNDLED_DIR, tiny_t5_tokenizer, tiny_t5_vocab
 
 __all__ = [
     "FAMILY_KINDS", "TINY_FAMILY_IMAGE_SIZE", "tiny_family_pipeline", "save_family_pipeline", "tiny_family_model",
@@ -49,15 +58,14 @@ TINY_T5_TOKENS = 16
 def clip_tokenizer(pad_token: str = "!"):
     """The bundled CLIP BPE tokenizer with the given padding token: ``"!"`` (SD 2.x, SDXL's second tokenizer,
     SD3's second) or ``"<|endoftext|>"`` (SD 1.x, and every CLIP ViT-L tokenizer of SDXL / SD3 / Flux)."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # heavy
 
-    from .tokenizer import BUNDLED_DIR
 
     return CLIPTokenizer.from_pretrained(str(BUNDLED_DIR), pad_token=pad_token)
 
 
 def _clip(seed: int, width: int, *, projection: bool = False, hidden_act: str = "quick_gelu"):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # heavy
 
     cfg = CLIPTextConfig(vocab_size=49_408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=77, projection_dim=width,
@@ -67,9 +75,8 @@ def _clip(seed: int, width: int, *, projection: bool = False, hidden_act: str = 
 
 
 def _t5(seed: int, d_model: int = 64):
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel  # heavy
 
-    from .tokenizer import tiny_t5_vocab
 
     cfg = T5Config(vocab_size=len(tiny_t5_vocab()), d_model=d_model, d_kv=16, d_ff=2 * d_model, num_layers=2,
                    num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=32,
@@ -80,7 +87,7 @@ def _t5(seed: int, d_model: int = 64):
 
 def _vae(seed: int, latent_channels: int = 4, *, scaling_factor: float = 0.18215, shift_factor: float | None = None,
          quant_conv: bool = True):
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # heavy
 
     with _seeded(seed):
         return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
@@ -91,7 +98,7 @@ def _vae(seed: int, latent_channels: int = 4, *, scaling_factor: float = 0.18215
 
 
 def _sd15(seed: int):
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # heavy
 
     with _seeded(seed + 2):
         unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
@@ -107,7 +114,7 @@ def _sd15(seed: int):
 
 
 def _sdxl(seed: int, prediction_type: str = "epsilon"):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel  # heavy
 
     with _seeded(seed + 2):
         unet = UNet2DConditionModel(
@@ -127,9 +134,8 @@ def _sdxl(seed: int, prediction_type: str = "epsilon"):
 
 
 def _sd3(seed: int):
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline  # heavy
 
-    from .tokenizer import tiny_t5_tokenizer
 
     with _seeded(seed + 2):
         transformer = SD3Transformer2DModel(
@@ -145,9 +151,8 @@ def _sd3(seed: int):
 
 
 def _flux(seed: int, guidance_embeds: bool = False):
-    from diffusers import FluxPipeline, FluxTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from diffusers import FluxPipeline, FluxTransformer2DModel, FlowMatchEulerDiscreteScheduler  # heavy
 
-    from .tokenizer import tiny_t5_tokenizer
 
     with _seeded(seed + 2):
         transformer = FluxTransformer2DModel(
@@ -188,15 +193,11 @@ def tiny_family_model(kind: str, *, seed: int = 0, name: str | None = None, pipe
     """The family's :class:`~infodecomp.models.Model` around :func:`tiny_family_pipeline` (or ``pipeline``):
     ``kwargs`` go to the pipeline builder (``prediction_type``, ``guidance_embeds``) or the Model (e.g.
     ``allow_distilled``, ``guidance``, ``max_sequence_length``). T5 sees :data:`TINY_T5_TOKENS` tokens."""
-    from .models import Model
-
     build = {k: kwargs.pop(k) for k in ("prediction_type", "guidance_embeds") if k in kwargs}
     pipe = pipeline if pipeline is not None else tiny_family_pipeline(kind, seed=seed, **build)
     name = name or f"tiny-{kind}"
     if kind == "sd15":
         return Model(pipe, name=name, **kwargs)
-    from .families import model_class
-
     cls = model_class(kind)
     if kind in ("sd3", "flux"):
         kwargs.setdefault("max_sequence_length", TINY_T5_TOKENS)
@@ -237,8 +238,6 @@ class AnalyticUNet(nn.Module):
 
     def __init__(self, denoiser, alphas_cumprod: Tensor, cond_shape: tuple[int, ...], prediction_type: str = "epsilon"):
         super().__init__()
-        from .logsnr import logsnr_from_alphas_cumprod
-
         self.denoiser, self.cond_shape, self.prediction_type = denoiser, tuple(cond_shape), prediction_type
         self.register_buffer("trained", logsnr_from_alphas_cumprod(torch.as_tensor(alphas_cumprod)))
         self.anchor = nn.Parameter(torch.zeros((), dtype=torch.float64))  # device and dtype for the adapter
@@ -251,8 +250,6 @@ class AnalyticUNet(nn.Module):
         return self.trained[lo] * (1 - frac) + self.trained[hi] * frac
 
     def forward(self, sample, timestep, encoder_hidden_states, return_dict=False, **kwargs):
-        from .flow import v_prediction_from_denoiser
-
         lam = self.logsnr_of(timestep.expand(sample.shape[0]) if timestep.ndim == 0 else timestep)
         cond = _world_cond(encoder_hidden_states, self.cond_shape)
         model = self.denoiser if self.prediction_type == "epsilon" else v_prediction_from_denoiser(self.denoiser)
@@ -272,8 +269,6 @@ class AnalyticSD3Transformer(nn.Module):
         self.anchor = nn.Parameter(torch.zeros((), dtype=torch.float64))
 
     def forward(self, hidden_states, timestep, encoder_hidden_states, pooled_projections, return_dict=False):
-        from .flow import velocity_from_denoiser
-
         t = timestep.to(torch.float64) / 1000.0
         v = velocity_from_denoiser(self.denoiser)(hidden_states.to(torch.float64), t,
                                                   _world_cond(encoder_hidden_states, self.cond_shape))
@@ -289,8 +284,6 @@ class AnalyticFluxTransformer(nn.Module):
     def __init__(self, denoiser, cond_shape: tuple[int, ...], *, joint_attention_dim: int, pooled_projection_dim: int,
                  guidance_embeds: bool = False, pack=None, unpack=None):
         super().__init__()
-        from .families.flux import pack_latents, unpack_latents
-
         self.denoiser, self.cond_shape = denoiser, tuple(cond_shape)
         self.config = _Config(joint_attention_dim=joint_attention_dim, pooled_projection_dim=pooled_projection_dim,
                               guidance_embeds=guidance_embeds)
@@ -301,8 +294,6 @@ class AnalyticFluxTransformer(nn.Module):
 
     def forward(self, hidden_states, timestep, encoder_hidden_states, pooled_projections, txt_ids, img_ids,
                 guidance=None, return_dict=False):
-        from .flow import velocity_from_denoiser
-
         self.seen_guidance.append(guidance)
         h, w = 2 * (int(img_ids[:, 1].max()) + 1), 2 * (int(img_ids[:, 2].max()) + 1)
         z_t = self.unpack(hidden_states.to(torch.float64), h, w)

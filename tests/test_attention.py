@@ -1,4 +1,4 @@
-"""Cross-attention recording (infodecomp.attention)."""
+"""Cross-attention recording (infodecomp.models.attention)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infodecomp.attention import (
+from infodecomp.models.attention import (
     RecordingAttnProcessor,
     cross_attention_layers,
     cross_attention_probs,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infodecomp.attention import cross_attention_layers
+from infodecomp.models.attention import cross_attention_layers
 from infodecomp.editing import ddim_generate, ddim_integrate, ddim_invert, ddim_levels
 from infodecomp.experiments.heatmaps import daam_maps
 from infodecomp.logsnr import logsnr_from_alphas_cumprod, nearest_timestep

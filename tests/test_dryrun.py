@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from infodecomp.attention import cross_attention_layers, record_cross_attention
+from infodecomp.models.attention import cross_attention_layers, record_cross_attention
 from infodecomp.models import load_model
 from infodecomp.testing import save_sd21_shaped_pipeline, sd21_shaped_pipeline
 

@@ -11,11 +11,11 @@ import torch
 
 from infodecomp import estimators as E
 from infodecomp.editing import generate, intervene, invert, karras_denoiser_eps, sample
-from infodecomp.families.flux import FluxModel, pack_latents, unpack_latents
-from infodecomp.families.rectified import FlowModel
-from infodecomp.families.sd3 import SD3Model
-from infodecomp.families.sdxl import SDXLModel
-from infodecomp.flow import flow_logsnr, flow_scale
+from infodecomp.models.families.flux import FluxModel, pack_latents, unpack_latents
+from infodecomp.models.families.rectified import FlowModel
+from infodecomp.models.families.sd3 import SD3Model
+from infodecomp.models.families.sdxl import SDXLModel
+from infodecomp.models.families.flow import flow_logsnr, flow_scale
 from infodecomp.models import MODELS, Model, load_model
 from infodecomp.testing_families import TINY_T5_TOKENS, save_family_pipeline, tiny_family_model
 

@@ -1,4 +1,4 @@
-"""Rectified flow ↔ the VP channel (infodecomp.flow), and the analytic check through every parameterisation:
+"""Rectified flow ↔ the VP channel (infodecomp.models.families.flow), and the analytic check through every parameterisation:
 an exact Gaussian denoiser dressed up as an ε-, v- or flow-velocity network (UNet, SD3 and Flux call conventions)
 and put back through the real adapters must give the VP denoiser's information, draw for draw."""
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infodecomp import estimators as E
-from infodecomp.flow import (
+from infodecomp.models.families.flow import (
     FlowDenoiser,
     alphas_cumprod_from_times,
     dynamic_shift,
@@ -216,8 +216,8 @@ def test_unet_adapter_with_eps_and_v_prediction_gives_the_vp_information(iworld,
 
 
 def test_sd3_adapter_gives_the_vp_information(iworld, draws, vp_scores):
-    from infodecomp.families.packing import CondLayout
-    from infodecomp.families.sd3 import SD3Velocity
+    from infodecomp.models.families.packing import CondLayout
+    from infodecomp.models.families.sd3 import SD3Velocity
     from infodecomp.testing_families import AnalyticSD3Transformer, world_tokens
 
     x, cond, ref = draws
@@ -234,8 +234,8 @@ def test_sd3_adapter_gives_the_vp_information(iworld, draws, vp_scores):
 def test_flux_adapter_gives_the_vp_information(iworld, draws, vp_scores, guidance_embeds):
     from diffusers import FluxPipeline
 
-    from infodecomp.families.flux import FluxVelocity
-    from infodecomp.families.packing import CondLayout
+    from infodecomp.models.families.flux import FluxVelocity
+    from infodecomp.models.families.packing import CondLayout
     from infodecomp.testing_families import AnalyticFluxTransformer, world_tokens
 
     x, cond, ref = draws
@@ -257,7 +257,7 @@ def test_flux_adapter_gives_the_vp_information(iworld, draws, vp_scores, guidanc
 def test_flux_packing_is_diffusers_packing():
     from diffusers import FluxPipeline
 
-    from infodecomp.families.flux import latent_image_ids, pack_latents, unpack_latents
+    from infodecomp.models.families.flux import latent_image_ids, pack_latents, unpack_latents
 
     z = torch.randn(2, 16, 8, 6, generator=gen(12))
     packed = pack_latents(z)

@@ -1,4 +1,4 @@
-"""Attention maps of MMDiT transformers (infodecomp.joint_attention) and of the UNet families, on tiny pipelines.
+"""Attention maps of MMDiT transformers (infodecomp.models.attention.joint) and of the UNet families, on tiny pipelines.
 
 The probabilities are checked against an explicit re-computation of each joint attention whose product with the
 values reproduces the attention module's own output (so the reference is itself checked against diffusers)."""
@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from infodecomp.attention import record_cross_attention
-from infodecomp.joint_attention import (
+from infodecomp.models.attention import (
     is_joint_attention_model,
     joint_attention_layers,
     joint_attention_probs,
+    record_cross_attention,
     record_joint_attention,
 )
 

@@ -335,7 +335,7 @@ _MISSING = [m for m, ok in (("CUDA (no GPU visible)", torch.cuda.is_available())
 @pytest.mark.gpu
 @pytest.mark.skipif(bool(_MISSING), reason="real SD 2.1 end-to-end test needs " + " and ".join(_MISSING))
 def test_real_sd21_end_to_end():
-    from infodecomp.attention import record_cross_attention
+    from infodecomp.models.attention import record_cross_attention
     from infodecomp.editing import generate, invert
     from infodecomp.estimators import pointwise_information
 
@@ -383,7 +383,7 @@ def test_local_weights_are_identified_by_their_digest(tmp_path):
 
 
 def test_weights_digest_needs_weight_files(tmp_path):
-    from infodecomp.models import weights_digest
+    from infodecomp.digest import weights_digest
 
     with pytest.raises(ValueError, match="no weight files"):
         weights_digest(tmp_path)
@@ -486,3 +486,54 @@ def test_pickle_weights_are_refused_unless_allowed(tmp_path):
         load_model(d)
     model = load_model(d, allow_pickle=True)
     assert model.dtype == torch.float32
+
+
+def test_an_unreachable_hub_fails_fast(tmp_path, monkeypatch):
+    """Issue 25, item 7: with no network, a name that is neither a local folder nor in the local cache retried
+    the hub for about 30 s before its message. Now the hub client reads the local cache only (nothing here
+    touches the network: the probe is replaced, and HF_HUB_OFFLINE skips it)."""
+    import time
+
+    from infodecomp.models import loading
+
+    monkeypatch.chdir(tmp_path)
+    probes = []
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: probes.append(a) or False)
+    for offline in (None, "1"):
+        if offline is None:
+            monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        else:
+            monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        start = time.monotonic()
+        with pytest.raises(OSError, match=r"read as a hub id \(it is not a local folder here.*cannot be reached"):
+            load_model("weights/sd21-base-copy")
+        assert time.monotonic() - start < 10
+        with pytest.raises(OSError, match=r"withdrew.*cannot be reached"):
+            load_model("sd21-base")
+    assert len(probes) == 2  # probed without HF_HUB_OFFLINE only
+
+
+def test_the_hub_probe_gives_up_after_its_timeout(monkeypatch):
+    """The reachability probe behind item 7: a listening host is reachable, a refused or silent one is not, and
+    a probe that hangs (a name lookup has no timeout of its own) is abandoned after ``timeout`` seconds."""
+    import socket
+    import time
+
+    from infodecomp.models import loading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    assert loading.hub_reachable(f"http://127.0.0.1:{port}", timeout=2)
+    server.close()
+    assert not loading.hub_reachable(f"http://127.0.0.1:{port}", timeout=2)
+
+    def hang(*args, **kwargs):
+        time.sleep(5)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(loading.socket, "create_connection", hang)
+    start = time.monotonic()
+    assert not loading.hub_reachable("https://huggingface.co", timeout=0.5)
+    assert time.monotonic() - start < 2

@@ -23,7 +23,7 @@ from infodecomp import analytic
 from infodecomp.experiments import clip_baseline
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.logsnr import LogSNRSampling
-from infodecomp.model_identity import model_identity
+from infodecomp.models.identity import model_identity
 from infodecomp.results import ResultStore, SettingsMismatchError
 from infodecomp.testing import RecordingDenoiser, free_port
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from infodecomp import results as R
-from infodecomp.model_identity import model_identity
+from infodecomp.models.identity import model_identity
 from infodecomp.results.__main__ import main as results_main
 from infodecomp.testing import free_port
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..attention import record_cross_attention
+from ..models.attention import record_cross_attention
 from ..editing import ddim_generate, ddim_invert
 from ..estimators import pointwise_information
 from ..logsnr import LogSNRSampling
@@ -136,7 +136,7 @@ def daam_maps(model, x, prompts: Sequence[str], words: Sequence[str], *, steps: 
 
     1. ``x`` is DDIM-inverted with the caption over ``steps`` steps (:func:`infodecomp.editing.ddim_invert`,
        not recorded); 2. it is regenerated along DDIM from the inverted noise with the same caption
-       (:func:`~infodecomp.editing.ddim_generate`) while :func:`~infodecomp.attention.record_cross_attention`
+       (:func:`~infodecomp.editing.ddim_generate`) while :func:`~infodecomp.models.attention.record_cross_attention`
        records every down- and up-block cross-attention layer (the mid-block excluded, as DAAM) — all heads,
        upsampled bicubically to the latent grid, clamped at ≥ 0, averaged over (layer, head) and summed over the
        ``steps`` calls; 3. a word's map is the mean over all of its token positions (every occurrence, every BPE

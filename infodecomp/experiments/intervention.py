@@ -43,14 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import word_map
+from ..models.attention import word_map
 from ..checks import count
-from ..attention import record_cross_attention
+from ..models.attention import record_cross_attention
 from ..editing import generate, invert
 from ..estimators import information_scores
 from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
 from ..precision import dtype_name
-from ..model_identity import model_dtype, model_identity
+from ..models.identity import model_dtype, model_identity
 from ..results import ResultStore, example_seed, run_sharded
 from .stores import store_path as experiment_store_path
 

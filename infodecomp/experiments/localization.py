@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..checks import count
 from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
-from ..model_identity import model_identity
+from ..models.identity import model_identity
 from ..results import ResultStore, example_seed
 from .heatmaps import daam_maps, protocol_settings, word_heatmaps
 from .stores import store_path

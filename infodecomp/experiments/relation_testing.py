@@ -62,7 +62,7 @@ from ..data.shapes import ShapesTwin
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
-from ..model_identity import model_identity
+from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, markdown_table, run_sharded, save_tables
 from . import stores
 from .relation_data import ARO_DATASETS, _Head, check_rows, load_dataset, read_relation_list
@@ -454,7 +454,7 @@ def store_path(root: str | Path, model, dataset: str, settings: RelationSettings
                source: str = "") -> Path:
     """Where :func:`run` keeps a dataset's per-example rows: ``<root>/<model>/relation_testing/<dataset>-<protocol>-
     <hash>``. The hash covers the settings, the data source, the seed and the model's
-    :func:`~infodecomp.model_identity.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
+    :func:`~infodecomp.models.identity.model_identity` (weights, dtype, device type, cross-attention tokens), so runs
     that differ in any of them never share a store. ``model``: the model (as :func:`run` gets it), or a name
     (then the hash has no model identity: a path for a store made without a model). The naming rule of every
     experiment: :func:`infodecomp.experiments.stores.store_path`."""

@@ -2,7 +2,7 @@
 
 ``<root>/<model>/<experiment>/<dataset>[-<protocol>]-<hash>`` (docs/architecture.md#outputs): ``<model>`` is the
 model's slug, and the hash covers what changes the stored rows — the experiment's settings (its store identity),
-the seed and the model's :func:`~infodecomp.model_identity.model_identity` (weights, dtype, device type, attention
+the seed and the model's :func:`~infodecomp.models.identity.model_identity` (weights, dtype, device type, attention
 tokens) — so runs that differ in any of them never share a store, and a rerun with the same ones resumes it.
 Notebooks pass ``STORE_DIR`` as the root and never build a store's path themselves.
 """
@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..model_identity import model_identity
+from ..models.identity import model_identity
 from ..results import model_slug
 
 __all__ = ["store_path"]
@@ -26,7 +26,7 @@ def store_path(root: str | Path, model, experiment: str, dataset: str, identity:
 
     Args:
         root: the stores' root (the notebooks' ``STORE_DIR``).
-        model: the model (anything :func:`~infodecomp.model_identity.model_identity` reads), or a name: then the hash has
+        model: the model (anything :func:`~infodecomp.models.identity.model_identity` reads), or a name: then the hash has
             no model identity (the path of a store made without a model).
         experiment: the experiment module's name (``"relation_testing"``, ``"localization"``, ``"intervention"``).
         dataset: the dataset's name, shown in the folder name.

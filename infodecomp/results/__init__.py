@@ -12,7 +12,7 @@ Beside them: :mod:`~infodecomp.results.tables` (Markdown/CSV tables), :mod:`~inf
 repair a damaged store: ``python -m infodecomp.results check|repair PATH``), :mod:`~infodecomp.results.files`
 (JSON values and atomic writes).
 
-This layer is given the model's identity as data (a mapping: :func:`infodecomp.model_identity.model_identity`
+This layer is given the model's identity as data (a mapping: :func:`infodecomp.models.identity.model_identity`
 makes it of a loaded model) and imports no model code.
 """
 

@@ -11,7 +11,7 @@ A notebook's last cell records a few numbers; they land in ``figures/<model>/<no
 ``scripts/update_readme_results.py`` turns these files into the README's results tables.
 
 The model is given by its name, or by its identity as data (a mapping such as
-:func:`infodecomp.model_identity.model_identity` makes of a loaded model): this module never looks inside a model.
+:func:`infodecomp.models.identity.model_identity` makes of a loaded model): this module never looks inside a model.
 """
 
 from __future__ import annotations
@@ -107,14 +107,14 @@ def _model_name(model: Any) -> str:
     name = None if ident is None else ident.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"model must be a name such as 'shapes-tiny' or a model's identity with a 'name' "
-                         f"(infodecomp.model_identity.model_identity(model)); got {type(model).__name__} "
+                         f"(infodecomp.models.identity.model_identity(model)); got {type(model).__name__} "
                          f"{model!r:.80}")
     return name
 
 
 def _model_provenance(model: Any) -> dict:
     """Provenance a model's identity brings by itself: ``model_id``, ``revision``, ``dtype``, ``device``,
-    ``cross_attention_tokens`` (see :func:`infodecomp.model_identity.model_identity`); nothing for a plain name."""
+    ``cross_attention_tokens`` (see :func:`infodecomp.models.identity.model_identity`); nothing for a plain name."""
     if isinstance(model, (str, os.PathLike)):
         return {}
     ident = identity_data(model) or {}
@@ -224,7 +224,7 @@ def record(
 
     Args:
         notebook_stem: e.g. ``"03_localization"`` (a trailing ``.ipynb`` is dropped).
-        model: the model's identity (a mapping, e.g. :func:`infodecomp.model_identity.model_identity` of the
+        model: the model's identity (a mapping, e.g. :func:`infodecomp.models.identity.model_identity` of the
             loaded model: then its name, weights' version, dtype, device type and cross-attention tokens are
             recorded by themselves), or its short name (``"shapes-tiny"``, ``"sd21-base"``) / hub id / path.
             :func:`model_slug` of the name is the folder name; the name goes to provenance ``model_id`` unless
@@ -261,7 +261,7 @@ class Recorder:
     >>> rec.record("miou_cmi", 0.41, 0.01)            # doctest: +SKIP
     >>> rec.record_many({"miou_attn": (0.38, 0.01), "n_images": 500})   # doctest: +SKIP
 
-    ``model``: the model's identity (recommended, :func:`infodecomp.model_identity.model_identity`: its dtype and
+    ``model``: the model's identity (recommended, :func:`infodecomp.models.identity.model_identity`: its dtype and
     weights' version are then recorded without being passed) or its name; see :func:`record`.
     """
 

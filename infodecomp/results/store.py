@@ -17,7 +17,7 @@ only at evaluation time).
 
 A store's identity (``manifest.json``) is everything that changes a number: the experiment's settings, the
 seed, and the model's identity (weights' version, dtype, device type, cross-attention tokens, denoiser settings),
-given as data: :func:`infodecomp.model_identity.model_identity` makes it of a loaded model, and this module never
+given as data: :func:`infodecomp.models.identity.model_identity` makes it of a loaded model, and this module never
 looks inside a model. Opening a store whose saved identity differs from the current one raises
 :class:`SettingsMismatchError` naming what differs: results that differ are never mixed.
 
@@ -90,7 +90,7 @@ def check_shard(process_index: int, num_processes: int) -> None:
 
 def identity_data(model: Any) -> dict | None:
     """A model's identity as plain JSON, as the store and the records keep it: ``None`` stays ``None``; a mapping
-    or a dataclass (e.g. what :func:`infodecomp.model_identity.model_identity` returns: ``name``, ``version``,
+    or a dataclass (e.g. what :func:`infodecomp.models.identity.model_identity` returns: ``name``, ``version``,
     ``dtype``, ``device``, ``cross_attention_tokens``, ``denoiser``) is taken as it is. A model object is refused:
     the results layer is given the identity, it does not compute it."""
     if model is None:
@@ -98,7 +98,7 @@ def identity_data(model: Any) -> dict | None:
     if isinstance(model, Mapping) or (dataclasses.is_dataclass(model) and not isinstance(model, type)):
         return to_jsonable(model)
     raise TypeError(f"the results layer takes a model's identity as data (a mapping), not the model itself (got "
-                    f"{type(model).__name__}); pass infodecomp.model_identity.model_identity(model)")
+                    f"{type(model).__name__}); pass infodecomp.models.identity.model_identity(model)")
 
 
 def _repair_hint(store: Path) -> str:
@@ -194,7 +194,7 @@ class ResultStore:
         settings: everything of the experiment that changes the results (dataset, estimator settings, protocol,
             ...): a dict or dataclass of JSON-able values.
         model: the identity of the model the rows come from, as data (a mapping or dataclass:
-            :func:`infodecomp.model_identity.model_identity` of a loaded model: weights' version, dtype, device
+            :func:`infodecomp.models.identity.model_identity` of a loaded model: weights' version, dtype, device
             type, cross-attention tokens, denoiser), or None; it is part of the store's identity, and gives
             ``model_id`` and ``revision`` unless they are passed.
         model_id, revision, seed: provenance, part of the identity.

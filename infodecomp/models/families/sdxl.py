@@ -7,7 +7,7 @@ What the UNet reads besides the noisy latent (Podell et al. 2023, Sec. 2.2; diff
 * ``text_embeds [B, P]``: the pooled, projected embedding of the second encoder (P = 1280);
 * ``time_ids [B, 6]``: ``(original_h, original_w, crop_top, crop_left, target_h, target_w)`` in pixels.
 
-All three travel in one tensor (:class:`~infodecomp.families.packing.CondLayout`)::
+All three travel in one tensor (:class:`~.packing.CondLayout`)::
 
     cond [B, 77 + r, D] = [ token states (77 rows) | cat(text_embeds (P), time_ids (6), zeros) as r rows ]
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..models import CROSS_ATTENTION_TOKENS, Model, UNetDenoiser
-from ..text import check_prompt_length, token_positions
+from ...text import check_prompt_length, token_positions
+from ..base import CROSS_ATTENTION_TOKENS, Model, UNetDenoiser
 from .packing import CondLayout
 
 __all__ = ["SDXLModel", "PackedSDXLUNet", "sdxl_layout", "N_TIME_IDS"]
@@ -104,7 +104,7 @@ class SDXLModel(Model):
 
     Extra attributes: ``original_size``, ``target_size`` (``(H, W)`` pixels; ``None`` = :attr:`resolution`),
     ``crops_coords_top_left`` ``(top, left)``: the micro-conditioning packed with every prompt. ``layout``: the
-    :class:`~infodecomp.families.packing.CondLayout` of ``cond``.
+    :class:`~.packing.CondLayout` of ``cond``.
     """
 
     original_size: tuple[int, int] | None = None

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .models import model_version
-from .precision import dtype_name
+from .base import model_version
+from ..precision import dtype_name
 
 __all__ = ["model_dtype", "model_identity"]
 

@@ -1,13 +1,13 @@
 """The common part of the rectified-flow transformer families (SD3, Flux): :class:`FlowModel`.
 
 A flow model has no UNet and no ``alphas_cumprod``: its transformer predicts the velocity ``v = ε − x`` on
-``z_t = (1 − t)·x + t·ε`` at a continuous noise fraction t (:mod:`infodecomp.flow`). :class:`FlowModel` keeps the
+``z_t = (1 − t)·x + t·ε`` at a continuous noise fraction t (:mod:`.flow`). :class:`FlowModel` keeps the
 :class:`~infodecomp.models.Model` interface by
 
-* a :class:`~infodecomp.flow.FlowDenoiser` as :attr:`denoiser` (VP state at log-SNR λ → t = sigmoid(−λ/2),
+* a :class:`~.flow.FlowDenoiser` as :attr:`denoiser` (VP state at log-SNR λ → t = sigmoid(−λ/2),
   z_t = s·z, ε̂ = z_t + (1 − t)·v̂), the velocity coming from the family's transformer call;
 * :attr:`alphas_cumprod`: the VP-equivalent ᾱ = sigmoid(λ) of the scheduler's training grid (the shifted
-  noise fractions, t = 1 left out: :func:`~infodecomp.flow.training_times`), so :attr:`logsnr_range`, the
+  noise fractions, t = 1 left out: :func:`~.flow.training_times`), so :attr:`logsnr_range`, the
   Karras σ range of :mod:`infodecomp.editing` and its DDIM levels work unchanged. The range is wide (SD3 at shift
   3: about −16 … +11.6 nats) because the model was trained up to pure noise;
 * :attr:`prediction_type` ``"flow"``.
@@ -24,16 +24,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..flow import FlowDenoiser, alphas_cumprod_from_times, logsnr_shift, training_times
-from ..logsnr import trained_range
-from ..models import CROSS_ATTENTION_TOKENS, Model
+from ...logsnr import trained_range
+from ..base import CROSS_ATTENTION_TOKENS, Model
+from .flow import FlowDenoiser, alphas_cumprod_from_times, logsnr_shift, training_times
 
 __all__ = ["FlowModel"]
 
 
 @dataclass(eq=False, repr=False)
 class FlowModel(Model):
-    """Base of :class:`~infodecomp.families.sd3.SD3Model` and :class:`~infodecomp.families.flux.FluxModel`.
+    """Base of :class:`~.sd3.SD3Model` and :class:`~.flux.FluxModel`.
 
     Extra attributes: ``max_sequence_length`` (T5 tokens; ``None`` = the family's pipeline default),
     ``image_size`` (``(H, W)`` pixels overriding :attr:`resolution`; ``None`` = the family default).
@@ -136,7 +136,7 @@ class FlowModel(Model):
         return int(self.vae.config.latent_channels)
 
     def make_denoiser(self, *, max_batch: int | None = None, guidance: float | None = None) -> FlowDenoiser:
-        """A :class:`~infodecomp.flow.FlowDenoiser` over this model's transformer. ``guidance``: Flux's guidance
+        """A :class:`~.flow.FlowDenoiser` over this model's transformer. ``guidance``: Flux's guidance
         embedding (guidance-distilled models only; default: the model's ``guidance``)."""
         return FlowDenoiser(self._velocity(guidance), max_batch=max_batch,
                             logsnr_range=trained_range(self.alphas_cumprod))

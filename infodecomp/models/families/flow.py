@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .checks import finite_tensor
+from ...checks import finite_tensor
 
 __all__ = [
     "flow_time", "flow_logsnr", "flow_scale", "flow_from_vp", "vp_from_flow", "eps_from_velocity",
@@ -149,7 +149,7 @@ class FlowDenoiser:
     Args:
         velocity: ``v = velocity(z_t, t, cond)``: ``z_t [B, C, h, w]`` the flow state (float32, or float64 when
             ``z`` is), ``t [B]`` noise fractions in (0, 1) (same dtype), ``cond [B, ...]`` → ``v [B, C, h, w]``,
-            the prediction of ``ε − x``. The family adapters (:mod:`infodecomp.families`) provide it: they unpack
+            the prediction of ``ε − x``. The family adapters (:mod:`infodecomp.models.families`) give it: they unpack
             ``cond``, scale t to the network's time convention, cast to the network's dtype.
         max_batch: evaluate in chunks of at most this many rows; ``None`` = one call.
         logsnr_range: ``(λ_min, λ_max)`` of the model's training grid, for display (:func:`training_times`);
