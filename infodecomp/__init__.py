@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 
+from infodecomp.quiet import silence_known_fallbacks
+
 __version__ = "0.1.0"
 
 _SUBMODULES = (
@@ -20,6 +22,9 @@ _SUBMODULES = (
     "plotting", "results", "text", "tokenizer", "training", "widgets", "claims", "diagnostics",
     "flow", "families", "joint_attention",
 )
+
+# transformers' harmless torchvision-fallback notices, silenced before any pipeline loads (infodecomp/quiet.py)
+silence_known_fallbacks()
 
 
 def __getattr__(name: str):
