@@ -1,5 +1,7 @@
-"""What a reader of the executed notebooks sees (issue 28): transformers' harmless torchvision fallback notices are
-silenced at their source (``infodecomp.quiet``) while every other message still shows."""
+"""What a reader of the executed notebooks and the book sees (issue 28): transformers' harmless torchvision
+fallback notices are silenced at their source (``infodecomp.quiet``) while every other message still shows, and
+the book's formulas are found (not dollar amounts, not code) and typeset as MathML, or the build names the page and
+the formula it cannot typeset (``scripts/build_book.py``)."""
 
 from __future__ import annotations
 
@@ -76,3 +78,53 @@ def test_reduced_precision_warning_still_shows():
         warn_reduced_precision("float16", "a test result")
     assert [w.category for w in caught] == [ReducedPrecisionWarning]
 
+
+# ───────────────────────────────────────────── the book's formulas ─────────────────────────────────────────────
+
+def _build_book():
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("text, formulas", [
+    ("It costs $5 and $10 more, or US$ 3.", []),
+    ("from $5 to $6", []),
+    ("a literal \\$x$ and a $ sign", []),
+    ("code: `$x$` and\n```\n$y$\n```\nnot formulas", []),
+    ("inline $x^2$, display $$\\frac{a}{b}$$.", [("x^2", False), ("\\frac{a}{b}", True)]),
+    ("$i^o_j(x; y^*)$ and $i^o_j(x; y^*|c)$", [("i^o_j(x; y^*)", False), ("i^o_j(x; y^*|c)", False)]),
+    ("$$\na = b\n$$", [("\na = b\n", True)]),
+    ("no $formula\n\nacross$ paragraphs", []),
+])
+def test_formulas_are_found_outside_code_and_dollar_amounts(text, formulas):
+    assert _build_book().find_math(text) == formulas
+
+
+def test_formulas_become_mathml_and_code_stays():
+    bb = _build_book()
+    out = bb.typeset_math("The score $i^o(x; y)$ costs $5, `$keep$` and $$\\tfrac12 \\int f \\, d\\lambda$$", "p.md")
+    assert out.count("<math ") == 2 and 'display="block"' in out and "`$keep$`" in out and "costs $5," in out
+    assert "\\" not in out.replace("`$keep$`", "")
+
+
+@pytest.mark.parametrize("tex", ["\\notacommand{x}", "\\frac{a}{b"])
+def test_a_formula_that_cannot_be_typeset_names_page_and_formula(tex):
+    with pytest.raises(SystemExit, match=r"docs/protocol\.md: cannot typeset the formula \$.*"):
+        _build_book().typeset_math(f"text ${tex}$ text", "docs/protocol.md")
+
+
+def test_every_formula_of_the_sources_typesets():
+    """The formulas of the notebooks' text, docs/ and the README all convert (the book build would fail)."""
+    import nbformat
+
+    bb = _build_book()
+    n = 0
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        bb.typeset_notebook(nb, f"notebooks/{path.name}")
+        n += sum(c.source.count("<math ") for c in nb.cells if c.cell_type == "markdown")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        n += bb.typeset_math(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT))).count("<math ")
+    assert n > 0
