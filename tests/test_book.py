@@ -519,3 +519,20 @@ def test_home_page_shows_the_claims_table(crawl):
         pytest.skip("docs/results.md has no claims table")
     home = _page(crawl, "index.html")
     assert "The paper's claims on the embedded model" in home["text"] and home["tables"], "no claims table"
+
+
+@needs_book
+def test_from_disk_too(tmp_path):
+    """Opened from disk (file://, no server), a notebook page with formulas typesets them all and wraps its code:
+    nothing of either needs a server or the network."""
+    pages = [p for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if _source_formulas(f"notebooks/{p.stem}.html")]
+    assert pages, "no notebook has a formula"
+    path = f"notebooks/{pages[0].stem}.html"
+    with _browser(tmp_path) as context:
+        page = context.pages[0] if context.pages else context.new_page()
+        page.goto((BOOK / path).resolve().as_uri(), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        info = page.evaluate(_READING_JS, TEX_COMMAND.pattern)
+        wrap = page.evaluate("() => Array.from(document.querySelectorAll('article .highlight-ipynb pre'))"
+                             ".map(p => getComputedStyle(p).whiteSpace)")
+    assert info["math"] == _source_formulas(path) and not info["tex"] and not info["scrolling"], info
+    assert wrap and set(wrap) == {"pre-wrap"}, f"{path}: code cells' white-space {set(wrap)}"
