@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import importlib
 
+from infodecomp.quiet import silence_known_fallbacks
+
 __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analytic", "data", "editing", "estimators", "experiments", "logsnr", "metrics", "models", "pid",
     "plotting", "results", "text", "tokenizer", "training", "widgets", "diagnostics",
 )
+
+# transformers' harmless torchvision-fallback notices, silenced before any pipeline loads (infodecomp/quiet.py)
+silence_known_fallbacks()
 
 
 def __getattr__(name: str):

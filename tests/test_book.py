@@ -4,8 +4,17 @@ Playwright, as tests/test_browser.py does).
 
 It checks that every notebook of ``notebooks/`` and every document of ``docs/`` is a page of the book, that each
 notebook page shows its provenance note and renders every figure and table its executed notebook holds (and that
-the book holds at least one of each), that every link and image of every page resolves (anchors included), and
-that no page loads anything from the network.
+the book holds at least one of each), that every link and image of every page resolves (anchors included),
+that no page loads anything from the network, and that the book reads like the paper (issue 28): every formula of
+the sources typeset (as many MathML formulas as the sources have, no TeX command left as text), no transformers
+fallback notice or progress bar at 0 %, no notebook code cell wider than the column at the default width, every
+output figure with alt text, and the claims table on the home page. These checks are generic over the book they
+are pointed at: CI's, or one built from ``make_fixture_notebooks``' hand-made outputs::
+
+    python -c "import sys; sys.path.insert(0, 'tests'); import test_book, pathlib; \\
+               test_book.make_fixture_notebooks(pathlib.Path('/tmp/fixture'))"
+    python scripts/build_book.py --notebooks /tmp/fixture --out /tmp/fixture-book
+    INFODECOMP_BOOK=/tmp/fixture-book pytest tests/test_book.py
 
 The site is ``$INFODECOMP_BOOK`` (CI: ``build/ci/book``), else ``build/book``. Without a built book, Chromium or
 Playwright the tests skip and say why, so ``make test`` alone passes; ``.ci/run`` builds the book after the
@@ -21,6 +30,7 @@ import http.server
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -93,6 +103,111 @@ def test_markdown_link_rewriting_skips_code():
     assert bb.markdown_links(text) == ["y.md#z", "p.png"]
     assert bb.rewrite_links(text, str.upper) == "a [x](Y.MD#Z) `[no](n.md)`\n```\n[no](m.md)\n```\n<img src=\"P.PNG\">"
 
+
+
+# ───────────────────────────────────── a book from hand-made outputs ─────────────────────────────────────
+
+FALLBACK_NOTICE = ("`{0}` requires torchvision (not installed); falling back to `{0}Pil` for backward compatibility. "
+                   "Install torchvision to use the default backend, or import `{0}Pil` directly to silence this "
+                   "warning.\n")
+LONG_LINE = "SETTING = 1  # " + "a parameter comment that a reader needs in full, " * 5
+
+
+def _png(width: int, height: int) -> str:
+    """A base64 PNG of a plain ``width`` × ``height`` figure (matplotlib, as the notebooks draw them)."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
+    ax.plot([0, 1, 2], [0, 1, 0])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def make_fixture_notebooks(folder: Path) -> list[str]:
+    """Two "executed" notebooks in ``folder`` (01 and 02, sources unchanged) whose outputs are made by hand as
+    the executions leave them: transformers' torchvision fallback notices and a real warning on stderr, a tqdm bar
+    on stderr drawn with carriage returns up to 100 %, a tqdm.auto widget whose text form is its first frame (its
+    final state saved in the notebook's widget state), a widget whose state was not saved, a figure, a table, and a
+    code cell
+    with a line far wider than the page. Returns the notebooks' names. Build a book from it with
+    ``scripts/build_book.py --notebooks FOLDER``."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["01_information_estimators.ipynb", "02_relation_testing.ipynb"]
+    for k, name in enumerate(names):
+        nb = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+        nb.metadata["papermill"] = {"parameters": {}, "start_time": "2026-12-01T10:00:00", "duration": 1.0}
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        bar = "localization: {:3d}%|{:<10}| {}/2 [00:0{}<00:00]"
+        code[0].outputs = [
+            nbformat.v4.new_output("stream", name="stderr", text=FALLBACK_NOTICE.format("CLIPImageProcessor")),
+            nbformat.v4.new_output("stream", name="stderr", text=FALLBACK_NOTICE.format("SiglipImageProcessor")),
+            nbformat.v4.new_output("stream", name="stderr", text="UserWarning: a warning a reader should act on\n"),
+            nbformat.v4.new_output("stream", name="stderr", text="\r".join(
+                bar.format(100 * i // 2, "█" * (5 * i), i, i) for i in range(3)) + "\n"),
+            nbformat.v4.new_output("display_data", data={
+                "text/plain": "Loading pipeline components...:   0%|          | 0/5 [00:00<?, ?it/s]",
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": f"box{k}"}}),
+            nbformat.v4.new_output("display_data", data={
+                "text/plain": "unsaved:   0%|          | 0/3 [00:00<?, ?it/s]",
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": "no-state"}}),
+            nbformat.v4.new_output("display_data", data={"image/png": _png(900, 300), "text/plain": "<Figure>"}),
+            nbformat.v4.new_output("execute_result", execution_count=1, data={
+                "text/plain": "   n  value",
+                "text/html": "<table class=\"dataframe\"><thead><tr><th>n</th><th>value</th></tr></thead>"
+                             "<tbody><tr><td>10</td><td>0.5</td></tr></tbody></table>"}),
+        ]
+        code[-1].source += "\n" + LONG_LINE
+        html = "@jupyter-widgets/controls"
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2, "version_minor": 0,
+            "state": {
+                f"box{k}": {"model_name": "HBoxModel", "model_module": html, "state": {
+                    "_model_name": "HBoxModel", "children": [f"IPY_MODEL_l{k}", f"IPY_MODEL_p{k}", f"IPY_MODEL_r{k}"]}},
+                f"l{k}": {"model_name": "HTMLModel", "model_module": html, "state": {
+                    "_model_name": "HTMLModel", "value": "Loading\u2002pipeline\u2002components...:\u2002100%"}},
+                f"p{k}": {"model_name": "FloatProgressModel", "model_module": html, "state": {
+                    "_model_name": "FloatProgressModel", "value": 5, "max": 5}},
+                f"r{k}": {"model_name": "HTMLModel", "model_module": html, "state": {
+                    "_model_name": "HTMLModel", "value": "5/5\u2002[00:01&lt;00:00,\u2002\u20024.1it/s]"}}}}}
+        nbformat.write(nb, str(folder / name))
+    return names
+
+
+def test_staged_outputs_read_as_they_ended(tmp_path):
+    """Staging the hand-made outputs: the fallback notices are gone and the real warning stays, the stderr bar and
+    the widget show their final state, the widget without saved state is dropped, and the formulas of the
+    notebooks' text are MathML, as many as the sources have."""
+    import nbformat
+
+    bb = _load_build_book()
+    names = make_fixture_notebooks(tmp_path / "executed")
+    bb.stage(tmp_path / "executed", tmp_path / "stage")
+    for name in names:
+        staged = nbformat.read(str(tmp_path / "stage" / "notebooks" / name), as_version=4)
+        first = next(c for c in staged.cells if c.cell_type == "code")
+        text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in first.outputs)
+        assert "torchvision" not in text and "a warning a reader should act on" in text
+        assert "localization: 100%|██████████| 2/2" in text and "\r" not in text and " 0%|" not in text
+        assert "Loading pipeline components...: 100%|██████████| 5/5 [00:01<00:00,  4.1it/s]" in text
+        assert "unsaved" not in text
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in first.outputs)
+        source = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+        want = sum(len(bb.find_math(c.source)) for c in source.cells if c.cell_type == "markdown")
+        got = sum(c.source.count("<math ") for c in staged.cells if c.cell_type == "markdown")
+        assert want > 0 and got == want, f"{name}: {got} MathML formulas, {want} in the source"
+    index = (tmp_path / "stage" / "index.md").read_text()
+    assert "claims-table" not in index and "| where | claim |" in index, "the claims table is on the home page"
 
 # ───────────────────────────────────────────── the built site ─────────────────────────────────────────────
 
@@ -184,6 +299,7 @@ def crawl(site, tmp_path_factory):
                 tables: Array.from(document.querySelectorAll('article table')).map(t => t.rows.length),
                 text: document.querySelector('article') ? document.querySelector('article').innerText : '',
             })""")
+            info.update(page.evaluate(_READING_JS, TEX_COMMAND.pattern))
             info["status"] = resp.status if resp else None
             pages[url] = info
             for link in info["links"]:
@@ -192,6 +308,52 @@ def crawl(site, tmp_path_factory):
                     todo.append(target)
         print(f"book crawl: {len(pages)} pages in {time.monotonic() - t0:.1f} s")
     return {"site": site, "pages": pages, "external": external}
+
+
+#: A TeX command as a formula's source spells it (a backslash and a command name): never text a reader sees.
+TEX_COMMAND = re.compile(r"\\(?:math[a-z]+|hat|tilde|bar|t?frac|dfrac|int|sum|prod|left|right|[lr][Vv]ert|"
+                         r"(?:var)?epsilon|lambda|varnothing|sim|sqrt|text|cdot|alpha|beta|sigma|infty|partial|"
+                         r"nabla|approx|leq|geq|mid|operatorname|quad)(?![A-Za-z])")
+#: Noise no page may show: transformers' torchvision fallback notice, and a progress bar at its first frame.
+NOISE = re.compile(r"requires torchvision \(not installed\)|falling back to `\w+Pil`|(?<![\d.])0%\|")
+#: What a reader sees on a page (issue 28): its typeset formulas, any TeX left as text, its output images, and the
+#: parts of notebook code cells that scroll sideways or stick out of the column.
+_READING_JS = r"""(texPattern) => {
+    const article = document.querySelector('article');
+    if (!article) return {math: 0, tex: [], figures: [], scrolling: [], column: 0};
+    const TEX = new RegExp(texPattern);
+    const tex = [];
+    const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {acceptNode: n =>
+        n.parentElement.closest('math, code, pre, kbd, script, style, .clipboard-copy-txt')
+            ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        if (TEX.test(n.nodeValue)) tex.push(n.nodeValue.trim().slice(0, 160));
+    }
+    const column = article.getBoundingClientRect();
+    const figures = Array.from(article.querySelectorAll('.jp-OutputArea img')).map(i => ({
+        alt: i.alt, width: i.getBoundingClientRect().width, natural: i.naturalWidth}));
+    const scrolling = [];
+    article.querySelectorAll('.jp-CodeCell:not(:has(.jp-CodeCell))').forEach((cell, k) => {  // the innermost
+        // the code and its text outputs; HTML outputs (tables) may scroll on their own
+        const text = '.jp-OutputArea-output:not(.jp-RenderedHTML)';
+        const parts = cell.querySelectorAll(`.jp-InputArea, .jp-InputArea *, ${text}, ${text} pre`);
+        for (const el of parts) {
+            const style = getComputedStyle(el);
+            const box = el.getBoundingClientRect();
+            const scrolls = ['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1;
+            if (scrolls || (box.width > 0 && box.right > column.right + 1)) {
+                scrolling.push({cell: k, element: el.tagName + '.' + el.className, scrollWidth: el.scrollWidth,
+                                clientWidth: el.clientWidth, right: Math.round(box.right),
+                                column: Math.round(column.right),
+                                widest: (el.innerText || '').split('\n')
+                                          .sort((a, b) => b.length - a.length)[0].slice(0, 120)});
+                break;
+            }
+        }
+    });
+    return {math: article.querySelectorAll('math').length, tex, figures, scrolling,
+            column: Math.round(column.width)};
+}"""
 
 
 def _page(crawl, path: str) -> dict:
@@ -287,3 +449,90 @@ def test_nothing_loads_from_the_network(crawl):
     hosts = {urlparse(u).netloc for p in crawl["pages"].values() for u in p["resources"]
              if urlparse(u).scheme in ("http", "https")}  # not the notebooks' data: images
     assert hosts <= {urlparse(crawl["site"]).netloc}, f"resources on other hosts: {hosts}"
+
+
+# ───────────────────────────────────────── reading like the paper ─────────────────────────────────────────
+
+def _source_formulas(path: str) -> int | None:
+    """How many formulas the source of the book page ``path`` has (None: a page without a known source)."""
+    import nbformat
+
+    bb = _load_build_book()
+    if path.startswith("notebooks/") and (ROOT / path).with_suffix(".ipynb").is_file():
+        nb = nbformat.read(str((ROOT / path).with_suffix(".ipynb")), as_version=4)
+        return sum(len(bb.find_math(c.source)) for c in nb.cells if c.cell_type == "markdown")
+    if path == "index.html":  # docs/README.md with the claims table of docs/results.md
+        results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+        claims = re.search(r"<!-- claims-table:start -->(.*?)<!-- claims-table:end -->", results, re.S)
+        text = (ROOT / "docs" / "README.md").read_text(encoding="utf-8") + (claims.group(1) if claims else "")
+        return len(bb.find_math(text))
+    source = ROOT / ("README.md" if path == "overview.html" else path[:-len(".html")] + ".md")
+    return len(bb.find_math(source.read_text(encoding="utf-8"))) if source.is_file() else None
+
+
+@needs_book
+def test_formulas_are_typeset(crawl):
+    """Every page shows as many typeset formulas (MathML) as its source has, and no TeX command as text outside
+    formulas and code; the notebooks have formulas, so the book does too."""
+    bad, total = [], 0
+    for url, info in sorted(crawl["pages"].items()):
+        path = url[len(crawl["site"]):]
+        if info["tex"]:
+            bad.append(f"{path}: TeX shown as text: {info['tex'][:3]}")
+        want = _source_formulas(path)
+        if want is not None and info["math"] != want:
+            bad.append(f"{path}: {info['math']} typeset formulas, {want} in its source")
+        total += info["math"]
+    assert not bad, "\n".join(bad)
+    assert total > 0, "no formula is typeset anywhere in the book"
+
+
+@needs_book
+def test_no_warning_noise_nor_frozen_progress_bars(crawl):
+    """No page shows transformers' torchvision fallback notice or a progress bar stuck at 0 %."""
+    bad = [f"{url[len(crawl['site']):]}: {m.group(0)!r} in …{info['text'][max(0, m.start() - 60):m.end() + 20]!r}"
+           for url, info in sorted(crawl["pages"].items()) for m in [NOISE.search(info["text"])] if m]
+    assert not bad, "\n".join(bad)
+
+
+@needs_book
+def test_code_and_figures_fit_the_column(crawl):
+    """At the default width no notebook code cell scrolls sideways or sticks out of the column, and every output
+    figure fits the column and has alt text of its own."""
+    bad = []
+    for url, info in sorted(crawl["pages"].items()):
+        path = url[len(crawl["site"]):]
+        bad += [f"{path}: code cell {s['cell']} is wider than the column ({s})" for s in info["scrolling"]]
+        for fig in info["figures"]:
+            if not fig["alt"].strip() or fig["alt"].startswith("No description"):
+                bad.append(f"{path}: an output figure without alt text")
+            if fig["width"] > info.get("column", fig["width"]) + 1:
+                bad.append(f"{path}: a figure wider than the column ({fig})")
+    assert not bad, "\n".join(bad[:30])
+
+
+@needs_book
+def test_home_page_shows_the_claims_table(crawl):
+    """The paper's claims, beside what the embedded model shows, are on the book's home page."""
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    if "<!-- claims-table:start -->" not in results:
+        pytest.skip("docs/results.md has no claims table")
+    home = _page(crawl, "index.html")
+    assert "The paper's claims on the embedded model" in home["text"] and home["tables"], "no claims table"
+
+
+@needs_book
+def test_from_disk_too(tmp_path):
+    """Opened from disk (file://, no server), a notebook page with formulas typesets them all and wraps its code:
+    nothing of either needs a server or the network."""
+    pages = [p for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if _source_formulas(f"notebooks/{p.stem}.html")]
+    assert pages, "no notebook has a formula"
+    path = f"notebooks/{pages[0].stem}.html"
+    with _browser(tmp_path) as context:
+        page = context.pages[0] if context.pages else context.new_page()
+        page.goto((BOOK / path).resolve().as_uri(), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        info = page.evaluate(_READING_JS, TEX_COMMAND.pattern)
+        wrap = page.evaluate("() => Array.from(document.querySelectorAll('article .highlight-ipynb pre'))"
+                             ".map(p => getComputedStyle(p).whiteSpace)")
+    assert info["math"] == _source_formulas(path) and not info["tex"] and not info["scrolling"], info
+    assert wrap and set(wrap) == {"pre-wrap"}, f"{path}: code cells' white-space {set(wrap)}"
