@@ -158,3 +158,25 @@ def test_a_unet_trained_on_a_frozen_encoder_leaves_it_untouched(uninterrupted, t
     assert any(not torch.equal(unet_before[k], v) for k, v in trainer.unet.state_dict().items())
     with pytest.raises(FileNotFoundError, match="text_encoder"):
         Trainer(replace(cfg, text_encoder_from=str(tmp_path / "nowhere")), tmp_path / "other")
+
+
+def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninterrupted, tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    from infodecomp.experiments import clip_baseline
+    from infodecomp.models import load_model
+
+    folder = tmp_path / "pipe"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    assert clip_baseline.twin_clip(load_model(str(folder))) is None  # no shapesclip/ beside it: no CLIP row
+    uninterrupted.export(folder / clip_baseline.SHAPESCLIP_DIR)
+    clip = clip_baseline.twin_clip(load_model(str(folder)))
+    rows = shapes.twin("vg-relation", 5, seed=0)
+    scores = clip_baseline.shapesclip_scores(clip, rows)
+    assert scores.shape == (5, 2) and np.all(np.abs(scores) <= 1 + 1e-6)
+    with torch.no_grad():  # the score is the cosine of the two embeddings
+        want = float(clip.embed_text(rows[0]["captions"][:1])[0] @ clip.embed_images(
+            sc.image_batch([rows[0]]))[0])
+    assert scores[0, 0] == pytest.approx(want, abs=1e-6)
+    acc, lo, hi = clip_baseline.scores_accuracy(scores, rows)
+    assert 0 <= lo <= acc <= hi <= 1

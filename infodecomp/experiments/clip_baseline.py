@@ -1,6 +1,9 @@
-"""The OpenCLIP row of Table 1 (paper Sec. 3.1; docs/protocol.md#relation-testing): image–caption cosine
-similarity under OpenCLIP on the relation-testing rows (:mod:`infodecomp.experiments.relation_data`), and the
-accuracy of such external scores, aggregated as relation testing aggregates its own.
+"""The CLIP rows of Table 1 (paper Sec. 3.1; docs/protocol.md#relation-testing): image–caption cosine similarity
+under OpenCLIP (the CLIP whose text encoder SD 2.1 shares) or, for shapes-tiny, under ShapesCLIP (the CLIP whose
+text encoder shapes-tiny v3 shares, shipped beside its pipeline in ``shapesclip/``) on the relation-testing rows
+(:mod:`infodecomp.experiments.relation_data`), and the accuracy of such external scores, aggregated as relation
+testing aggregates its own: the paper's comparison "Stable Diffusion improves over OpenCLIP with the same text
+encoder".
 
 ``open_clip`` (open-clip-torch, which needs torchvision) is an optional dependency, imported only when the baseline
 runs; :func:`openclip_status` says whether it can run here, without downloading anything.
@@ -11,14 +14,19 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..metrics import retrieval_accuracy
+from ..models.shapesclip import ShapesCLIP, load_shapesclip, shapesclip_scores
 from .relation_data import check_rows
 
-__all__ = ["openclip_scores", "openclip_status", "scores_accuracy"]
+__all__ = ["openclip_scores", "openclip_status", "scores_accuracy", "twin_clip", "shapesclip_scores"]
+
+#: Where a pipeline folder keeps the ShapesCLIP whose text encoder it conditions on.
+SHAPESCLIP_DIR = "shapesclip"
 
 
 def openclip_status(model: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k") -> tuple[bool, str]:
@@ -94,3 +102,12 @@ def scores_accuracy(scores: np.ndarray, data: Sequence[Mapping], *, aggregate: s
                            confidence=confidence, seed=seed)
     est = {"micro": a.micro, "macro": a.macro, "macro_filtered": a.macro_filtered}[aggregate]
     return est.value, est.ci_low, est.ci_high
+
+
+def twin_clip(model) -> ShapesCLIP | None:
+    """The ShapesCLIP shipped beside a model's pipeline (``<pipeline folder>/shapesclip/``), or None when the model
+    has none (SD 2.1, shapes-tiny before v3, a pipeline built in memory). Score rows with :func:`shapesclip_scores`."""
+    source = getattr(model, "source", None)
+    if not source or not (Path(source) / SHAPESCLIP_DIR / "shapesclip.json").is_file():
+        return None
+    return load_shapesclip(Path(source) / SHAPESCLIP_DIR)

@@ -36,25 +36,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import shapes
 from ..diagnostics import text_change
 from ..metrics import binomial, mean_se
-from ..tokenizer import load_clip_tokenizer
+from ..models.shapesclip import (CONFIG_FILE, WEIGHTS_FILE, ClipArchitecture, ShapesCLIP, image_batch,
+                                load_shapesclip)
 
 #: The kinds of hard negative, in the order they are drawn for a caption.
 NEGATIVE_KINDS = ("relation_flip", "swap", "attribute_swap", "shuffle")
 #: Twins scored by retrieval (the ARO sets of the paper's Table 1).
 RETRIEVAL_TWINS = ("vg-relation", "vg-attribution", "coco-order", "flickr-order")
-WEIGHTS_FILE = "shapesclip.safetensors"
-CONFIG_FILE = "shapesclip.json"
 
 
 @dataclass(frozen=True)
 class ClipConfig:
+    """A training run: the recipe, and the architecture (:class:`~infodecomp.models.shapesclip.ClipArchitecture`'s
+    fields)."""
+
     seed: int = 0
     steps: int = 6000
     batch: int = 64
@@ -78,57 +79,6 @@ class ClipConfig:
             raise ValueError(f"unknown negative kinds {bad}; expected a subset of {NEGATIVE_KINDS}")
         if not 0.0 <= self.relation_boost <= 1.0:
             raise ValueError(f"relation_boost must be a probability in [0, 1], got {self.relation_boost!r}")
-
-
-class ImageTower(nn.Module):
-    """``[B, 3, 32, 32]`` images in [0, 1] → ``[B, embed_dim]`` (not normalised)."""
-
-    def __init__(self, embed_dim: int = 64, size: int = shapes.IMAGE_SIZE):
-        super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.GELU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GELU(),
-        )
-        self.proj = nn.Linear(64 * (size // 4) ** 2, embed_dim)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.convs(images * 2 - 1).flatten(1))
-
-
-class ShapesCLIP(nn.Module):
-    """The text tower (``text_encoder``, a ``CLIPTextModel``), its projection, and the image tower."""
-
-    def __init__(self, cfg: ClipConfig):
-        super().__init__()
-        from transformers import CLIPTextConfig, CLIPTextModel  # heavy: loaded with the model, not the module
-
-        self.cfg = cfg
-        self.text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=49_408, hidden_size=cfg.text_hidden, intermediate_size=4 * cfg.text_hidden,
-            num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
-            max_position_embeddings=cfg.max_length, bos_token_id=49_406, eos_token_id=49_407, pad_token_id=0,
-            hidden_act="gelu"))
-        self.text_projection = nn.Linear(cfg.text_hidden, cfg.embed_dim, bias=False)
-        self.image_tower = ImageTower(cfg.embed_dim)
-        self.tokenizer = load_clip_tokenizer(model_max_length=cfg.max_length)
-
-    def tokens(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(list(captions), padding="max_length", max_length=self.cfg.max_length,
-                              truncation=True, return_tensors="pt").input_ids
-
-    def embed_text(self, captions: list[str]) -> torch.Tensor:
-        """``[N, embed_dim]`` unit vectors."""
-        pooled = self.text_encoder(self.tokens(captions)).pooler_output
-        return F.normalize(self.text_projection(pooled), dim=-1)
-
-    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [N, 3, H, W]`` in [0, 1] → ``[N, embed_dim]`` unit vectors."""
-        return F.normalize(self.image_tower(images), dim=-1)
-
-    def token_states(self, captions: list[str]) -> torch.Tensor:
-        """``[N, max_length, text_hidden]``: what a UNet conditioned on this encoder reads."""
-        return self.text_encoder(self.tokens(captions)).last_hidden_state
 
 
 # ── hard negatives ──────────────────────────────────────────────────────────────────────────────────────
@@ -218,7 +168,7 @@ class ClipTrainer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model = ShapesCLIP(cfg)
+        self.model = ShapesCLIP(ClipArchitecture.of(asdict(cfg)))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.state = {"step": 0, "wall": 0.0, "losses": [], "probes": []}
         self._load()
@@ -308,32 +258,7 @@ def _config_dict(cfg: ClipConfig) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
 
 
-def load_shapesclip(path: str | Path) -> ShapesCLIP:
-    """A ShapesCLIP written by :meth:`ClipTrainer.export`, in eval mode."""
-    from safetensors.torch import load_file
-    from transformers import CLIPTextModel  # heavy: loaded with the model
-
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path}: no {CONFIG_FILE} there; expected a folder written by "
-                                "`python -m infodecomp.training.shapesclip export`")
-    saved = json.loads((path / CONFIG_FILE).read_text())["config"]
-    cfg = ClipConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
-    model = ShapesCLIP(cfg)
-    model.text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder")
-    rest = load_file(str(path / WEIGHTS_FILE))
-    missing = model.load_state_dict(rest, strict=False).missing_keys
-    if any(not k.startswith("text_encoder.") for k in missing):
-        raise ValueError(f"{path / WEIGHTS_FILE} lacks {[k for k in missing if not k.startswith('text_encoder.')]}")
-    return model.eval()
-
-
 # ── evaluation ──────────────────────────────────────────────────────────────────────────────────────────
-
-def _images(rows) -> torch.Tensor:
-    arr = np.stack([np.asarray(r["image"].convert("RGB").resize((shapes.IMAGE_SIZE,) * 2)) for r in rows])
-    return torch.from_numpy(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-
 
 @torch.no_grad()
 def retrieval_accuracy(model: ShapesCLIP, twin: str, n: int = 192, *, seed: int = 0, batch: int = 64) -> dict:
@@ -343,7 +268,7 @@ def retrieval_accuracy(model: ShapesCLIP, twin: str, n: int = 192, *, seed: int 
     hits = 0
     for start in range(0, n, batch):
         chunk = [rows[i] for i in range(start, min(n, start + batch))]
-        img = model.embed_images(_images(chunk))
+        img = model.embed_images(image_batch(chunk))
         for k, r in enumerate(chunk):
             sims = model.embed_text(r["captions"]) @ img[k]
             hits += int(int(sims.argmax()) == r["true_index"])
