@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .checks import count, real
+from .checks import count, logsnr_range, real
+from .checks import generator as check_generator
 
 
 def logsnr_from_alphas_cumprod(alphas_cumprod: Tensor) -> Tensor:
@@ -77,13 +78,12 @@ def interpolated_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
 RULES = ("logistic", "uniform", "logistic_qmc", "uniform_qmc")
 
 
-def _check_settings(loc: float, scale: float, clip: float) -> None:
-    for name, v in (("loc", loc), ("scale", scale), ("clip", clip)):
-        real(v, name)
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0 (the logistic scale of log-SNR), got {scale!r}")
-    if clip <= 0:
-        raise ValueError(f"clip must be > 0 (the range is loc ± clip·scale), got {clip!r}")
+def _check_settings(loc: float, scale: float, clip: float) -> tuple[float, float, float]:
+    """``(loc, scale, clip)`` as floats, if the range loc ± clip·scale is meaningful
+    (:func:`infodecomp.checks.logsnr_range`): finite numbers, scale > 0, clip > 0, within ±32 nats and at least
+    0.001 nats wide."""
+    logsnr_range(loc, scale, clip)
+    return real(loc, "loc"), real(scale, "scale"), real(clip, "clip")
 
 
 def _check_n(n: int) -> int:
@@ -92,6 +92,7 @@ def _check_n(n: int) -> int:
 
 def _uniform01(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
     """U(0, 1) draws in float64 on the generator's device, moved to ``device``."""
+    check_generator(generator)
     gen_device = generator.device if generator is not None else (device or torch.device("cpu"))
     u = torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float64)
     return u.to(device=device) if device is not None else u
@@ -245,8 +246,9 @@ class LogSNRSampling:
     def __post_init__(self):
         if self.rule not in RULES:
             raise ValueError(f"unknown log-SNR rule {self.rule!r}; expected one of {RULES}")
-        _check_settings(self.loc, self.scale, self.clip)
-        count(self.replicates, "replicates")
+        for name, value in zip(("loc", "scale", "clip"), _check_settings(self.loc, self.scale, self.clip)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "replicates", count(self.replicates, "replicates"))
         if self.reference_uniform_weight and self.rule != "uniform":
             raise ValueError("reference_uniform_weight (docs/protocol.md#b5) only applies to rule='uniform', "
                              f"got rule={self.rule!r}")
@@ -307,6 +309,17 @@ class LogSNRSampling:
             raise ValueError(f"rule {self.rule!r} with replicates={self.replicates} needs n_samples to be a "
                              f"multiple of {self.replicates}, got {n}")
         return self.replicates
+
+    def fraction_within(self, lo: float, hi: float) -> float:
+        """The share of this sampling's draws (its probability mass) that falls in ``[lo, hi]`` nats."""
+        a, b = self.support
+        lo, hi = max(float(lo), a), min(float(hi), b)
+        if not hi > lo:
+            return 0.0
+        if self.rule.startswith("uniform"):
+            return (hi - lo) / (b - a)
+        cdf = lambda lam: 1.0 / (1.0 + math.exp(-(lam - self.loc) / self.scale))  # σ(v), |v| <= clip
+        return min(1.0, (cdf(hi) - cdf(lo)) / math.tanh(self.clip / 2))
 
     def density(self, logsnr: Tensor) -> Tensor:
         """Marginal density q(λ) of every point (same shape as ``logsnr``), zero outside the support."""
