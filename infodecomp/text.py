@@ -26,6 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from .checks import string as check_string
+from .checks import word as check_word
+
 __all__ = [
     "prompt_token_ids",
     "check_prompt_length",
@@ -102,9 +105,7 @@ def is_sentencepiece(tokenizer) -> bool:
 
 def word_tokens(tokenizer, word: str) -> list[int]:
     """The BPE ids of ``word`` (lower-cased) on its own, without start/end tokens."""
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"word must be a non-empty string, got {word!r}")
-    return list(tokenizer(word.lower().strip(), add_special_tokens=False).input_ids)
+    return list(tokenizer(check_word(word).lower(), add_special_tokens=False).input_ids)
 
 
 def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False,
@@ -173,13 +174,21 @@ def _sentencepiece_positions(tokenizer, prompt: str, word: str, *, truncate: boo
 # Prompt edits (plain string functions)
 
 
-def _word_regex(word: str, plural: bool) -> re.Pattern:
+def _phrase(word: str) -> str:
+    """Regex body of a word or phrase: its parts escaped, the spaces between them matching any whitespace run."""
+    return r"\s+".join(re.escape(part) for part in word.split())
+
+
+# A whole word is not glued to another word character on either side. Lookarounds, not \b: \b needs a word
+# character at the word's own edge, so it never matches "c++" or "🐶" (the edges are not word characters).
+_NOT_AFTER_WORD, _NOT_BEFORE_WORD = r"(?<!\w)", r"(?!\w)"
+
+
+def _word_regex(word: str, plural: bool, name: str = "word") -> re.Pattern:
     """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run)."""
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"word must be a non-empty string, got {word!r}")
-    body = r"\s+".join(re.escape(part) for part in word.strip().split())
+    body = _phrase(check_word(word, name))
     suffix = "(?:s)?" if plural else ""
-    return re.compile(rf"\b{body}{suffix}\b", flags=re.IGNORECASE)
+    return re.compile(rf"{_NOT_AFTER_WORD}{body}{suffix}{_NOT_BEFORE_WORD}", flags=re.IGNORECASE)
 
 
 def prompt_words(prompt: str) -> list[str]:
@@ -200,7 +209,7 @@ def prompt_words(prompt: str) -> list[str]:
 
 def contains_word(prompt: str, word: str, *, plural: bool = True) -> bool:
     """Whether ``word`` (or its "+s" plural when ``plural``) occurs in ``prompt`` as a whole word, any case."""
-    return _word_regex(word, plural).search(prompt) is not None
+    return _word_regex(word, plural).search(check_string(prompt, "prompt")) is not None
 
 
 def _tidy(text: str) -> str:
@@ -223,6 +232,8 @@ def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = 
     >>> omit_word("a dog on a bed", "dog", placeholder="")
     'a on a bed'
     """
+    check_string(prompt, "prompt")
+    check_string(placeholder, "placeholder")
     pattern = _word_regex(word, plural)
     if pattern.search(prompt) is None:
         raise ValueError(f"word {word!r} does not occur as a whole word in prompt {prompt!r}")
@@ -237,8 +248,8 @@ def delete_substring(prompt: str, word: str) -> str:
     which leaves double spaces and can clip other words (``"bedroom"`` minus ``"bed"`` → ``"room"``). Prefer
     ``omit_word(prompt, word, placeholder="")`` for a clean deletion. Raises ``ValueError`` if absent.
     """
-    if not word:
-        raise ValueError("word must be a non-empty string")
+    check_string(prompt, "prompt")
+    check_word(word)  # a string with a non-space character; its exact text, spaces included, is deleted
     if word not in prompt:
         raise ValueError(f"{word!r} does not occur (case-sensitively) in prompt {prompt!r}")
     return prompt.replace(word, "")
@@ -262,21 +273,31 @@ def swap_words(prompt: str, mapping: Mapping[str, str], *, plural: bool = True) 
     of chaining; longer keys win over their prefixes (``"teddy bear"`` before ``"bear"``). Raises
     ``ValueError`` if no key occurs.
     """
-    if not mapping:
-        raise ValueError("mapping must name at least one word to swap")
-    table = {k.lower().strip(): v for k, v in mapping.items()}
+    check_string(prompt, "prompt")
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise ValueError(f"mapping must be a dict {{word: replacement}} naming at least one word to swap; got "
+                         f"{mapping!r}")
+    table: dict[str, str] = {}  # normalised key (lower case, single spaces) → replacement
+    for k, v in mapping.items():
+        key = " ".join(check_word(k, f"the word {k!r} of the mapping").lower().split())
+        new = check_word(v, f"the replacement of {k!r}")
+        if table.get(key, new) != new:
+            raise ValueError(f"the mapping gives two replacements for {key!r} ({table[key]!r} and {new!r}), which "
+                             "differ only in case or spacing; expected one")
+        table[key] = new
     if plural:
         for k, v in list(table.items()):
             table.setdefault(k + "s", v + "s")
     keys = sorted(table, key=len, reverse=True)
-    body = "|".join(r"\s+".join(re.escape(p) for p in k.split()) for k in keys)
-    pattern = re.compile(rf"\b(?:{body})\b", flags=re.IGNORECASE)
+    # One named group per key, so a match names its key directly (no look-up of the matched text, whose case
+    # or spacing may differ from the key's).
+    body = "|".join(f"(?P<k{i}>{_phrase(k)})" for i, k in enumerate(keys))
+    pattern = re.compile(rf"{_NOT_AFTER_WORD}(?:{body}){_NOT_BEFORE_WORD}", flags=re.IGNORECASE)
     if pattern.search(prompt) is None:
         raise ValueError(f"none of the words {sorted(mapping)} occurs as a whole word in prompt {prompt!r}")
 
     def repl(m: re.Match) -> str:
-        key = re.sub(r"\s+", " ", m.group(0).lower())
-        return _match_case(table[key], m.group(0))
+        return _match_case(table[keys[int(m.lastgroup[1:])]], m.group(0))
 
     return pattern.sub(repl, prompt)
 
@@ -287,4 +308,4 @@ def swap_word(prompt: str, word: str, new: str, *, plural: bool = True) -> str:
     >>> swap_word("a dog and two dogs", "dog", "cat")
     'a cat and two cats'
     """
-    return swap_words(prompt, {word: new}, plural=plural)
+    return swap_words(prompt, {check_word(word): check_word(new, "new")}, plural=plural)
