@@ -9,12 +9,13 @@ Counts and numbers are accepted in any of their usual types: Python ``int`` / ``
 count. The helpers return the plain Python value.
 
 The checkers: :func:`count` and :func:`batch_size` (integers in a range), :func:`real` (finite numbers in a
-range; a string such as ``"3"`` is refused, not parsed), :func:`generator` (a ``torch.Generator`` or ``None``,
-never a seed), :func:`string` and :func:`word` (a non-empty word or phrase, any script), :func:`nonempty` and
-:func:`image_size` (no dimension of size 0), :func:`box` (a box mostly inside its image), :func:`finite_tensor`,
-:func:`logsnr_range` (a log-SNR range within ±32 nats and at least 0.001 nats wide) and
-:func:`logsnr_coverage` (draws that all fall outside a model's trained log-SNR range are refused, mostly
-outside warned). A wrong type raises :class:`ArgumentTypeError`, a ``ValueError`` that is also a ``TypeError``.
+range; a string such as ``"3"`` is refused, not parsed), :func:`flag` (a bool, not a truthy string),
+:func:`generator` (a ``torch.Generator`` or ``None``, never a seed), :func:`string` and :func:`word` (a
+non-empty word or phrase, any script), :func:`nonempty` and :func:`image_size` (no dimension of size 0),
+:func:`box` (a box mostly inside its image), :func:`finite_tensor`, :func:`logsnr_range` (a log-SNR range
+within ±32 nats and at least 0.001 nats wide) and :func:`logsnr_coverage` (draws that all fall outside a
+model's trained log-SNR range are refused, mostly outside warned). A wrong type raises
+:class:`ArgumentTypeError`, a ``ValueError`` that is also a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -114,13 +115,22 @@ def finite_tensor(t: Any, name: str) -> None:
 # (issue 29, C). Each returns the checked value in its plain form or raises naming the argument, what was
 # given and what is expected.
 
-__all__ += ["ArgumentTypeError", "batch_size", "generator", "string", "word", "nonempty", "image_size", "box",
+__all__ += ["ArgumentTypeError", "batch_size", "flag", "generator", "string", "word", "nonempty", "image_size", "box",
             "LOGSNR_LIMIT", "MIN_LOGSNR_WIDTH", "logsnr_range", "logsnr_coverage"]
 
 
 def batch_size(value: Any, name: str = "batch_size") -> int:
     """``value`` as a Python int >= 1: how many rows one call of a network takes."""
     return count(value, name, minimum=1, hint="rows per network call")
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a Python bool; only ``True``/``False`` (or a numpy bool) are flags, so ``"no"``, which is
+    truthy, is refused rather than read as yes."""
+    v = _scalar(value)
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return bool(v)
+    raise ArgumentTypeError(f"{name} must be True or False; got {_describe(value)}")
 
 
 def generator(value: Any, name: str = "generator"):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .checks import count, finite_tensor, logsnr_coverage, nonempty
+from .checks import count, finite_tensor, flag, logsnr_coverage, nonempty
 from .checks import generator as check_generator
 from .logsnr import LogSNRSampling
 
@@ -97,6 +97,7 @@ class InformationTerms:
         terms = self.orthogonal if estimator == "orthogonal" else self.standard
         B, _, M = terms.shape
         coef = torch.as_tensor(coef, dtype=torch.float64, device=terms.device)
+        finite_tensor(coef, "coef")
         if coef.shape not in ((M,), (B, M)):
             raise ValueError(f"coef must have shape [{M}] or [{B}, {M}] (one weight per candidate), got "
                              f"{tuple(coef.shape)}")
@@ -359,8 +360,8 @@ def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_sam
     _check_inputs(x, conds, ref, "conds")
     return _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
                    sampling=_resolve_sampling(sampling, rule, loc, scale, clip, denoiser),
-                   noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
-                   progress=progress)
+                   noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+                   chunk_size=chunk_size, generator=generator, progress=progress)
 
 
 def _draw_and_run(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
@@ -368,6 +369,8 @@ def _draw_and_run(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, no
     """Draw (λ, ε) and evaluate every condition: ``(terms of _run, weights [B, K], groups, n_samples)``."""
     n_samples = _check_int("n_samples", n_samples)
     check_generator(generator)
+    pixelwise, antithetic = flag(pixelwise, "pixelwise"), flag(antithetic, "antithetic")
+    share_logsnr = flag(share_logsnr, "share_logsnr")
     noise_per_logsnr = _check_int("noise_per_logsnr", noise_per_logsnr)
     if antithetic and noise_per_logsnr % 2:
         raise ValueError(f"antithetic noise needs an even noise_per_logsnr, got {noise_per_logsnr}")
@@ -455,8 +458,8 @@ def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_s
     _check_inputs(x, conds, ref, "cond")
     s = _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
                 sampling=_resolve_sampling(sampling, rule, loc, scale, clip, denoiser),
-                noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
-                progress=progress)
+                noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+                chunk_size=chunk_size, generator=generator, progress=progress)
     image = (s.orthogonal if estimator == "orthogonal" else s.standard)[:, 0]
     se = (s.orthogonal_stderr if estimator == "orthogonal" else s.standard_stderr)[:, 0]
     value = image
@@ -493,6 +496,7 @@ def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, 
                         what=f"the log-SNR grid of {logsnr.numel()} points")
     n_noise = _check_int("n_noise", n_noise)
     check_generator(generator)
+    pixelwise, antithetic = flag(pixelwise, "pixelwise"), flag(antithetic, "antithetic")
     if antithetic and n_noise % 2:
         raise ValueError(f"antithetic noise needs an even n_noise, got {n_noise}")
     M = conds.shape[1]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .checks import count, logsnr_range, real
+from .checks import count, logsnr_range, nonempty, real
 from .checks import generator as check_generator
 
 
@@ -44,6 +44,7 @@ def nearest_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
     As the reference code does (docs/protocol.md#timesteps): ``t = argmin_t |logsnr − λ_train(t)|``. A log-SNR outside
     the trained range is clamped to the end timestep (t = T−1 below, t = 0 above).
     """
+    nonempty(trained_logsnr, "trained_logsnr", "[T] with T >= 1 timesteps")
     lam = trained_logsnr.to(device=logsnr.device, dtype=torch.float64)
     return (logsnr.to(torch.float64)[:, None] - lam[None, :]).abs().argmin(dim=1)
 
@@ -54,6 +55,7 @@ def interpolated_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
     An alternative to :func:`nearest_timestep` for models whose time embedding accepts non-integer t
     (diffusers' sinusoidal embedding does): the model then sees the noise level actually applied.
     """
+    count(trained_logsnr.numel(), "the number of trained timesteps T", minimum=2, hint="to interpolate between")
     lam = trained_logsnr.to(device=logsnr.device, dtype=torch.float64)
     T = lam.numel()
     # λ decreases with t; flip to an increasing sequence for searchsorted.
@@ -282,6 +284,8 @@ class LogSNRSampling:
         The reference's image-editing path does this with SD 2.1's trained range (loc ≈ 0.853,
         scale ≈ 2.072, docs/protocol.md#log-snr-sampling).
         """
+        logsnr_min, logsnr_max = real(logsnr_min, "logsnr_min"), real(logsnr_max, "logsnr_max")
+        clip = real(clip, "clip", above=0, hint="the range is loc ± clip·scale")
         if not logsnr_max > logsnr_min:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min!r}, {logsnr_max!r}")
         return cls(rule=rule, loc=(logsnr_min + logsnr_max) / 2,

@@ -15,6 +15,8 @@ Two families of functions:
   word, case-insensitive, the word and its "+s" plural replaced by ``_``); with ``placeholder=""`` it is a
   clean whole-word deletion (a *corrected* COCO-IT context). :func:`delete_substring` is the *faithful*
   COCO-IT context: plain, case-sensitive substring removal that can clip other words (docs/protocol.md#b22).
+  Whole words are words not glued to another letter, digit or ``_`` ("c++" and "🐶" are words), matched in
+  Unicode normal form C (a word typed with combining accents is found), and the edits return NFC text.
 
 Prompt length: CLIP's text encoder sees at most ``tokenizer.model_max_length`` (77) tokens including the start
 and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``. T5's
@@ -24,6 +26,7 @@ limit is the pipeline's ``max_sequence_length`` (256 for SD3, 512 for Flux), pas
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 from .checks import string as check_string
@@ -184,16 +187,30 @@ def _phrase(word: str) -> str:
 _NOT_AFTER_WORD, _NOT_BEFORE_WORD = r"(?<!\w)", r"(?!\w)"
 
 
+def _nfc(text: str) -> str:
+    """``text`` in Unicode normal form C: "café" typed with a combining accent (NFD) is the same word as the
+    precomposed one, as CLIP's tokenizer (which normalises) and :func:`token_positions` see it."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _word_regex(word: str, plural: bool, name: str = "word") -> re.Pattern:
-    """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run)."""
-    body = _phrase(check_word(word, name))
+    """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run), in NFC:
+    match it against :func:`_nfc` text."""
+    body = _phrase(_nfc(check_word(word, name)))
     suffix = "(?:s)?" if plural else ""
     return re.compile(rf"{_NOT_AFTER_WORD}{body}{suffix}{_NOT_BEFORE_WORD}", flags=re.IGNORECASE)
 
 
+# A word a user can click: letters and digits with inner ' or - ("dog's", "x-ray") and trailing "+" or "#"
+# ("c++", "c#"), or a run of non-ASCII symbols such as an emoji (kept only if it holds a symbol, not just
+# punctuation such as "—").
+_CLICKABLE = re.compile(r"\w+(?:['\-]\w+)*[+#]*|[^\w\s\x00-\x7f]+")
+
+
 def prompt_words(prompt: str) -> list[str]:
     """The distinct words of ``prompt`` in order of first occurrence, without punctuation (what a user can click
-    on: letters, digits, ``'`` and ``-`` inside a word). Distinct ignoring case, as CLIP lower-cases; a word
+    on: letters, digits, ``'`` and ``-`` inside a word, a trailing ``+`` or ``#`` as in "c++", or an
+    emoji). Distinct ignoring case, as CLIP lower-cases; a word
     keeps the spelling of its first occurrence.
 
     >>> prompt_words("A red circle, left of a red square.")
@@ -202,14 +219,15 @@ def prompt_words(prompt: str) -> list[str]:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
     first: dict[str, str] = {}
-    for w in re.findall(r"\w+(?:['\-]\w+)*", prompt):
-        first.setdefault(w.lower(), w)
+    for w in _CLICKABLE.findall(_nfc(prompt)):
+        if w[0].isalnum() or w[0] == "_" or any(unicodedata.category(ch).startswith("S") for ch in w):
+            first.setdefault(w.lower(), w)
     return list(first.values())
 
 
 def contains_word(prompt: str, word: str, *, plural: bool = True) -> bool:
     """Whether ``word`` (or its "+s" plural when ``plural``) occurs in ``prompt`` as a whole word, any case."""
-    return _word_regex(word, plural).search(check_string(prompt, "prompt")) is not None
+    return _word_regex(word, plural).search(_nfc(check_string(prompt, "prompt"))) is not None
 
 
 def _tidy(text: str) -> str:
@@ -232,7 +250,7 @@ def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = 
     >>> omit_word("a dog on a bed", "dog", placeholder="")
     'a on a bed'
     """
-    check_string(prompt, "prompt")
+    prompt = _nfc(check_string(prompt, "prompt"))
     check_string(placeholder, "placeholder")
     pattern = _word_regex(word, plural)
     if pattern.search(prompt) is None:
@@ -273,13 +291,13 @@ def swap_words(prompt: str, mapping: Mapping[str, str], *, plural: bool = True) 
     of chaining; longer keys win over their prefixes (``"teddy bear"`` before ``"bear"``). Raises
     ``ValueError`` if no key occurs.
     """
-    check_string(prompt, "prompt")
+    prompt = _nfc(check_string(prompt, "prompt"))
     if not isinstance(mapping, Mapping) or not mapping:
         raise ValueError(f"mapping must be a dict {{word: replacement}} naming at least one word to swap; got "
                          f"{mapping!r}")
     table: dict[str, str] = {}  # normalised key (lower case, single spaces) → replacement
     for k, v in mapping.items():
-        key = " ".join(check_word(k, f"the word {k!r} of the mapping").lower().split())
+        key = " ".join(_nfc(check_word(k, f"the word {k!r} of the mapping")).lower().split())
         new = check_word(v, f"the replacement of {k!r}")
         if table.get(key, new) != new:
             raise ValueError(f"the mapping gives two replacements for {key!r} ({table[key]!r} and {new!r}), which "

@@ -404,3 +404,39 @@ def test_image_sizes_and_max_batch_are_checked(tiny_model):
         tiny_model.images_to_tensor(np.zeros((16, 16, 3), np.uint8), size=(0, 16), resize="bicubic")
     with pytest.raises(ValueError, match=r"max_batch must be an integer >= 1 .*; got 0"):
         UNetDenoiser(tiny_model.unet, tiny_model.alphas_cumprod, max_batch=0)
+
+
+def test_every_clickable_word_is_found(clip_tokenizer):
+    """prompt_words offered "c" for "c++" (and nothing for an emoji), which token_positions then refused."""
+    prompt = "a 🐶 writes c++ and c# code — (red) x-ray dog's «toy»"
+    words = T.prompt_words(prompt)
+    assert words == ["a", "🐶", "writes", "c++", "and", "c#", "code", "red", "x-ray", "dog's", "toy"]
+    for w in words:
+        assert T.token_positions(clip_tokenizer, prompt, w)
+        assert T.omit_word(prompt, w, placeholder="", plural=False) != prompt
+
+
+def test_combining_accents_are_the_same_word(clip_tokenizer):
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    assert T.token_positions(clip_tokenizer, "un café noir", nfd) == [2]
+    assert T.omit_word("un café noir", nfd) == "un _ noir"
+    assert T.swap_words("un café noir", {nfd: "thé"}) == "un thé noir"
+
+
+def test_flags_seeds_ranges_and_coefficients(gworld, triple):
+    from infodecomp.experiments.probe import ProbeSettings
+    from infodecomp.logsnr import nearest_timestep
+
+    with pytest.raises(ValueError, match=r"pixelwise must be True or False; got 'no' \(str\)"):
+        E.pointwise_information(gworld, *triple, n_samples=2, pixelwise="no")
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 and <= 18446744073709551615"):
+        ProbeSettings(seed=2 ** 70)
+    with pytest.raises(ValueError, match=r"logsnr_max must be a finite real number; got 'b' \(str\)"):
+        LogSNRSampling.from_range(-5.0, "b")
+    with pytest.raises(ValueError, match=r"trained_logsnr has shape \(0,\), with an empty dimension"):
+        nearest_timestep(torch.tensor([1.0]), torch.tensor([]))
+    terms = E.information_terms(gworld, triple[0], triple[1][:, None], triple[2], n_samples=4, generator=gen())
+    with pytest.raises(ValueError, match=r"coef contains 1 non-finite values \(1 NaN"):
+        terms.contrast(torch.tensor([math.nan]))

@@ -68,7 +68,8 @@ class ProbeSettings:
             if v is None and name == "attention_samples":
                 continue
             object.__setattr__(self, name, count(v, name, minimum=2, hint="a standard error needs two draws"))
-        object.__setattr__(self, "seed", count(self.seed, "seed", minimum=0))
+        object.__setattr__(self, "seed", count(self.seed, "seed", minimum=0, maximum=2 ** 64 - 1,
+                                               hint="a torch.Generator seed"))
         sampling = self.sampling  # validates loc, scale, clip: finite, a range within ±32 nats, not degenerate
         for name in ("loc", "scale", "clip"):
             object.__setattr__(self, name, getattr(sampling, name))
