@@ -7,6 +7,15 @@ at once with a message that names the argument, says what was given (value and t
 Counts and numbers are accepted in any of their usual types: Python ``int`` / ``float``, numpy scalars
 (``np.int64(4)``, ``np.float32(1.0)``) and 0-d integer / float torch tensors are all fine; ``bool`` is not a
 count. The helpers return the plain Python value.
+
+The checkers: :func:`count` and :func:`batch_size` (integers in a range), :func:`real` (finite numbers in a
+range; a string such as ``"3"`` is refused, not parsed), :func:`flag` (a bool, not a truthy string),
+:func:`generator` (a ``torch.Generator`` or ``None``, never a seed), :func:`string` and :func:`word` (a
+non-empty word or phrase, any script), :func:`nonempty` and :func:`image_size` (no dimension of size 0),
+:func:`box` (a box mostly inside its image), :func:`finite_tensor`, :func:`logsnr_range` (a log-SNR range
+within ±32 nats and at least 0.001 nats wide) and :func:`logsnr_coverage` (draws that all fall outside a
+model's trained log-SNR range are refused, mostly outside warned). A wrong type raises
+:class:`ArgumentTypeError`, a ``ValueError`` that is also a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,11 @@ import numbers
 from typing import Any
 
 __all__ = ["count", "real", "finite_tensor", "rgb_image"]
+
+
+class ArgumentTypeError(ValueError, TypeError):
+    """An argument of the wrong type: a ``ValueError`` like every other refusal of these checks, and a
+    ``TypeError`` for code that catches that."""
 
 
 def _describe(value: Any) -> str:
@@ -44,21 +58,43 @@ def count(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None
     bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "") \
         + (f" ({hint})" if hint else "")
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"{name} must be {bound}; got {_describe(value)}")
+        raise ArgumentTypeError(f"{name} must be {bound}; got {_describe(value)}")
     v = int(v)
     if v < minimum or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {bound}; got {v}")
     return v
 
 
-def real(value: Any, name: str, *, finite: bool = True) -> float:
-    """``value`` as a Python float, or ``ValueError`` unless it is a real number (finite unless ``finite=False``)."""
+def _g(v: float) -> str:
+    return f"{v:g}"
+
+
+def real(value: Any, name: str, *, finite: bool = True, minimum: float | None = None,
+         maximum: float | None = None, above: float | None = None, below: float | None = None,
+         hint: str = "") -> float:
+    """``value`` as a Python float, or ``ValueError`` unless it is a real number (finite unless ``finite=False``)
+    within the bounds given: ``minimum`` / ``maximum`` inclusive, ``above`` / ``below`` strict (``hint``: a few
+    words on what the number is, shown in parentheses after the bound). A string such as ``"3"`` is not a
+    number: it is refused, not parsed."""
     v = _scalar(value)
+    parts = [f">= {_g(minimum)}" if minimum is not None else "", f"> {_g(above)}" if above is not None else "",
+             f"<= {_g(maximum)}" if maximum is not None else "", f"< {_g(below)}" if below is not None else ""]
+    bound = " and ".join(p for p in parts if p)
+    note = f" ({hint})" if hint else ""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ValueError(f"{name} must be a {'finite ' if finite else ''}real number; got {_describe(value)}")
-    v = float(v)
+        raise ArgumentTypeError(f"{name} must be a {'finite ' if finite else ''}real number"
+                                f"{' ' + bound if bound else ''}{note}; got {_describe(value)}")
+    try:
+        v = float(v)
+    except OverflowError:  # an int too large for a float
+        v = math.inf if v > 0 else -math.inf
     if finite and not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number; got {v!r}")
+        raise ValueError(f"{name} must be a finite number{' ' + bound if bound else ''}{note}; got {v!r}")
+    bad = math.isnan(v) and any(p for p in parts)
+    bad = bad or (minimum is not None and v < minimum) or (maximum is not None and v > maximum)
+    bad = bad or (above is not None and not v > above) or (below is not None and not v < below)
+    if bad:
+        raise ValueError(f"{name} must be {bound}{note}; got {v!r}")
     return v
 
 
@@ -73,6 +109,150 @@ def finite_tensor(t: Any, name: str) -> None:
         n_nan, n_bad = int(torch.isnan(t).sum()), int(bad.sum())
         raise ValueError(f"{name} contains {n_bad} non-finite values ({n_nan} NaN, {n_bad - n_nan} ±inf) of "
                          f"{t.numel()}; expected finite numbers")
+
+
+# ─────────────────────── boundary checkers: batches, randomness, words, sizes, log-SNR ───────────────────────
+# (issue 29, C). Each returns the checked value in its plain form or raises naming the argument, what was
+# given and what is expected.
+
+__all__ += ["ArgumentTypeError", "batch_size", "flag", "generator", "string", "word", "nonempty", "image_size", "box",
+            "LOGSNR_LIMIT", "MIN_LOGSNR_WIDTH", "logsnr_range", "logsnr_coverage"]
+
+
+def batch_size(value: Any, name: str = "batch_size") -> int:
+    """``value`` as a Python int >= 1: how many rows one call of a network takes."""
+    return count(value, name, minimum=1, hint="rows per network call")
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a Python bool; only ``True``/``False`` (or a numpy bool) are flags, so ``"no"``, which is
+    truthy, is refused rather than read as yes."""
+    v = _scalar(value)
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return bool(v)
+    raise ArgumentTypeError(f"{name} must be True or False; got {_describe(value)}")
+
+
+def generator(value: Any, name: str = "generator"):
+    """``value`` if it is ``None`` or a ``torch.Generator``; a seed or anything else is refused (randomness is
+    an argument, and a seed is not a generator: pass ``torch.Generator().manual_seed(seed)``)."""
+    import torch
+
+    if value is None or isinstance(value, torch.Generator):
+        return value
+    seed = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    raise ArgumentTypeError(f"{name} must be a torch.Generator or None; got {_describe(value)}"
+                            + (f": for a seed, pass torch.Generator().manual_seed({value})" if seed else ""))
+
+
+def string(value: Any, name: str) -> str:
+    """``value`` if it is a ``str`` (possibly empty, as the null prompt ``""``)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a string; got {_describe(value)}")
+    return value
+
+
+def word(value: Any, name: str = "word", *, hint: str = "") -> str:
+    """``value`` stripped of surrounding whitespace, or ``ValueError`` unless it is a string with at least one
+    non-space character (a word or a phrase of a prompt; any script, emoji and punctuation included)."""
+    want = "a non-empty string (a word or phrase" + (f": {hint}" if hint else "") + ")"
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be {want}; got {_describe(value)}")
+    if not value.strip():
+        raise ValueError(f"{name} must be {want}; got {value!r}")
+    return value.strip()
+
+
+def nonempty(t: Any, name: str, layout: str) -> None:
+    """``ValueError`` if the tensor (or array) ``t`` has a dimension of size 0, naming its shape and the
+    ``layout`` expected (e.g. ``"[B, C, H, W] with B, C, H, W >= 1"``): an empty image has no information to
+    measure, and a sum over it would be a silent 0."""
+    shape = tuple(getattr(t, "shape", ()))
+    if any(int(s) == 0 for s in shape):
+        raise ValueError(f"{name} has shape {shape}, with an empty dimension; expected {layout}")
+
+
+def image_size(value: Any, name: str = "size") -> tuple[int, int]:
+    """``(H, W)`` in pixels as two Python ints >= 1, from a pair (tuple, list) of counts."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ArgumentTypeError(f"{name} must be a pair (H, W) of pixel counts >= 1; got {_describe(value)}")
+    return (count(value[0], f"{name}[0] (the height H)", hint="pixels"),
+            count(value[1], f"{name}[1] (the width W)", hint="pixels"))
+
+
+def box(xywh: Any, image_wh: tuple[int, int], name: str = "box", *, min_inside: float = 0.5
+        ) -> tuple[float, float, float, float]:
+    """``(x, y, w, h)`` as floats, or ``ValueError`` unless it is a box of positive size of which at least
+    ``min_inside`` of the area lies in the image of size ``image_wh = (W, H)`` pixels. (A box partly over the
+    edge is cropped as PIL crops, the outside black, as the reference did; a box mostly or wholly outside
+    would score a black crop.)"""
+    if isinstance(xywh, (str, bytes)) or not hasattr(xywh, "__len__") or len(xywh) != 4:
+        raise ArgumentTypeError(f"{name} must be (x, y, w, h) in pixels; got {_describe(xywh)}")
+    x, y, w, h = (real(v, f"{name} {k}") for v, k in zip(xywh, "xywh"))
+    W, H = int(image_wh[0]), int(image_wh[1])
+    where = f"{name} (x, y, w, h) = ({x:g}, {y:g}, {w:g}, {h:g}) on a {W}×{H} (W×H) image"
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{where} is empty; expected w > 0 and h > 0")
+    inside = max(0.0, min(x + w, W) - max(x, 0.0)) * max(0.0, min(y + h, H) - max(y, 0.0)) / (w * h)
+    if inside < min_inside:
+        share = "lies entirely outside the image" if inside == 0 else f"has only {inside:.0%} of its area inside"
+        raise ValueError(f"{where} {share}; expected a box with at least {min_inside:.0%} of its area inside "
+                         f"[0, {W}] × [0, {H}] (its crop would be mostly black padding)")
+    return x, y, w, h
+
+
+#: The log-SNR range, in nats, that any sampling over log-SNR must stay within: at λ = ±32 the smaller of
+#: signal and noise is e^−16 ≈ 1.1e−7 of the other, float32's resolution, so beyond it z equals x or ε to the
+#: precision a model computes in. Every trained schedule lies far inside (SD 2.1: [−5.36, 7.07]).
+LOGSNR_LIMIT = 32.0
+#: The narrowest log-SNR range, in nats, an information estimate may integrate over: the estimate is the
+#: integral over the range, so a narrower one (e.g. ``clip=1e-300``) measures ~0 nats whatever the data.
+MIN_LOGSNR_WIDTH = 1e-3
+
+
+def logsnr_range(loc: Any, scale: Any, clip: Any) -> tuple[float, float]:
+    """``(lo, hi) = (loc − clip·scale, loc + clip·scale)`` in nats, or ``ValueError`` unless loc, scale > 0 and
+    clip > 0 are finite numbers whose range lies within ±:data:`LOGSNR_LIMIT` and is at least
+    :data:`MIN_LOGSNR_WIDTH` wide."""
+    loc = real(loc, "loc", hint="the centre of the log-SNR range, in nats")
+    scale = real(scale, "scale", above=0, hint="the logistic scale of log-SNR, in nats")
+    clip = real(clip, "clip", above=0, hint="the range is loc ± clip·scale")
+    lo, hi = loc - clip * scale, loc + clip * scale
+    given = f"loc ± clip·scale = {loc:g} ± {clip:g}·{scale:g} = [{lo:.6g}, {hi:.6g}] nats"
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -LOGSNR_LIMIT or hi > LOGSNR_LIMIT:
+        raise ValueError(f"the log-SNR range {given} must lie within [−{LOGSNR_LIMIT:g}, {LOGSNR_LIMIT:g}]: "
+                         "beyond it z is x or ε to float32 precision, and every trained schedule lies far inside "
+                         "(SD 2.1: [−5.36, 7.07]; the paper: loc 1, scale 2, clip 3 → [−5, 7])")
+    if not hi - lo >= MIN_LOGSNR_WIDTH:
+        raise ValueError(f"the log-SNR range {given} is {hi - lo:.3g} nats wide; expected at least "
+                         f"{MIN_LOGSNR_WIDTH:g} nats: the estimate is the integral over the range, so a "
+                         "degenerate range measures ~0 nats whatever the data")
+    return lo, hi
+
+
+def logsnr_coverage(support: tuple[float, float], inside: float, trained: tuple[float, float], *,
+                    what: str = "the log-SNR sampling", stacklevel: int = 3) -> None:
+    """Refuse draws that all fall outside the model's trained log-SNR range ``trained`` (nats), and warn when
+    most do. ``support``: the sampling's range; ``inside``: the share of its draws expected in ``trained``.
+
+    A UNet sees a log-SNR outside its trained range at the nearest end timestep (t = 0 above, t = T−1 below),
+    so draws that all lie outside measure one noise level, not the information; a flow model is evaluated
+    where it was never trained."""
+    lo, hi = (float(v) for v in support)
+    t_lo, t_hi = (float(v) for v in trained)
+    given = f"{what} covers [{lo:.4g}, {hi:.4g}] nats"
+    expected = (f"the range the model was trained on, [{t_lo:.4g}, {t_hi:.4g}] nats (e.g. "
+                "LogSNRSampling.from_range(*model.logsnr_range), or the paper's loc 1, scale 2, clip 3)")
+    if not inside > 0:
+        end = "the least noisy timestep (t = 0)" if lo >= t_hi else "the noisiest timestep (t = T−1)"
+        raise ValueError(f"{given}, outside {expected}: every draw would be clamped to {end}, so the estimate "
+                         "would measure one noise level, not the information. Expected a range overlapping it")
+    if inside < 0.5:
+        import warnings
+
+        warnings.warn(f"{given}: only {inside:.0%} of its draws fall inside {expected}; the other "
+                      f"{1 - inside:.0%} are clamped to the end timesteps, so the estimate is mostly of the two "
+                      "end noise levels", UserWarning, stacklevel=stacklevel)
 
 
 #: PIL modes of more than 8 bits per sample, which ``Image.convert("RGB")`` clips instead of rescaling.

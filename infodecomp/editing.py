@@ -34,7 +34,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checks import count
+from .checks import batch_size as check_batch_size
+from .checks import count, finite_tensor, nonempty, real
+from .checks import generator as check_generator
+from .checks import word as check_word
 from .logsnr import trained_range
 from .models.attention import record_cross_attention
 from .text import omit_word, swap_word, swap_words
@@ -58,6 +61,26 @@ __all__ = [
 ]
 
 
+def _guidance(guidance_scale) -> float | None:
+    """``guidance_scale`` as a float, or ``None`` for no classifier-free guidance."""
+    if guidance_scale is None:
+        return None
+    return real(guidance_scale, "guidance_scale", hint="classifier-free guidance weight, or None for none")
+
+
+def _rho(rho) -> float:
+    return real(rho, "rho", above=0, hint="the exponent of Karras et al.'s noise levels, 7 in the paper")
+
+
+def _check_state(z, name: str) -> None:
+    """``z`` must be a non-empty, finite float tensor ``[B, ...]`` (latents or an ODE state)."""
+    if not isinstance(z, Tensor) or not z.is_floating_point() or z.ndim < 2:
+        raise ValueError(f"{name} must be a float tensor [B, C, h, w]; got {type(z).__name__} "
+                         f"{tuple(z.shape) if isinstance(z, Tensor) else ''}")
+    nonempty(z, name, "[B, C, h, w] with every dimension >= 1")
+    finite_tensor(z, name)
+
+
 def sigma_range(alphas_cumprod: Tensor) -> tuple[float, float]:
     """``(σ_min, σ_max) = (exp(−λ_max/2), exp(−λ_min/2))`` of a trained schedule: (0.02917, 14.615) for SD 2.1."""
     lo, hi = trained_range(torch.as_tensor(alphas_cumprod))
@@ -69,6 +92,8 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     ``σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``. No σ = 0 is appended (the reference
     appends it and drops it again: the flow cannot be inverted from σ = 0, docs/protocol.md#intervention-solver)."""
     n = count(n, "n", minimum=2, hint="the number of noise levels")
+    rho = _rho(rho)
+    sigma_min, sigma_max = real(sigma_min, "sigma_min"), real(sigma_max, "sigma_max")
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -78,6 +103,7 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
 
 def model_sigmas(model, steps: int, rho: float = 7.0) -> Tensor:
     """:func:`karras_sigmas` ``[steps]`` over ``model``'s trained range (``model.alphas_cumprod``)."""
+    steps = count(steps, "steps", minimum=2, hint="σ values of the ODE")
     return karras_sigmas(steps, *sigma_range(model.alphas_cumprod), rho=rho)
 
 
@@ -123,11 +149,14 @@ def heun_integrate(denoiser, z: Tensor, sigmas: Tensor, cond: Tensor, *, uncond:
         cond: ``[B, L, D]`` (or ``[1, L, D]``) prompt embeddings; ``uncond``/``guidance_scale``: optional CFG.
     Returns ``[B, ...]`` the state at ``sigmas[-1]``. ``2·(n − 1)`` denoiser calls.
     """
+    guidance_scale = _guidance(guidance_scale)
+    _check_state(z, "z")
     sig = [float(s) for s in torch.as_tensor(sigmas).flatten()]
     if len(sig) < 2:
         raise ValueError(f"need at least 2 noise levels, got {len(sig)}")
-    if min(sig) <= 0:
-        raise ValueError("all sigmas must be > 0 (the flow is not evaluated at σ = 0)")
+    if not all(math.isfinite(v) and v > 0 for v in sig):
+        raise ValueError(f"all sigmas must be finite and > 0 (the flow is not evaluated at σ = 0); got min "
+                         f"{min(sig)}, max {max(sig)}")
     if cond.shape[0] not in (1, z.shape[0]):
         raise ValueError(f"cond batch {cond.shape[0]} does not match z batch {z.shape[0]}")
     kw = dict(uncond=uncond, guidance_scale=guidance_scale)
@@ -174,8 +203,10 @@ def invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_scale: 
         guidance_scale: classifier-free guidance (default ``None``: none, as the paper).
     Returns ``[B, C, h, w]`` the Karras-space state at σ_max (std ≈ σ_max ≈ 14.6 for SD).
     """
+    _check_state(latents, "latents")
+    guidance_scale = _guidance(guidance_scale)
+    sig = model_sigmas(model, steps, _rho(rho)).flip(0)
     cond = _embed(model, prompt, latents.shape[0])
-    sig = model_sigmas(model, steps, rho).flip(0)
     return heun_integrate(model.denoiser, latents, sig, cond, uncond=_uncond(model, guidance_scale, latents.shape[0]),
                           guidance_scale=guidance_scale, progress=progress, desc="invert")
 
@@ -188,8 +219,10 @@ def generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_scale: 
     fresh sample). Returns the state at σ_min, taken as the clean latent (no final jump to σ = 0).
     Arguments as :func:`invert`.
     """
+    _check_state(noise, "noise")
+    guidance_scale = _guidance(guidance_scale)
+    sig = model_sigmas(model, steps, _rho(rho))
     cond = _embed(model, prompt, noise.shape[0])
-    sig = model_sigmas(model, steps, rho)
     return heun_integrate(model.denoiser, noise, sig, cond, uncond=_uncond(model, guidance_scale, noise.shape[0]),
                           guidance_scale=guidance_scale, progress=progress, desc="generate")
 
@@ -206,7 +239,8 @@ def ddim_levels(alphas_cumprod: Tensor, steps: int, *, offset: int = 1) -> tuple
     ac = torch.as_tensor(alphas_cumprod).to(torch.float64).cpu()
     T = ac.numel()
     steps = count(steps, "steps", maximum=T, hint=f"the schedule has {T} timesteps")
-    t = torch.arange(steps, dtype=torch.int64) * (T // steps) + int(offset)
+    offset = count(offset, "offset", minimum=0, hint="the scheduler's steps_offset")
+    t = torch.arange(steps, dtype=torch.int64) * (T // steps) + offset
     if int(t[0]) < 0 or int(t[-1]) >= T:
         raise ValueError(f"offset {offset} puts the DDIM timesteps {int(t[0])}…{int(t[-1])} outside [0, {T - 1}]")
     return t, torch.cat([ac[:1], ac[t]])
@@ -230,6 +264,8 @@ def ddim_integrate(denoiser, z: Tensor, levels: Tensor, cond: Tensor, *, uncond:
             (:func:`guided_eps`).
     Returns ``[B, ...]`` the state at ``levels[-1]``. ``n − 1`` denoiser calls (×2 in one batch with CFG).
     """
+    guidance_scale = _guidance(guidance_scale)
+    _check_state(z, "z")
     a = [float(v) for v in torch.as_tensor(levels, dtype=torch.float64).flatten()]
     if len(a) < 2:
         raise ValueError(f"need at least 2 levels, got {len(a)}")
@@ -261,8 +297,10 @@ def ddim_invert(model, latents: Tensor, prompt, steps: int = 100, *, guidance_sc
         offset: the scheduler's ``steps_offset`` (1 for SD 2.1-base).
     Returns ``[B, C, h, w]`` the VP state at the last timestep (≈ unit variance).
     """
-    cond = _embed(model, prompt, latents.shape[0])
+    _check_state(latents, "latents")
+    guidance_scale = _guidance(guidance_scale)
     _, levels = ddim_levels(model.alphas_cumprod, steps, offset=offset)
+    cond = _embed(model, prompt, latents.shape[0])
     return ddim_integrate(model.denoiser, latents, levels, cond, uncond=_uncond(model, guidance_scale,
                           latents.shape[0]), guidance_scale=guidance_scale, progress=progress, desc="DDIM invert")
 
@@ -275,8 +313,10 @@ def ddim_generate(model, noise: Tensor, prompt, steps: int = 100, *, guidance_sc
     ``noise [B, C, h, w]``: the VP state at the last timestep (from :func:`ddim_invert`, or ``N(0, I)`` for a
     fresh sample). Returns the state at ᾱ_0, taken as the clean latent. Arguments as :func:`ddim_invert`.
     """
-    cond = _embed(model, prompt, noise.shape[0])
+    _check_state(noise, "noise")
+    guidance_scale = _guidance(guidance_scale)
     _, levels = ddim_levels(model.alphas_cumprod, steps, offset=offset)
+    cond = _embed(model, prompt, noise.shape[0])
     return ddim_integrate(model.denoiser, noise, levels.flip(0), cond, uncond=_uncond(model, guidance_scale,
                           noise.shape[0]), guidance_scale=guidance_scale, progress=progress, desc="DDIM generate")
 
@@ -289,14 +329,22 @@ def sample(model, prompts: str | Sequence[str] | Tensor, *, steps: int = 50, gui
     ``StableDiffusionPipeline`` with its DDIM scheduler, but every UNet call goes through ``model.denoiser``
     (which hides the tokens a ``cross_attention_tokens="words"`` model never saw). Decode with
     ``model.decode``. ``prompts``: captions or embeddings ``[N, L, D]``."""
+    batch_size = check_batch_size(batch_size)
+    check_generator(generator)
+    guidance_scale = _guidance(guidance_scale)
+    g = None if guidance_scale == 1.0 else guidance_scale
+    C, h, w = model.latent_shape
+    ddim_levels(model.alphas_cumprod, steps)  # checks steps before the prompts are encoded
+    if not isinstance(prompts, (str, Tensor)):
+        prompts = list(prompts)
+        if not prompts:
+            raise ValueError("sample needs at least one prompt; got none")
     cond = _embed(model, prompts, len(prompts) if not isinstance(prompts, (str, Tensor)) else
                   (1 if isinstance(prompts, str) else prompts.shape[0]))
-    C, h, w = model.latent_shape
     out = []
     for i in range(0, cond.shape[0], batch_size):
         c = cond[i:i + batch_size]
         noise = torch.randn((c.shape[0], C, h, w), generator=generator).to(model.device)
-        g = None if guidance_scale is None or float(guidance_scale) == 1.0 else float(guidance_scale)
         out.append(ddim_generate(model, noise, c, steps, guidance_scale=g, progress=progress))
     return torch.cat(out)
 
@@ -349,16 +397,25 @@ def intervene(model, latents: Tensor, prompts: str | Sequence[str], word: str | 
 
     All generations start from the same inverted noise and run as one batch, in the model's dtype.
     """
+    _check_state(latents, "latents")
+    guidance_scale = _guidance(guidance_scale)
     B = latents.shape[0]
     prompts = [prompts] * B if isinstance(prompts, str) else list(prompts)
     words = [word] * B if isinstance(word, str) else list(word)
     if len(prompts) != B or len(words) != B:
         raise ValueError(f"{len(prompts)} prompts and {len(words)} words for {B} latents")
+    words = [check_word(w, f"word {i}") for i, w in enumerate(words)]
+    if swap is not None and not isinstance(swap, (str, Mapping)):
+        if isinstance(swap, bytes) or not isinstance(swap, Sequence):
+            raise ValueError(f"swap must be None, a replacement word, a table {{word: new}} or a list of {B} swap "
+                             f"prompts; got {swap!r} ({type(swap).__name__})")
+        swap = [check_word(p, f"swap prompt {i}") for i, p in enumerate(swap)]
     kinds = {"reconstruction": prompts}
     if omit:
         kinds["omit"] = [omit_word(p, w) for p, w in zip(prompts, words)]
     if swap is not None:
         if isinstance(swap, str):
+            swap = check_word(swap, "swap", hint="the replacement of `word`")
             kinds["swap"] = [swap_word(p, w, swap) for p, w in zip(prompts, words)]
         elif isinstance(swap, Mapping):
             kinds["swap"] = [swap_words(p, swap) for p in prompts]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .checks import count, finite_tensor
+from .checks import count, finite_tensor, flag, logsnr_coverage, nonempty
+from .checks import generator as check_generator
 from .logsnr import LogSNRSampling
 
 __all__ = [
@@ -96,6 +97,7 @@ class InformationTerms:
         terms = self.orthogonal if estimator == "orthogonal" else self.standard
         B, _, M = terms.shape
         coef = torch.as_tensor(coef, dtype=torch.float64, device=terms.device)
+        finite_tensor(coef, "coef")
         if coef.shape not in ((M,), (B, M)):
             raise ValueError(f"coef must have shape [{M}] or [{B}, {M}] (one weight per candidate), got "
                              f"{tuple(coef.shape)}")
@@ -147,12 +149,16 @@ def _check_inputs(x: Tensor, conds: Tensor, ref: Tensor, cond_name: str) -> None
     variable_shape(x)
     if x.shape[0] == 0:
         raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}); expected at least one example")
+    nonempty(x, "x", "[B, d] or [B, C, *S] with every dimension >= 1 (an empty image holds no information)")
     for name, t in ((cond_name, conds), ("ref", ref)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a tensor batch-aligned with x, got {type(t).__name__}")
         if t.ndim < 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"{name} must be batch-aligned with x: x has B={x.shape[0]} rows, {name} has shape "
                              f"{tuple(t.shape)}")
+    if cond_name == "conds":
+        count(conds.shape[1], "the number of candidates M (conds [B, M, ...] has shape "
+              f"{tuple(conds.shape)})", hint="at least one condition to score against the reference")
     if tuple(conds.shape[2:]) != tuple(ref.shape[1:]):
         raise ValueError(f"each condition must have the reference's shape: {cond_name} per candidate "
                          f"{tuple(conds.shape[2:])} vs ref {tuple(ref.shape[1:])}")
@@ -168,14 +174,22 @@ def _check_int(name: str, v, minimum: int = 1) -> int:
     return count(v, name, minimum=minimum)
 
 
-def _resolve_sampling(sampling, rule, loc, scale, clip) -> LogSNRSampling:
+def _resolve_sampling(sampling, rule, loc, scale, clip, denoiser=None) -> LogSNRSampling:
+    """The :class:`LogSNRSampling` of an estimate, checked against the denoiser's trained log-SNR range where it
+    has one (``denoiser.logsnr_range``, as :class:`~infodecomp.models.UNetDenoiser`): refused when no draw falls
+    inside it, a warning when most do not (:func:`infodecomp.checks.logsnr_coverage`)."""
     if sampling is None:
-        return LogSNRSampling(rule=rule, loc=loc, scale=scale, clip=clip)
-    if not isinstance(sampling, LogSNRSampling):
+        sampling = LogSNRSampling(rule=rule, loc=loc, scale=scale, clip=clip)
+    elif not isinstance(sampling, LogSNRSampling):
         raise TypeError(f"sampling must be a LogSNRSampling, got {type(sampling).__name__}")
-    if (rule, loc, scale, clip) != ("logistic", 1.0, 2.0, 3.0):
+    elif (rule, loc, scale, clip) != ("logistic", 1.0, 2.0, 3.0):
         raise ValueError("give either sampling=LogSNRSampling(...) or rule/loc/scale/clip, not both "
                          f"(got sampling={sampling} and rule={rule!r}, loc={loc}, scale={scale}, clip={clip})")
+    trained = getattr(denoiser, "logsnr_range", None)
+    if trained is not None:
+        logsnr_coverage(sampling.support, sampling.fraction_within(*trained), trained,
+                        what=f"the log-SNR sampling (rule {sampling.rule!r}, loc {sampling.loc:g}, scale "
+                             f"{sampling.scale:g}, clip {sampling.clip:g})", stacklevel=4)
     return sampling
 
 
@@ -345,15 +359,18 @@ def information_scores(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_sam
                          f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
     _check_inputs(x, conds, ref, "conds")
     return _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
-                   sampling=_resolve_sampling(sampling, rule, loc, scale, clip), noise_per_logsnr=noise_per_logsnr,
-                   antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
-                   progress=progress)
+                   sampling=_resolve_sampling(sampling, rule, loc, scale, clip, denoiser),
+                   noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+                   chunk_size=chunk_size, generator=generator, progress=progress)
 
 
 def _draw_and_run(denoiser, x, conds, ref, *, n_samples, pixelwise, sampling, noise_per_logsnr, antithetic,
                   share_logsnr, chunk_size, generator, progress) -> tuple[dict, Tensor, int, int]:
     """Draw (λ, ε) and evaluate every condition: ``(terms of _run, weights [B, K], groups, n_samples)``."""
     n_samples = _check_int("n_samples", n_samples)
+    check_generator(generator)
+    pixelwise, antithetic = flag(pixelwise, "pixelwise"), flag(antithetic, "antithetic")
+    share_logsnr = flag(share_logsnr, "share_logsnr")
     noise_per_logsnr = _check_int("noise_per_logsnr", noise_per_logsnr)
     if antithetic and noise_per_logsnr % 2:
         raise ValueError(f"antithetic noise needs an even noise_per_logsnr, got {noise_per_logsnr}")
@@ -403,7 +420,7 @@ def information_terms(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, n_samp
         raise ValueError(f"conds must be a tensor [B, M, ...] of M candidate conditions per example, got "
                          f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
     _check_inputs(x, conds, ref, "conds")
-    sampling = _resolve_sampling(sampling, rule, loc, scale, clip)
+    sampling = _resolve_sampling(sampling, rule, loc, scale, clip, denoiser)
     r, w, groups, n_samples = _draw_and_run(
         denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise, sampling=sampling,
         noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
@@ -440,9 +457,9 @@ def pointwise_information(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, n_s
     conds = cond[:, None] if cond.ndim >= 1 else cond
     _check_inputs(x, conds, ref, "cond")
     s = _scores(denoiser, x, conds, ref, n_samples=n_samples, pixelwise=pixelwise,
-                sampling=_resolve_sampling(sampling, rule, loc, scale, clip), noise_per_logsnr=noise_per_logsnr,
-                antithetic=antithetic, share_logsnr=share_logsnr, chunk_size=chunk_size, generator=generator,
-                progress=progress)
+                sampling=_resolve_sampling(sampling, rule, loc, scale, clip, denoiser),
+                noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, share_logsnr=share_logsnr,
+                chunk_size=chunk_size, generator=generator, progress=progress)
     image = (s.orthogonal if estimator == "orthogonal" else s.standard)[:, 0]
     se = (s.orthogonal_stderr if estimator == "orthogonal" else s.standard_stderr)[:, 0]
     value = image
@@ -472,7 +489,14 @@ def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, 
     if not isinstance(logsnr, Tensor) or logsnr.ndim != 1 or logsnr.numel() < 1:
         raise ValueError(f"logsnr must be a 1-D grid [L], got {getattr(logsnr, 'shape', logsnr)!r}")
     _check_finite("logsnr", logsnr)
+    trained = getattr(denoiser, "logsnr_range", None)
+    if trained is not None:
+        inside = float(((logsnr >= trained[0]) & (logsnr <= trained[1])).to(torch.float64).mean())
+        logsnr_coverage((float(logsnr.min()), float(logsnr.max())), inside, trained,
+                        what=f"the log-SNR grid of {logsnr.numel()} points")
     n_noise = _check_int("n_noise", n_noise)
+    check_generator(generator)
+    pixelwise, antithetic = flag(pixelwise, "pixelwise"), flag(antithetic, "antithetic")
     if antithetic and n_noise % 2:
         raise ValueError(f"antithetic noise needs an even n_noise, got {n_noise}")
     M = conds.shape[1]

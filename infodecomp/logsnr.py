@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .checks import count, real
+from .checks import count, logsnr_range, nonempty, real
+from .checks import generator as check_generator
 
 
 def logsnr_from_alphas_cumprod(alphas_cumprod: Tensor) -> Tensor:
@@ -43,6 +44,7 @@ def nearest_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
     As the reference code does (docs/protocol.md#timesteps): ``t = argmin_t |logsnr − λ_train(t)|``. A log-SNR outside
     the trained range is clamped to the end timestep (t = T−1 below, t = 0 above).
     """
+    nonempty(trained_logsnr, "trained_logsnr", "[T] with T >= 1 timesteps")
     lam = trained_logsnr.to(device=logsnr.device, dtype=torch.float64)
     return (logsnr.to(torch.float64)[:, None] - lam[None, :]).abs().argmin(dim=1)
 
@@ -53,6 +55,7 @@ def interpolated_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
     An alternative to :func:`nearest_timestep` for models whose time embedding accepts non-integer t
     (diffusers' sinusoidal embedding does): the model then sees the noise level actually applied.
     """
+    count(trained_logsnr.numel(), "the number of trained timesteps T", minimum=2, hint="to interpolate between")
     lam = trained_logsnr.to(device=logsnr.device, dtype=torch.float64)
     T = lam.numel()
     # λ decreases with t; flip to an increasing sequence for searchsorted.
@@ -77,13 +80,12 @@ def interpolated_timestep(logsnr: Tensor, trained_logsnr: Tensor) -> Tensor:
 RULES = ("logistic", "uniform", "logistic_qmc", "uniform_qmc")
 
 
-def _check_settings(loc: float, scale: float, clip: float) -> None:
-    for name, v in (("loc", loc), ("scale", scale), ("clip", clip)):
-        real(v, name)
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0 (the logistic scale of log-SNR), got {scale!r}")
-    if clip <= 0:
-        raise ValueError(f"clip must be > 0 (the range is loc ± clip·scale), got {clip!r}")
+def _check_settings(loc: float, scale: float, clip: float) -> tuple[float, float, float]:
+    """``(loc, scale, clip)`` as floats, if the range loc ± clip·scale is meaningful
+    (:func:`infodecomp.checks.logsnr_range`): finite numbers, scale > 0, clip > 0, within ±32 nats and at least
+    0.001 nats wide."""
+    logsnr_range(loc, scale, clip)
+    return real(loc, "loc"), real(scale, "scale"), real(clip, "clip")
 
 
 def _check_n(n: int) -> int:
@@ -92,6 +94,7 @@ def _check_n(n: int) -> int:
 
 def _uniform01(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
     """U(0, 1) draws in float64 on the generator's device, moved to ``device``."""
+    check_generator(generator)
     gen_device = generator.device if generator is not None else (device or torch.device("cpu"))
     u = torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float64)
     return u.to(device=device) if device is not None else u
@@ -245,8 +248,9 @@ class LogSNRSampling:
     def __post_init__(self):
         if self.rule not in RULES:
             raise ValueError(f"unknown log-SNR rule {self.rule!r}; expected one of {RULES}")
-        _check_settings(self.loc, self.scale, self.clip)
-        count(self.replicates, "replicates")
+        for name, value in zip(("loc", "scale", "clip"), _check_settings(self.loc, self.scale, self.clip)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "replicates", count(self.replicates, "replicates"))
         if self.reference_uniform_weight and self.rule != "uniform":
             raise ValueError("reference_uniform_weight (docs/protocol.md#b5) only applies to rule='uniform', "
                              f"got rule={self.rule!r}")
@@ -280,6 +284,8 @@ class LogSNRSampling:
         The reference's image-editing path does this with SD 2.1's trained range (loc ≈ 0.853,
         scale ≈ 2.072, docs/protocol.md#log-snr-sampling).
         """
+        logsnr_min, logsnr_max = real(logsnr_min, "logsnr_min"), real(logsnr_max, "logsnr_max")
+        clip = real(clip, "clip", above=0, hint="the range is loc ± clip·scale")
         if not logsnr_max > logsnr_min:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min!r}, {logsnr_max!r}")
         return cls(rule=rule, loc=(logsnr_min + logsnr_max) / 2,
@@ -307,6 +313,17 @@ class LogSNRSampling:
             raise ValueError(f"rule {self.rule!r} with replicates={self.replicates} needs n_samples to be a "
                              f"multiple of {self.replicates}, got {n}")
         return self.replicates
+
+    def fraction_within(self, lo: float, hi: float) -> float:
+        """The share of this sampling's draws (its probability mass) that falls in ``[lo, hi]`` nats."""
+        a, b = self.support
+        lo, hi = max(float(lo), a), min(float(hi), b)
+        if not hi > lo:
+            return 0.0
+        if self.rule.startswith("uniform"):
+            return (hi - lo) / (b - a)
+        cdf = lambda lam: 1.0 / (1.0 + math.exp(-(lam - self.loc) / self.scale))  # σ(v), |v| <= clip
+        return min(1.0, (cdf(hi) - cdf(lo)) / math.tanh(self.clip / 2))
 
     def density(self, logsnr: Tensor) -> Tensor:
         """Marginal density q(λ) of every point (same shape as ``logsnr``), zero outside the support."""

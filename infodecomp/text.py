@@ -15,6 +15,8 @@ Two families of functions:
   word, case-insensitive, the word and its "+s" plural replaced by ``_``); with ``placeholder=""`` it is a
   clean whole-word deletion (a *corrected* COCO-IT context). :func:`delete_substring` is the *faithful*
   COCO-IT context: plain, case-sensitive substring removal that can clip other words (docs/protocol.md#b22).
+  Whole words are words not glued to another letter, digit or ``_`` ("c++" and "🐶" are words), matched in
+  Unicode normal form C (a word typed with combining accents is found), and the edits return NFC text.
 
 Prompt length: CLIP's text encoder sees at most ``tokenizer.model_max_length`` (77) tokens including the start
 and end tokens. Longer prompts raise an error saying they would be truncated, unless ``truncate=True``. T5's
@@ -24,7 +26,11 @@ limit is the pipeline's ``max_sequence_length`` (256 for SD3, 512 for Flux), pas
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
+
+from .checks import string as check_string
+from .checks import word as check_word
 
 __all__ = [
     "prompt_token_ids",
@@ -102,9 +108,7 @@ def is_sentencepiece(tokenizer) -> bool:
 
 def word_tokens(tokenizer, word: str) -> list[int]:
     """The BPE ids of ``word`` (lower-cased) on its own, without start/end tokens."""
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"word must be a non-empty string, got {word!r}")
-    return list(tokenizer(word.lower().strip(), add_special_tokens=False).input_ids)
+    return list(tokenizer(check_word(word).lower(), add_special_tokens=False).input_ids)
 
 
 def token_positions(tokenizer, prompt: str, word: str, *, truncate: bool = False,
@@ -173,18 +177,40 @@ def _sentencepiece_positions(tokenizer, prompt: str, word: str, *, truncate: boo
 # Prompt edits (plain string functions)
 
 
-def _word_regex(word: str, plural: bool) -> re.Pattern:
-    """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run)."""
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"word must be a non-empty string, got {word!r}")
-    body = r"\s+".join(re.escape(part) for part in word.strip().split())
+def _phrase(word: str) -> str:
+    """Regex body of a word or phrase: its parts escaped, the spaces between them matching any whitespace run."""
+    return r"\s+".join(re.escape(part) for part in word.split())
+
+
+# A whole word is not glued to another word character on either side. Lookarounds, not \b: \b needs a word
+# character at the word's own edge, so it never matches "c++" or "🐶" (the edges are not word characters).
+_NOT_AFTER_WORD, _NOT_BEFORE_WORD = r"(?<!\w)", r"(?!\w)"
+
+
+def _nfc(text: str) -> str:
+    """``text`` in Unicode normal form C: "café" typed with a combining accent (NFD) is the same word as the
+    precomposed one, as CLIP's tokenizer (which normalises) and :func:`token_positions` see it."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _word_regex(word: str, plural: bool, name: str = "word") -> re.Pattern:
+    """Whole-word, case-insensitive pattern for ``word`` (a phrase's spaces match any whitespace run), in NFC:
+    match it against :func:`_nfc` text."""
+    body = _phrase(_nfc(check_word(word, name)))
     suffix = "(?:s)?" if plural else ""
-    return re.compile(rf"\b{body}{suffix}\b", flags=re.IGNORECASE)
+    return re.compile(rf"{_NOT_AFTER_WORD}{body}{suffix}{_NOT_BEFORE_WORD}", flags=re.IGNORECASE)
+
+
+# A word a user can click: letters and digits with inner ' or - ("dog's", "x-ray") and trailing "+" or "#"
+# ("c++", "c#"), or a run of non-ASCII symbols such as an emoji (kept only if it holds a symbol, not just
+# punctuation such as "—").
+_CLICKABLE = re.compile(r"\w+(?:['\-]\w+)*[+#]*|[^\w\s\x00-\x7f]+")
 
 
 def prompt_words(prompt: str) -> list[str]:
     """The distinct words of ``prompt`` in order of first occurrence, without punctuation (what a user can click
-    on: letters, digits, ``'`` and ``-`` inside a word). Distinct ignoring case, as CLIP lower-cases; a word
+    on: letters, digits, ``'`` and ``-`` inside a word, a trailing ``+`` or ``#`` as in "c++", or an
+    emoji). Distinct ignoring case, as CLIP lower-cases; a word
     keeps the spelling of its first occurrence.
 
     >>> prompt_words("A red circle, left of a red square.")
@@ -193,14 +219,15 @@ def prompt_words(prompt: str) -> list[str]:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
     first: dict[str, str] = {}
-    for w in re.findall(r"\w+(?:['\-]\w+)*", prompt):
-        first.setdefault(w.lower(), w)
+    for w in _CLICKABLE.findall(_nfc(prompt)):
+        if w[0].isalnum() or w[0] == "_" or any(unicodedata.category(ch).startswith("S") for ch in w):
+            first.setdefault(w.lower(), w)
     return list(first.values())
 
 
 def contains_word(prompt: str, word: str, *, plural: bool = True) -> bool:
     """Whether ``word`` (or its "+s" plural when ``plural``) occurs in ``prompt`` as a whole word, any case."""
-    return _word_regex(word, plural).search(prompt) is not None
+    return _word_regex(word, plural).search(_nfc(check_string(prompt, "prompt"))) is not None
 
 
 def _tidy(text: str) -> str:
@@ -223,6 +250,8 @@ def omit_word(prompt: str, word: str, *, placeholder: str = "_", plural: bool = 
     >>> omit_word("a dog on a bed", "dog", placeholder="")
     'a on a bed'
     """
+    prompt = _nfc(check_string(prompt, "prompt"))
+    check_string(placeholder, "placeholder")
     pattern = _word_regex(word, plural)
     if pattern.search(prompt) is None:
         raise ValueError(f"word {word!r} does not occur as a whole word in prompt {prompt!r}")
@@ -237,8 +266,8 @@ def delete_substring(prompt: str, word: str) -> str:
     which leaves double spaces and can clip other words (``"bedroom"`` minus ``"bed"`` → ``"room"``). Prefer
     ``omit_word(prompt, word, placeholder="")`` for a clean deletion. Raises ``ValueError`` if absent.
     """
-    if not word:
-        raise ValueError("word must be a non-empty string")
+    check_string(prompt, "prompt")
+    check_word(word)  # a string with a non-space character; its exact text, spaces included, is deleted
     if word not in prompt:
         raise ValueError(f"{word!r} does not occur (case-sensitively) in prompt {prompt!r}")
     return prompt.replace(word, "")
@@ -262,21 +291,31 @@ def swap_words(prompt: str, mapping: Mapping[str, str], *, plural: bool = True) 
     of chaining; longer keys win over their prefixes (``"teddy bear"`` before ``"bear"``). Raises
     ``ValueError`` if no key occurs.
     """
-    if not mapping:
-        raise ValueError("mapping must name at least one word to swap")
-    table = {k.lower().strip(): v for k, v in mapping.items()}
+    prompt = _nfc(check_string(prompt, "prompt"))
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise ValueError(f"mapping must be a dict {{word: replacement}} naming at least one word to swap; got "
+                         f"{mapping!r}")
+    table: dict[str, str] = {}  # normalised key (lower case, single spaces) → replacement
+    for k, v in mapping.items():
+        key = " ".join(_nfc(check_word(k, f"the word {k!r} of the mapping")).lower().split())
+        new = check_word(v, f"the replacement of {k!r}")
+        if table.get(key, new) != new:
+            raise ValueError(f"the mapping gives two replacements for {key!r} ({table[key]!r} and {new!r}), which "
+                             "differ only in case or spacing; expected one")
+        table[key] = new
     if plural:
         for k, v in list(table.items()):
             table.setdefault(k + "s", v + "s")
     keys = sorted(table, key=len, reverse=True)
-    body = "|".join(r"\s+".join(re.escape(p) for p in k.split()) for k in keys)
-    pattern = re.compile(rf"\b(?:{body})\b", flags=re.IGNORECASE)
+    # One named group per key, so a match names its key directly (no look-up of the matched text, whose case
+    # or spacing may differ from the key's).
+    body = "|".join(f"(?P<k{i}>{_phrase(k)})" for i, k in enumerate(keys))
+    pattern = re.compile(rf"{_NOT_AFTER_WORD}(?:{body}){_NOT_BEFORE_WORD}", flags=re.IGNORECASE)
     if pattern.search(prompt) is None:
         raise ValueError(f"none of the words {sorted(mapping)} occurs as a whole word in prompt {prompt!r}")
 
     def repl(m: re.Match) -> str:
-        key = re.sub(r"\s+", " ", m.group(0).lower())
-        return _match_case(table[key], m.group(0))
+        return _match_case(table[keys[int(m.lastgroup[1:])]], m.group(0))
 
     return pattern.sub(repl, prompt)
 
@@ -287,4 +326,4 @@ def swap_word(prompt: str, word: str, new: str, *, plural: bool = True) -> str:
     >>> swap_word("a dog and two dogs", "dog", "cat")
     'a cat and two cats'
     """
-    return swap_words(prompt, {word: new}, plural=plural)
+    return swap_words(prompt, {check_word(word): check_word(new, "new")}, plural=plural)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import count, rgb_image
+from ..checks import box, count, rgb_image
 from ..digest import file_sha256
 from .shapes import ORDER_PERTURBATIONS, perturb_order
 
@@ -440,7 +440,9 @@ class VGRelation(RelationDataset):
         if w <= 0 or h <= 0:
             raise ValueError(f"{self.base.parent / self.annotation_file}: entry {i} ({self.name}) has an empty box "
                              f"{w}×{h} (bbox_w, bbox_h must be > 0)")
-        return self._finish(self._open(c["image_path"]).crop((x, y, x + w, y + h)))
+        image = self._open(c["image_path"])
+        box((x, y, w, h), image.size, f"{self.base.parent / self.annotation_file}: entry {i} ({self.name}): the box")
+        return self._finish(image.crop((x, y, x + w, y + h)))
 
 
 class VGAttribution(VGRelation):

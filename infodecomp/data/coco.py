@@ -141,6 +141,44 @@ def context_whole_word(caption: str, word: str) -> str:
     return clean_text(caption.replace(word, ""))
 
 
+#: The largest image id a table may hold: ids are read as int64 (COCO's are below 10**7).
+_MAX_IMAGE_ID = 2 ** 63 - 1
+
+
+def _read_csv_text(path: Path) -> str:
+    """The text of the CSV at ``path``, checked record by record before pandas reads it: ``ValueError`` naming
+    the file and the line for bytes that are not UTF-8 (a latin-1 file, say), a quote left open, or a row
+    whose number of fields differs from the header's (pandas would fail on more fields with a message that
+    names no file, and pad fewer fields with empty cells without a word)."""
+    import csv
+    import io
+
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                         "expected a UTF-8 CSV: re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start, header = 1, None
+    try:
+        for k, row in enumerate(reader):
+            if header is None:
+                header = row
+            elif row and len(row) != len(header):
+                raise ValueError(f"{path}: line {start} (data row {k}) has {len(row)} fields, the header has "
+                                 f"{len(header)}; expected one field per column (a caption with a comma must be "
+                                 "quoted)")
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise ValueError(f"{path}: the record starting at line {start}: {err} (a quote left open?); expected a CSV "
+                         "with every quoted field closed") from None
+    if header is None:
+        raise ValueError(f"{path} is empty; expected a CSV whose header starts {list(RAW_COLUMNS)}")
+    return text
+
+
 def _check_table(path: Path, raw) -> None:
     """Raise ``ValueError`` naming the file and the rows whose cells cannot be right: an ``Image ID`` that is not
     an integer, an empty label / word / caption, a word that does not occur in its caption (its context would be
@@ -148,8 +186,8 @@ def _check_table(path: Path, raw) -> None:
     problems = []
     for k, (img, label, caption, context, word) in enumerate(zip(*(raw[c] for c in RAW_COLUMNS))):
         where = f"row {k} (data row {k + 1} after the header, Image ID {img!r})"
-        if not re.fullmatch(r"\s*\d+\s*", img):
-            problems.append(f"{where}: 'Image ID' is {img!r}, expected a non-negative integer")
+        if not re.fullmatch(r"\s*\d+\s*", img) or int(img) > _MAX_IMAGE_ID:
+            problems.append(f"{where}: 'Image ID' is {img!r}, expected a non-negative integer below 2**63")
         for col, v in (("Label", label), ("correct_obj", word), ("correct_obj+context", caption)):
             if not v.strip():
                 problems.append(f"{where}: {col!r} is empty")
@@ -186,7 +224,9 @@ def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
     path = table_path(table, root)
     # dtype=str + keep_default_na=False: every cell is the file's exact string (no NaN, no numeric parsing);
     # for the three reference files this equals the reference's pd.read_csv(...).fillna("") cell by cell.
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    import io
+
+    raw = pd.read_csv(io.StringIO(_read_csv_text(path)), dtype=str, keep_default_na=False)
     if tuple(raw.columns[:5]) != RAW_COLUMNS:
         raise ValueError(f"{path}: expected the columns {list(RAW_COLUMNS)} first, got {list(raw.columns)}")
     _check_table(path, raw)

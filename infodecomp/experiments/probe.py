@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..checks import count, rgb_image
+from ..checks import word as checked_word
 from ..editing import sample
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
@@ -67,13 +68,16 @@ class ProbeSettings:
             if v is None and name == "attention_samples":
                 continue
             object.__setattr__(self, name, count(v, name, minimum=2, hint="a standard error needs two draws"))
-        object.__setattr__(self, "seed", count(self.seed, "seed", minimum=0))
-        _ = self.sampling  # validates loc, scale, clip with LogSNRSampling's messages
+        object.__setattr__(self, "seed", count(self.seed, "seed", minimum=0, maximum=2 ** 64 - 1,
+                                               hint="a torch.Generator seed"))
+        sampling = self.sampling  # validates loc, scale, clip: finite, a range within ±32 nats, not degenerate
+        for name in ("loc", "scale", "clip"):
+            object.__setattr__(self, name, getattr(sampling, name))
 
     @property
     def sampling(self) -> LogSNRSampling:
         """The log-SNR distribution (the paper's truncated logistic)."""
-        return LogSNRSampling(rule="logistic", loc=float(self.loc), scale=float(self.scale), clip=float(self.clip))
+        return LogSNRSampling(rule="logistic", loc=self.loc, scale=self.scale, clip=self.clip)
 
     @property
     def logsnr_range(self) -> tuple[float, float]:
@@ -176,10 +180,10 @@ def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None
     """
     check_word(model.tokenizer, prompt, word)
     steps = count(steps, "steps", minimum=2, hint="σ values of the ODE")
+    if isinstance(swap, str) and not swap.strip():
+        swap = None  # an empty swap box means: omit the word
     if swap is not None:
-        swap = swap.strip()
-        if not swap:
-            swap = None
+        swap = checked_word(swap, "swap", hint="the word to put in place of `word`, or None to omit it")
     edit_prompt = omit_word(prompt, word) if swap is None else swap_word(prompt, word, swap)
     check_prompt_length(model.tokenizer, edit_prompt)
     t0 = time.perf_counter()

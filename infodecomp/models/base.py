@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from ..checks import finite_tensor
+from ..checks import batch_size as check_batch_size
+from ..checks import count, finite_tensor, image_size, nonempty
+from ..checks import generator as check_generator
 from ..logsnr import interpolated_timestep, logsnr_from_alphas_cumprod, nearest_timestep, trained_range
 from ..precision import as_dtype, dtype_name
 from ..text import check_prompt_length, token_positions, word_token_mask
@@ -96,8 +98,8 @@ class UNetDenoiser:
             raise ValueError(f"timestep must be 'nearest' or 'interpolated', got {timestep!r}")
         if v_logsnr not in ("timestep", "applied"):
             raise ValueError(f"v_logsnr must be 'timestep' or 'applied', got {v_logsnr!r}")
-        if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch must be a positive int or None, got {max_batch}")
+        if max_batch is not None:
+            max_batch = count(max_batch, "max_batch", hint="rows per UNet call, or None for one call")
         self.unet = unet
         self.prediction_type = prediction_type
         self.timestep = timestep
@@ -365,6 +367,7 @@ class Model:
         "hidden"; ``hide=False`` returns the text encoder's raw rows (to build hybrid embeddings, say; hide
         them with :meth:`hide_tokens` before a UNet call).
         """
+        batch_size = check_batch_size(batch_size)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("encode_prompts needs at least one prompt")
@@ -413,7 +416,7 @@ class Model:
         (``"bicubic"``, ``"bilinear"``, ``"lanczos"`` (PIL only), ``"nearest"``); aspect ratio is not preserved
         (the reference squashes, docs/protocol.md#encoding).
         """
-        H, W = size if size is not None else self.resolution
+        H, W = image_size(size, "size") if size is not None else self.resolution
         if resize is not None and resize not in _RESAMPLE:
             raise ValueError(f"resize must be None or one of {sorted(_RESAMPLE)}, got {resize!r}")
         if isinstance(images, Tensor):
@@ -496,6 +499,8 @@ class Model:
         """
         if posterior not in ("mean", "sample"):
             raise ValueError(f"posterior must be 'mean' or 'sample', got {posterior!r}")
+        batch_size = check_batch_size(batch_size)
+        check_generator(generator)
         x = self.images_to_tensor(images, size=size, resize=resize)
         if normalize:
             x = 2.0 * x - 1.0
@@ -527,6 +532,9 @@ class Model:
         if not isinstance(latents, Tensor) or latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise ValueError(f"latents must be [B, {self.latent_channels}, h, w], got "
                              f"{tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__}")
+        batch_size = check_batch_size(batch_size)
+        nonempty(latents, "latents", f"[B, {self.latent_channels}, h, w] with B, h, w >= 1")
+        finite_tensor(latents, "latents")  # the VAE would decode NaN to a black image without a word
         vae = self.vae
         vae_dtype, vae_device = next(vae.parameters()).dtype, next(vae.parameters()).device
         scale = float(vae.config.scaling_factor)
