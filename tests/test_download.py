@@ -369,7 +369,7 @@ def test_a_refused_archive_or_a_web_page_is_a_fail_line_and_download_goes_on(tmp
     err = capsys.readouterr().err
     assert "[FAIL] a: " in err and "'../../evil.txt'" in err and "outside" in err
     assert "[FAIL] b: " in err and "absolute path" in err
-    assert "[FAIL] c: " in err and "is an HTML page" in err
+    assert "[FAIL] c: " in err and "HTML page" in err
     assert "Traceback" not in err
     assert (root / "coco/T.csv").read_bytes() == b"t\n"  # the resource after the failures was fetched
     assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil-infodecomp.txt").exists()
@@ -401,6 +401,38 @@ def test_verify_refuses_annotations_naming_files_outside_their_folder(tmp_path):
         listed.write_text(json.dumps([{"image": "flickr30k-images/1.jpg", "caption": "a"},
                                       {"image": name, "caption": "b"}]))
         st = D.status(D.MANIFEST["flickr30k-images"], root)
-        assert st.status == "mismatch" and "outside" in st.detail, st.detail
+        assert st.status == "mismatch" and "not a file inside" in st.detail, st.detail
     listed.write_text(json.dumps([{"image": "flickr30k-images/1.jpg", "caption": "a"}]))
     assert D.status(D.MANIFEST["flickr30k-images"], root).status == "unverified"
+
+
+def test_a_member_larger_than_it_declares_is_an_archive_error_not_a_traceback(tmp_path):
+    """Further case: a member whose header under-states its size (a bomb that lies) stops at the declared size
+    with zipfile's BadZipFile, which ended download with a traceback."""
+    import struct
+
+    data = bytearray(_zip_bytes({"images/a.bin": bytes(100_000)}))
+    struct.pack_into("<I", data, data.find(b"PK\x03\x04") + 22, 10)  # local header: 10 bytes
+    struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, 10)  # central directory: 10 bytes
+    lie = tmp_path / "lie.zip"
+    lie.write_bytes(bytes(data))
+    with pytest.raises(D.ArchiveError, match="cannot be extracted"):
+        D.extract_zip(lie, tmp_path / "out")
+    assert not (tmp_path / "out" / "images").exists() and not list((tmp_path / "out").glob(".extract-*"))
+
+
+def test_a_web_page_saved_in_place_of_an_unverified_file_is_refused(tmp_path):
+    """Further case: an unverified JSON (no published checksum) fetched as a sign-in page was kept as UNVERIFIED."""
+    page = tmp_path / "page.json"
+    page.write_bytes(b"\n  <!DOCTYPE html><html><title>Sign in</title></html>")
+    r = D.Resource("ann", "aro/flickr/flickr30k_test.json", "annotations", urls=(page.as_uri(),))
+    with pytest.raises(D.ChecksumError, match="answered with an HTML page"):
+        D.fetch(r, tmp_path / "root", log=lambda s: None)
+    assert not list((tmp_path / "root").rglob("flickr30k_test.json*"))
+
+
+def test_an_html_page_kept_as_an_archive_is_named(tmp_path):
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<html><body>quota exceeded</body></html>")
+    with pytest.raises(D.ArchiveError, match=r"is an HTML page"):
+        D.extract_zip(page, tmp_path / "out")

@@ -891,3 +891,13 @@ def test_a_row_never_makes_repair_or_merge_touch_a_file_outside_the_stores_array
     assert len(other) == 2
     store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
     assert store.merge()["index"].tolist() == [0]  # the bad row moved aside; the next run recomputes it
+
+
+def test_unicode_store_paths_and_values_round_trip(tmp_path):
+    """Further case: a store under a non-ASCII folder, with non-ASCII ids and strings."""
+    path = tmp_path / "résultats" / "猫 store"
+    store = R.ResultStore(path, {"prompt": "un chat sur un lit 🐱"}, model_id="modèle", seed=0)
+    store.append([{"index": 0, "id": "chat-é", "caption": "🐶 on a bed", "map": np.ones((2, 2), np.float16)}])
+    frame = R.ResultStore(path, {"prompt": "un chat sur un lit 🐱"}, model_id="modèle", seed=0).merge(1)
+    assert frame["id"].tolist() == ["chat-é"] and frame["caption"].tolist() == ["🐶 on a bed"]
+    assert R.check_store(path) == []

@@ -29,6 +29,10 @@ hidden staging folder and moved into place; a stamp file records the verified ar
 CRC-32 of every file the archive holds, so that a later ``--verify`` checks the extracted files themselves (a
 deleted or truncated image is a mismatch; ``--deep`` compares CRCs too), and the archive is deleted unless
 ``--keep-archives`` (a kept archive is hashed again by ``--verify``).
+An archive is refused before anything is written when it is not a zip (an HTML page saved in its place), names
+a member outside its folder, or declares more than :data:`MAX_ARCHIVE_FILES` files, :data:`MAX_ARCHIVE_BYTES`
+bytes or :data:`MAX_ARCHIVE_RATIO` compression; it extracts only the resource's own top-level folder, so a file
+beside it (your annotation file) is never replaced. A refused resource is a ``[FAIL]`` line; the others go on.
 A file whose checksum is not published anywhere we know is reported **UNVERIFIED** (loudly, with its sha256 so
 that you can record it) rather than passed off as checked; ``--strict`` refuses such files.
 Google-Drive files (ARO's VG data) are fetched with ``gdown`` when it is installed (``pip install gdown``),
@@ -408,15 +412,20 @@ def _top(member: str) -> str:
     return posixpath.normpath(member.replace("\\", "/")).split("/", 1)[0]
 
 
+def _is_html(path: Path) -> bool:
+    """Whether a file begins like a web page (``<!doctype html`` or ``<html``, after blanks)."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
 def _open_zip(archive: Path) -> zipfile.ZipFile:
     """The zip at ``archive``, or :class:`ArchiveError` saying what the file is instead (a web page, say)."""
     try:
         return zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as err:
-        with open(archive, "rb") as f:
-            head = f.read(512).lstrip().lower()
         what = ("an HTML page (a download that returned a web page instead of the file)"
-                if head.startswith((b"<!doctype html", b"<html")) else f"not a zip archive ({err})")
+                if _is_html(archive) else f"not a zip archive ({err})")
         raise ArchiveError(f"{archive} ({archive.stat().st_size:,} bytes) is {what}; delete it and fetch again"
                            ) from None
 
@@ -446,7 +455,11 @@ def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike, *, only: st
             shutil.rmtree(stage)
         stage.mkdir()
         try:
-            zf.extractall(stage, members=members)
+            try:
+                zf.extractall(stage, members=members)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as err:  # a damaged member
+                raise ArchiveError(f"{archive}: a member cannot be extracted ({type(err).__name__}: {err}); "
+                                   "delete it and fetch again") from None
             tops = sorted(p.name for p in stage.iterdir())
             for name in tops:
                 target = dest / name
@@ -560,7 +573,7 @@ def _listed_images(root: Path, res: Resource) -> tuple[int, list[str]] | None:
         try:
             path = contained_path(base, name, "image")
         except ValueError as err:  # an annotation naming a file outside its folder (/etc/hostname, ../..)
-            bad.append(f"{name!r}: outside {base} ({err})")
+            bad.append(f"{name!r}: not a file inside {base} ({err})")
             continue
         if not path.is_file():
             bad.append(f"{name}: missing")
@@ -694,6 +707,11 @@ def fetch(res: Resource, root: str | os.PathLike, *, keep_archive: bool = False,
             part.unlink()
             raise ChecksumError(f"{res.name}: downloaded file rejected ({st.detail}); source: "
                                 f"{res.checksum_source}")
+        if st.status == "unverified" and not Path(res.dest).suffix.startswith(".htm") and _is_html(part):
+            part.unlink()  # a sign-in, quota or error page saved in place of the file: nothing checks it otherwise
+            raise ChecksumError(f"{res.name}: the server answered with an HTML page, not the file; nothing was "
+                                f"saved. Download it by hand ({' | '.join(res.urls) or res.gdrive_id}) and save it "
+                                f"as {dest}")
         if st.status == "unverified":
             if strict:
                 part.unlink()
