@@ -292,3 +292,102 @@ def rgb_image(image, name: str = "image"):
         scaled = a.astype(np.float64) * (255.0 / top)
     gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(np.stack([gray] * 3, axis=-1)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Paths read from data, and image files (issue 29 B): one helper each, used by every reader
+# ---------------------------------------------------------------------------------------------------------
+
+__all__ += ["MAX_IMAGE_PIXELS", "contained_path", "load_image"]
+
+
+def contained_path(root, rel: Any, what: str = "path"):
+    """``root / rel`` for a path ``rel`` read from data (an annotation's image name, a store row's array file),
+    or ``ValueError`` unless it stays inside ``root``.
+
+    The check is lexical: ``rel`` must be a non-empty relative path (no leading ``/``, no drive, no NUL) whose
+    ``..`` parts never climb above ``root``. Symbolic links under ``root`` are followed as usual (a data folder
+    may be a link to another disk); what is refused is data that names a place outside its own root. ``what``
+    names the field in the message, e.g. ``"image_path of entry 3 in visual_genome_relation.json"``.
+    """
+    import ntpath
+    import posixpath
+    from pathlib import Path, PurePosixPath
+
+    if not isinstance(rel, str) or not rel.strip():
+        raise ValueError(f"{what} must be a non-empty relative path (a str); got {_describe(rel)}")
+    if "\0" in rel:
+        raise ValueError(f"{what} contains a NUL character ({rel!r}); expected a file name")
+    if posixpath.isabs(rel) or ntpath.isabs(rel) or ntpath.splitdrive(rel)[0]:
+        raise ValueError(f"{what} is the absolute path {rel!r}; expected a path relative to {root} (data may "
+                         f"only name files inside its own folder)")
+    norm = posixpath.normpath(rel.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../"):
+        raise ValueError(f"{what} is {rel!r}, which leads outside {root}; expected a path inside it")
+    if norm == ".":
+        raise ValueError(f"{what} is {rel!r}, which names the folder {root} itself; expected a file inside it")
+    return Path(root) / PurePosixPath(norm)
+
+
+#: The most pixels an image file may have (8192 × 8192): a larger image is refused before it is decoded, so a
+#: small file that decompresses into gigabytes (a "decompression bomb") fails with a clear error instead.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def load_image(source, name: str | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS):
+    """The one way an image file is read: bytes or a path → an RGB ``PIL.Image`` (8 bits per channel).
+
+    - refuses an image of more than ``max_pixels`` pixels (width × height, read from the header before any
+      pixel is decoded), naming its size and the limit;
+    - applies the EXIF orientation (a phone photo stored sideways with orientation 6 is turned upright), so
+      that "left of" is judged on the image as it is seen;
+    - converts to 8-bit RGB with :func:`rgb_image` (16-bit and float images rescaled, not clipped).
+
+    Raises ``ValueError`` naming the file (``name``, default: the path or ``"image"``) for empty bytes, a file
+    that is not an image, a truncated one, or one too large.
+    """
+    import io
+    import os
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    max_pixels = count(max_pixels, "max_pixels")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = "image" if name is None else name
+        if not data:
+            raise ValueError(f"{name!r} is empty (0 bytes); expected an image file (PNG, JPEG, …)")
+        opened, size = io.BytesIO(data), f"{len(data):,} bytes"
+    elif isinstance(source, (str, os.PathLike)):
+        opened = os.fspath(source)
+        name = opened if name is None else name
+        if not os.path.isfile(opened):
+            raise FileNotFoundError(f"image {name!r} does not exist (or is not a file)")
+        size = f"{os.path.getsize(opened):,} bytes"
+        if size == "0 bytes":
+            raise ValueError(f"{name!r} is empty (0 bytes); expected an image file (PNG, JPEG, …)")
+    else:
+        raise TypeError(f"an image file is read from bytes or a path; got {type(source).__name__}")
+    try:
+        with warnings.catch_warnings():
+            # PIL's own bomb warning fires at 89 M pixels, after the limit here, which says more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(opened) as im:
+                w, h = im.size
+                if w * h <= max_pixels:
+                    im.load()
+                    upright = ImageOps.exif_transpose(im)  # EXIF orientation 2–8: the pixels as the photo is seen
+                    image = upright if upright is not None else im.copy()
+    except UnidentifiedImageError:
+        why = "its contents are not in an image format PIL can read"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # truncated, corrupt, huge
+        why = f"{type(err).__name__}: {err}"
+    else:
+        if w * h > max_pixels:
+            raise ValueError(f"{name!r} is an image of {w}×{h} = {w * h:,} pixels, over the limit of "
+                             f"{max_pixels:,} pixels (decoding it would take {3 * w * h / 2**20:,.0f} MiB or more); "
+                             "scale it down first, or pass a larger max_pixels")
+        return rgb_image(image, repr(name))  # quoted, as in the messages above
+    raise ValueError(f"could not read {name!r} ({size}) as an image: {why}. Expected an image file such as PNG "
+                     "or JPEG")

@@ -257,3 +257,47 @@ def test_bad_values_in_annotation_files_name_the_file_and_the_entry(root):
     vgr.write_text(json.dumps(cases))
     with pytest.raises(ValueError, match=r"image .*2315375.jpg cannot be read"):
         A.VGRelation(root)[0]
+
+
+# ------------------------------------------------------------------------------------------------ issue 29 B
+
+
+def test_image_paths_outside_the_data_root_are_refused(root, tmp_path):
+    """A VG-Relation entry with image_path "../../../../outside.png" was read from outside the data root."""
+    outside = tmp_path / "outside.png"
+    vg_image().save(outside)
+    vgr = root / "aro/vg/visual_genome_relation.json"
+    cases = json.loads(vgr.read_text())
+    for bad in ("../../../../outside.png", "../../../outside.png", str(outside), "images/../../../x.jpg"):
+        vgr.write_text(json.dumps([cases[0], {**cases[1], "image_path": bad}]))
+        with pytest.raises(ValueError, match=r"entry 1: image_path"):
+            A.VGRelation(root)
+    # a dataset made from in-memory cases is checked where the image is opened, too
+    vgr.write_text(json.dumps(cases))
+    ds = A.VGRelation(root)
+    ds._cases[0] = {**ds._cases[0], "image_path": "../../../outside.png"}
+    with pytest.raises(ValueError, match="leads outside"):
+        ds[0]
+    kt = root / "aro/coco/coco_karpathy_test.json"
+    entries = json.loads(kt.read_text())
+    kt.write_text(json.dumps([entries[0], {**entries[1], "image": "/etc/hostname"}]))
+    with pytest.raises(ValueError, match=r"entry 1: image is the absolute path '/etc/hostname'"):
+        A.COCOOrder(root, tagger=tagger(), progress=False, regenerate=True)
+
+
+def test_images_are_read_upright_and_within_the_size_limit(root):
+    """A JPEG with EXIF orientation 6 was scored sideways; a 10000×10000 PNG was decoded (+488 MB)."""
+    vgr = root / "aro/vg/visual_genome_relation.json"
+    case = json.loads(vgr.read_text())[0]
+    upright = vg_image()  # 32×24: red left half, blue right half
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone stores, with orientation 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(root / "aro/vg/images/2315375.jpg", quality=95, exif=exif.tobytes())
+    vgr.write_text(json.dumps([{**case, "bbox_x": 0, "bbox_y": 0, "bbox_w": 32, "bbox_h": 24}]))
+    image = np.asarray(A.VGRelation(root, size=None)[0]["image"], dtype=float)
+    assert image.shape == (24, 32, 3)
+    assert image[12, 2, 0] > 150 > image[12, 2, 2] and image[12, 29, 2] > 150 > image[12, 29, 0]  # red | blue
+    Image.new("L", (10000, 10000)).save(root / "aro/vg/images/2315375.jpg", format="PNG")
+    with pytest.raises(ValueError, match=r"10000×10000 = 100,000,000 pixels, over the limit"):
+        A.VGRelation(root)[0]

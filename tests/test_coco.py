@@ -346,3 +346,26 @@ def test_bad_instances_files_name_the_file_and_the_entry(coco_root):
     inst.write_text("{not json")
     with pytest.raises(ValueError, match=rf"{inst} is not valid JSON"):
         C.instances_index(inst)
+
+
+# ------------------------------------------------------------------------------------------------ issue 29 B
+
+
+def test_file_names_outside_the_image_folder_are_refused(coco_root, tmp_path):
+    inst = coco_root / "coco" / "annotations" / "instances_val2017.json"
+    data = json.loads(inst.read_text())
+    for bad in ("../../../outside.jpg", "/etc/hostname"):
+        for im in data["images"]:
+            im["file_name"] = bad
+        inst.write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=r"file_name of image \d+ in .*instances_val2017.json"):
+            C.coco_it(coco_root)[0]
+
+
+def test_coco_images_are_read_through_the_one_image_reader(coco_root):
+    """The size limit of infodecomp.checks.load_image applies to COCO images too."""
+    data = json.loads((coco_root / "coco/annotations/instances_val2017.json").read_text())
+    name = next(im["file_name"] for im in data["images"] if im["id"] == 397133)
+    Image.new("L", (10000, 10000)).save(coco_root / "coco/val2017" / name, format="PNG")
+    with pytest.raises(ValueError, match=r"over the limit of .* pixels"):
+        C.coco_it(coco_root)[0]

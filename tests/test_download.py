@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import os
 import re
 import zipfile
@@ -297,3 +298,141 @@ def test_verify_without_names_checks_everything_that_is_there(tmp_path, monkeypa
     assert "[MISMATCH] imgs: the kept archive is damaged" in out
     assert D.main(["--root", str(tmp_path / "empty"), "--verify"]) == 1
     assert "nothing of the manifest is under" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ issue 29 B
+
+
+def _zip_file(path: Path, members: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _archive_res(src: Path, name="vg-imgs", **kw) -> D.Resource:
+    """An unverified archive resource (no published checksum), like ARO's vg-images."""
+    return D.Resource(name, f"aro/vg/{name}.zip", "images", urls=(src.as_uri(),), extract_to="aro/vg",
+                      extracted="aro/vg/images", **kw)
+
+
+def test_archive_bombs_are_refused_before_anything_is_written(tmp_path):
+    """A small unverified archive that extracts to 1000× its size, or past the file-count and size limits."""
+    bomb = _zip_file(tmp_path / "bomb.zip", {"images/zeros.bin": bytes(20 * 2**20)})
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(D.ArchiveError, match=r"compression, over the limit of 100×"):
+        D.extract_zip(bomb, tmp_path / "out")
+    assert not (tmp_path / "out" / "images").exists()
+    many = _zip_file(tmp_path / "many.zip", {f"images/{i}.jpg": b"x" for i in range(5)})
+    with pytest.raises(D.ArchiveError, match=r"holds 5 files, over the limit of 4"):
+        D.extract_zip(many, tmp_path / "out", max_files=4)
+    with pytest.raises(D.ArchiveError, match=r"would extract to 5 bytes, over the limit of 4"):
+        D.extract_zip(many, tmp_path / "out", max_bytes=4)
+    assert D.extract_zip(many, tmp_path / "out") == ["images"]
+    # through fetch: refused, moved aside, no extracted folder, no stamp
+    r = _archive_res(bomb)
+    root = tmp_path / "root"
+    with pytest.raises(D.ArchiveError, match="compression"):
+        D.fetch(r, root, log=lambda s: None)
+    assert not (root / "aro/vg/images").exists() and (root / "aro/vg/vg-imgs.zip.refused").is_file()
+
+
+def test_an_archive_never_replaces_files_beside_its_own_folder(tmp_path):
+    """An archive whose top level holds visual_genome_relation.json replaced the user's annotation file."""
+    src = _zip_file(tmp_path / "src.zip", {"images/1.jpg": b"jpeg", "visual_genome_relation.json": b"[]",
+                                           "__MACOSX/._1.jpg": b"junk"})
+    root = tmp_path / "root"
+    mine = root / "aro/vg/visual_genome_relation.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('[{"mine": 1}]')
+    logs = []
+    st = D.fetch(_archive_res(src), root, log=logs.append)
+    assert st.status == "unverified" and "its 1 files are all there" in st.detail
+    assert mine.read_text() == '[{"mine": 1}]'
+    assert (root / "aro/vg/images/1.jpg").read_bytes() == b"jpeg"
+    assert any("left out 1 member(s) outside its folder images/: visual_genome_relation.json" in x for x in logs)
+
+
+def test_a_refused_archive_or_a_web_page_is_a_fail_line_and_download_goes_on(tmp_path, monkeypatch, capsys):
+    slip = _zip_file(tmp_path / "slip.zip", {"images/1.jpg": b"x", "../../evil.txt": b"x"})
+    absolute = _zip_file(tmp_path / "abs.zip", {"/tmp/evil-infodecomp.txt": b"x"})
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<!DOCTYPE html><html><body>Google Drive - virus scan warning</body></html>")
+    table = tmp_path / "t.csv"
+    table.write_bytes(b"t\n")
+    resources = [_archive_res(slip, "a"), _archive_res(absolute, "b"), _archive_res(page, "c"),
+                 D.Resource("table", "coco/T.csv", "a table", urls=(table.as_uri(),), sha256=sha(b"t\n"))]
+    monkeypatch.setattr(D, "MANIFEST", {r.name: r for r in resources})
+    root = tmp_path / "root"
+    assert D.main(["a", "b", "c", "table", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "[FAIL] a: " in err and "'../../evil.txt'" in err and "outside" in err
+    assert "[FAIL] b: " in err and "absolute path" in err
+    assert "[FAIL] c: " in err and "HTML page" in err
+    assert "Traceback" not in err
+    assert (root / "coco/T.csv").read_bytes() == b"t\n"  # the resource after the failures was fetched
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil-infodecomp.txt").exists()
+
+
+def test_a_stamp_whose_files_is_not_a_dict_is_a_mismatch(tmp_path, monkeypatch, capsys):
+    r, root = _fetched_zip(tmp_path)
+    stamp = D._stamp_path(root, r)
+    info = json.loads(stamp.read_text())
+    for bad in ("not-a-dict", {"val2017/a.jpg": "big"}, ["x"], {"../../etc/hostname": [1, 0]}):
+        stamp.write_text(json.dumps({**info, "files": bad}))
+        st = D.status(r, root, deep=True)
+        assert st.status == "mismatch", bad
+    stamp.write_text(json.dumps({**info, "files": "not-a-dict"}))
+    monkeypatch.setattr(D, "MANIFEST", {r.name: r})
+    assert D.main(["imgs", "--root", str(root), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "[MISMATCH] imgs: the stamp" in out and "is damaged" in out
+
+
+def test_verify_refuses_annotations_naming_files_outside_their_folder(tmp_path):
+    """A flickr30k_test.json naming /etc/hostname passed --verify as "all images there"."""
+    root = tmp_path / "data"
+    folder = root / "aro/flickr/flickr30k-images"
+    folder.mkdir(parents=True)
+    (folder / "1.jpg").write_bytes(b"jpeg")
+    listed = root / "aro/flickr/flickr30k_test.json"
+    for name in ("/etc/hostname", "../../../../../etc/hostname"):
+        listed.write_text(json.dumps([{"image": "flickr30k-images/1.jpg", "caption": "a"},
+                                      {"image": name, "caption": "b"}]))
+        st = D.status(D.MANIFEST["flickr30k-images"], root)
+        assert st.status == "mismatch" and "not a file inside" in st.detail, st.detail
+    listed.write_text(json.dumps([{"image": "flickr30k-images/1.jpg", "caption": "a"}]))
+    assert D.status(D.MANIFEST["flickr30k-images"], root).status == "unverified"
+
+
+def test_a_member_larger_than_it_declares_is_an_archive_error_not_a_traceback(tmp_path):
+    """Further case: a member whose header under-states its size (a bomb that lies) stops at the declared size
+    with zipfile's BadZipFile, which ended download with a traceback."""
+    import struct
+
+    data = bytearray(_zip_bytes({"images/a.bin": bytes(100_000)}))
+    struct.pack_into("<I", data, data.find(b"PK\x03\x04") + 22, 10)  # local header: 10 bytes
+    struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, 10)  # central directory: 10 bytes
+    lie = tmp_path / "lie.zip"
+    lie.write_bytes(bytes(data))
+    with pytest.raises(D.ArchiveError, match="cannot be extracted"):
+        D.extract_zip(lie, tmp_path / "out")
+    assert not (tmp_path / "out" / "images").exists() and not list((tmp_path / "out").glob(".extract-*"))
+
+
+def test_a_web_page_saved_in_place_of_an_unverified_file_is_refused(tmp_path):
+    """Further case: an unverified JSON (no published checksum) fetched as a sign-in page was kept as UNVERIFIED."""
+    page = tmp_path / "page.json"
+    page.write_bytes(b"\n  <!DOCTYPE html><html><title>Sign in</title></html>")
+    r = D.Resource("ann", "aro/flickr/flickr30k_test.json", "annotations", urls=(page.as_uri(),))
+    with pytest.raises(D.ChecksumError, match="answered with an HTML page"):
+        D.fetch(r, tmp_path / "root", log=lambda s: None)
+    assert not list((tmp_path / "root").rglob("flickr30k_test.json*"))
+
+
+def test_an_html_page_kept_as_an_archive_is_named(tmp_path):
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<html><body>quota exceeded</body></html>")
+    with pytest.raises(D.ArchiveError, match=r"is an HTML page"):
+        D.extract_zip(page, tmp_path / "out")

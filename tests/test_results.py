@@ -481,7 +481,10 @@ def test_model_identity_of_a_real_model(tiny_pipe):
     from infodecomp.models import Model
 
     ident = model_identity(Model(tiny_pipe, name="tiny"))
-    assert ident == {"name": "tiny", "version": None, "dtype": "float32", "device": "cpu",
+    # issue 29 A: a model without a pinned revision or weights directory is identified by its weights in memory
+    # (this assertion said "version": None, which let two models of one name with other weights share a store)
+    assert ident.pop("version").startswith("params:")
+    assert ident == {"name": "tiny", "dtype": "float32", "device": "cpu",
                      "cross_attention_tokens": "all",
                      "denoiser": {"prediction_type": "epsilon", "timestep": "nearest", "v_logsnr": "timestep",
                                   "hide_zero_tokens": False}}
@@ -672,7 +675,9 @@ def test_the_three_experiment_stores_keep_one_identity(tiny_model, tmp_path):
     for name in ("rt", "loc", "iv"):
         m = json.loads((tmp_path / name / "manifest.json").read_text())
         assert m["format"] == R.STORE_FORMAT and m["model"] == want, name
-        assert (m["model_id"], m["revision"], m["seed"]) == ("tiny", None, 0), name
+        # issue 29 A: the revision of an in-memory model is its weights' fingerprint (it was None)
+        assert (m["model_id"], m["revision"], m["seed"]) == ("tiny", want["version"], 0), name
+        assert want["version"].startswith("params:")
     with pytest.raises(ValueError, match=r"settings.dtype is 'bfloat16' but the model runs in float32"):
         intervention.run_intervention(tiny_model, rows, tmp_path / "iv2",
                                       intervention.InterventionSettings(n_steps=2, n_logsnr=1, n_noise=2,
@@ -683,7 +688,7 @@ def test_readme_tables_say_a_reduced_precision():
     script = _load_script()
     assert script.provenance_summary({"model_id": "m", "dtype": "float32", "seed": 0}) == "model m, seed 0"
     assert script.provenance_summary({"model_id": "m", "dtype": "bfloat16", "reduced_precision": "…"}) == \
-        "model m, dtype bfloat16 (reduced precision: biased, see Precision)"
+        "model m, dtype bfloat16 (reduced precision: biased, see docs/models.md#precision)"
 
 
 def test_a_resumed_run_refuses_rows_of_other_examples_at_the_same_indices(tmp_path):
@@ -702,3 +707,197 @@ def test_a_resumed_run_refuses_rows_of_other_examples_at_the_same_indices(tmp_pa
     assert store.done_indices() == {0, 1, 2, 3}  # nothing was computed or written
     grown = first + [{"id": "a4", "v": 4}]  # the same examples and one more: resumes
     assert run_sharded(grown, fn, ResultStore(tmp_path / "s", {"k": 1}, seed=0), 2, progress=False) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 29 A: a store's identity is the weights; a store without its manifest is damaged; atomic appends and records
+
+
+def test_a_store_refuses_rows_of_a_model_of_the_same_name_with_other_weights(tmp_path):
+    """Model(pipe_a, name="mine") and Model(pipe_b, name="mine") shared a store: both had version None."""
+    from infodecomp.models import Model
+    from infodecomp.models.identity import weights_fingerprint
+    from infodecomp.testing import tiny_pipeline
+
+    a, b = Model(tiny_pipeline(seed=0), name="mine"), Model(tiny_pipeline(seed=1), name="mine")
+    ident_a = model_identity(a)
+    assert ident_a["version"].startswith("params:") and ident_a["version"] != model_identity(b)["version"]
+    assert model_identity(Model(tiny_pipeline(seed=0), name="mine")) == ident_a  # the same weights: the same
+    path = tmp_path / "s"
+    R.ResultStore(path, SETTINGS, model=ident_a, seed=0).append([{"index": 0, "score": 1.0}])
+    with pytest.raises(R.SettingsMismatchError, match=r"revision: saved 'params:.*', now 'params:"):
+        R.ResultStore(path, SETTINGS, model=model_identity(b), seed=0)
+    # weights edited in memory are other weights (the cache sees the in-place edit)
+    with torch.no_grad():
+        next(a.unet.parameters()).view(-1)[3] += 1e-3
+    assert weights_fingerprint(a) != ident_a["version"]
+    with pytest.raises(R.SettingsMismatchError, match="revision"):
+        R.ResultStore(path, SETTINGS, model=model_identity(a), seed=0)
+    # a pinned revision or a weights directory still names the weights
+    assert model_identity(Model(tiny_pipeline(seed=0), name="mine", revision="abc"))["version"] == "abc"
+    assert weights_fingerprint(FakeModel()) is None  # a model-like object without networks
+
+
+def test_a_store_without_its_manifest_is_damaged_not_adopted(tmp_path, capsys):
+    """Deleting manifest.json, then opening with other settings and seed, adopted the old rows as the new run's."""
+    path = tmp_path / "s"
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    store.append([{"index": 0, "score": 1.0, "map": np.ones((2, 2), np.float16)}])
+    (path / "manifest.json").unlink()
+    with pytest.raises(R.StoreDamagedError, match=r"manifest.json is missing, but the store holds rows "
+                                                  r"\(rows-000-of-001.jsonl\) and 1 array file.*repair"):
+        R.ResultStore(path, {**SETTINGS, "n_samples": 99}, model_id="toy", seed=12)
+    assert not (path / "manifest.json").exists()
+    assert results_main(["check", str(path)]) == 1 and "manifest.json: missing" in capsys.readouterr().out
+    R.repair_store(path)
+    assert len(R.ResultStore(path, {**SETTINGS, "n_samples": 99}, model_id="toy", seed=12)) == 0
+    # an empty shard file (a run killed before its first row) is no rows
+    empty = tmp_path / "e"
+    empty.mkdir()
+    (empty / "rows-000-of-001.jsonl").write_bytes(b"")
+    assert len(R.ResultStore(empty, SETTINGS, model_id="toy", seed=11)) == 0
+
+
+def test_an_append_that_fails_half_way_leaves_no_partial_line(tmp_path, monkeypatch):
+    """A disk-full failure in the middle of append, retried on the same object, glued the row onto the partial
+    line; the next batch raised StoreDamagedError."""
+    from infodecomp.results import store as S
+
+    path = tmp_path / "s"
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    store.append([{"index": 0, "score": 0.0}])
+    real = S._write_all
+
+    def disk_full(fd, data):
+        real(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(S, "_write_all", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.append([{"index": 1, "score": 1.0}, {"index": 2, "score": 2.0}])
+    monkeypatch.setattr(S, "_write_all", real)
+    assert (path / "rows-000-of-001.jsonl").read_bytes().endswith(b"\n")
+    store.append([{"index": 1, "score": 1.0}, {"index": 2, "score": 2.0}])  # the retry
+    store.append([{"index": 3, "score": 3.0}])  # the next batch
+    assert R.check_store(path) == []
+    assert R.ResultStore(path, SETTINGS, model_id="toy", seed=11).merge(4)["score"].tolist() == [0, 1, 2, 3]
+    # a partial line the truncation could not remove (a kill) is cut before the next append, on the same object
+    with open(path / "rows-000-of-001.jsonl", "ab") as f:
+        f.write(b'{"index": 4, "sco')
+    with pytest.warns(UserWarning, match="dropped a partial last row"):
+        store.append([{"index": 4, "score": 4.0}])
+    assert R.check_store(path) == []
+
+
+def _record_many(args):
+    root, who, n = args
+    for k in range(n):
+        R.record("02_x", "toy", f"{who}_{k}", float(k), root=root, seed=0)
+
+
+def test_two_processes_recording_into_one_file_keep_every_number(tmp_path):
+    """Two processes that record() into one figures JSON kept 24–25 of 40 numbers, with no error."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as pool:
+        pool.map(_record_many, [(tmp_path, "a", 20), (tmp_path, "b", 20)])
+    stored = R.load_record("02_x", "toy", root=tmp_path)
+    assert len([k for k in stored if not k.startswith("_")]) == 40
+
+
+def test_nan_settings_and_bad_store_paths_are_named(tmp_path):
+    """{"threshold": nan} failed with "Out of range float values are not JSON compliant" and left .locks/; a
+    store path that is a dangling symlink or a file gave FileExistsError."""
+    path = tmp_path / "s"
+    with pytest.raises(ValueError, match=r"settings\['threshold'\] is nan: a result store's identity must hold "
+                                         r"finite numbers"):
+        R.ResultStore(path, {"threshold": float("nan")})
+    with pytest.raises(ValueError, match=r"settings\['steps'\]\[1\] is inf"):
+        R.ResultStore(path, {"steps": [1, float("inf")]})
+    with pytest.raises(ValueError, match=r"model\['dtype'\] is nan"):
+        R.ResultStore(path, {}, model={"name": "x", "version": None, "dtype": float("nan")})
+    assert not path.exists()  # nothing created: no .locks/
+    with pytest.raises(ValueError, match=r"provenance n_samples is nan"):
+        R.record("02_x", "toy", "a", 1.0, root=tmp_path, n_samples=float("nan"))
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(NotADirectoryError, match=r"is a symbolic link to .*gone'?, which does not exist"):
+        R.ResultStore(link, SETTINGS)
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        R.ResultStore(file, SETTINGS)
+    # a symlink to a folder is a store like any other
+    (tmp_path / "real").mkdir()
+    (tmp_path / "good").symlink_to(tmp_path / "real")
+    R.ResultStore(tmp_path / "good", SETTINGS).append([{"index": 0}])
+    assert (tmp_path / "real" / "manifest.json").is_file()
+
+
+def test_check_follows_a_store_that_is_a_symlink(tmp_path, capsys):
+    """`python -m infodecomp.results check DIR` skipped a store that is a symlink and exited 0 over its damage."""
+    elsewhere = tmp_path / "big-disk" / "store"
+    R.ResultStore(elsewhere, SETTINGS, model_id="toy", seed=11).append([{"index": 0}, {"index": 1}])
+    shard = elsewhere / "rows-000-of-001.jsonl"
+    shard.write_bytes(shard.read_bytes().replace(b'"index": 1', b'"index": "x"'))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "store").symlink_to(elsewhere)
+    (results / "loop").symlink_to(results)  # a loop of links is walked once
+    assert results_main(["check", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "[DAMAGED]" in out and "row without a valid 'index'" in out
+    assert results_main(["check", str(results / "store")]) == 1
+
+
+def _store_with_arrays(path):
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    store.append([{"index": 0, "map": np.ones((2, 2), np.float16)}])
+    store.append([{"index": 1, "map": np.zeros((2, 2), np.float16)}])
+    return store
+
+
+def _point_row(path, index, npz):
+    shard = path / "rows-000-of-001.jsonl"
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    for row in rows:
+        if row["index"] == index:
+            row["_npz"] = npz
+    shard.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("npz", ["../outside/precious.txt", "../../../outside/precious.txt", "manifest.json",
+                                 "rows-000-of-001.jsonl", "arrays/../manifest.json", "ABSOLUTE"])
+def test_a_row_never_makes_repair_or_merge_touch_a_file_outside_the_stores_arrays(tmp_path, npz):
+    """A row whose _npz is "../outside/precious.txt": repair moved that file into damaged/; deeper ../ moved and
+    overwrote files elsewhere; an absolute _npz made merge read any .npz on disk."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("precious")
+    other = _store_with_arrays(tmp_path / "other")  # an .npz elsewhere on disk, readable as arrays
+    foreign = next((tmp_path / "other" / "arrays").glob("*.npz"))
+    path = tmp_path / "deep" / "er" / "s"
+    _store_with_arrays(path)
+    before = {p: p.read_bytes() for p in (path / "manifest.json", outside / "precious.txt", foreign)}
+    _point_row(path, 1, str(foreign) if npz == "ABSOLUTE" else npz)
+    with pytest.raises(R.StoreDamagedError, match=r"names an array file outside the store's arrays/"):
+        R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    problems = R.check_store(path)
+    assert [(p.file, p.line) for p in problems] == [("rows-000-of-001.jsonl", 2)]
+    R.repair_store(path)
+    for p, data in before.items():
+        assert p.read_bytes() == data, p  # nothing outside the store's arrays/ was moved or overwritten
+    assert len(other) == 2
+    store = R.ResultStore(path, SETTINGS, model_id="toy", seed=11)
+    assert store.merge()["index"].tolist() == [0]  # the bad row moved aside; the next run recomputes it
+
+
+def test_unicode_store_paths_and_values_round_trip(tmp_path):
+    """Further case: a store under a non-ASCII folder, with non-ASCII ids and strings."""
+    path = tmp_path / "résultats" / "猫 store"
+    store = R.ResultStore(path, {"prompt": "un chat sur un lit 🐱"}, model_id="modèle", seed=0)
+    store.append([{"index": 0, "id": "chat-é", "caption": "🐶 on a bed", "map": np.ones((2, 2), np.float16)}])
+    frame = R.ResultStore(path, {"prompt": "un chat sur un lit 🐱"}, model_id="modèle", seed=0).merge(1)
+    assert frame["id"].tolist() == ["chat-é"] and frame["caption"].tolist() == ["🐶 on a bed"]
+    assert R.check_store(path) == []

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import box, count, rgb_image
+from ..checks import box, contained_path, count, load_image
 from ..digest import file_sha256
 from .shapes import ORDER_PERTURBATIONS, perturb_order
 
@@ -219,6 +219,7 @@ def _check_vg_entry(path: Path, k: int, c, group_key: str) -> None:
         raise ValueError(f"{where} lacks {sorted(missing)}")
     if not isinstance(c["image_path"], str) or not c["image_path"].strip():
         raise ValueError(f"{where}: image_path is {c['image_path']!r}, expected a file name")
+    contained_path(path.parent / "images", c["image_path"], f"{where}: image_path")  # never outside images/
     for n in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"):
         if not _finite(c[n]):
             raise ValueError(f"{where}: {n} is {c[n]!r}, expected a finite number")
@@ -297,6 +298,7 @@ def build_order_cases(annotation: str | os.PathLike, *, seed: int = 0, tagger: T
         caps = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
         if not isinstance(e["image"], str) or not e["image"].strip():
             raise ValueError(f"{annotation}: entry {k}: image is {e['image']!r}, expected a file name")
+        contained_path(annotation.parent, e["image"], f"{annotation}: entry {k}: image")  # never outside
         if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
             raise ValueError(f"{annotation}: entry {k} (image {e['image']!r}): caption is {e['caption']!r:.120}, "
                              "expected a non-empty caption or a list of them")
@@ -369,18 +371,15 @@ class RelationDataset(Sequence):
         return i, self._cases[i]
 
     def _open(self, rel: str):
-        from PIL import Image
-
-        path = self.base / rel
+        path = contained_path(self.base, rel, f"image path {rel!r} of {self.name}")  # data names files in base
         if not path.is_file():
             raise FileNotFoundError(f"image {path} is missing; see `python -m infodecomp.data.download "
                                     f"{self.download_group} --list`")
         try:
-            with Image.open(path) as im:
-                return rgb_image(im, str(path))
-        except (OSError, SyntaxError, ValueError) as err:  # truncated, corrupt, not an image
-            raise ValueError(f"image {path} cannot be read ({type(err).__name__}: {err}); fetch it again (see "
-                             f"`python -m infodecomp.data.download {self.download_group} --list`)") from err
+            return load_image(path)  # size limit, EXIF orientation, 8-bit RGB
+        except ValueError as err:  # truncated, corrupt, not an image, too large
+            raise ValueError(f"image {path} cannot be read ({err}); fetch it again (see `python -m "
+                             f"infodecomp.data.download {self.download_group} --list`)") from err
 
     def _finish(self, image):
         return image if self.size is None else image.resize(self.size, _RESAMPLE[self.resample])

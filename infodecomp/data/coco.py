@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import rgb_image
+from ..checks import contained_path, load_image
 from ..text import contains_word, omit_word, swap_words
 
 #: Known tables: name → file name under ``ROOT/coco``.
@@ -566,15 +566,15 @@ class CocoLocalization(Sequence):
         if image_id not in index.images:
             raise KeyError(f"image id {image_id} is not in {self.instances}")
         info = index.images[image_id]
-        path = self.image_dir / info["file_name"]
+        path = contained_path(self.image_dir, info["file_name"],
+                              f"file_name of image {image_id} in {self.instances}")  # never outside the folder
         if not path.is_file():
             raise _missing(path, "coco-val2017", self.root or "ROOT")
         try:
-            with Image.open(path) as im:
-                image = rgb_image(im, str(path))
-        except (OSError, SyntaxError, ValueError) as err:  # truncated, corrupt, not an image
-            raise ValueError(f"image {path} (image id {image_id}) cannot be read ({type(err).__name__}: {err}); "
-                             "fetch it again: python -m infodecomp.data.download coco-val2017") from err
+            image = load_image(path)  # size limit, EXIF orientation, 8-bit RGB
+        except ValueError as err:  # truncated, corrupt, not an image, too large
+            raise ValueError(f"image {path} (image id {image_id}) cannot be read ({err}); fetch it again: "
+                             "python -m infodecomp.data.download coco-val2017") from err
         if label in index.cat_ids:
             mask = category_mask(index, image_id, label)
             valid = bool(mask.any())  # a category word with no annotated instance: nothing to localise

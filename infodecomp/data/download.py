@@ -29,6 +29,10 @@ hidden staging folder and moved into place; a stamp file records the verified ar
 CRC-32 of every file the archive holds, so that a later ``--verify`` checks the extracted files themselves (a
 deleted or truncated image is a mismatch; ``--deep`` compares CRCs too), and the archive is deleted unless
 ``--keep-archives`` (a kept archive is hashed again by ``--verify``).
+An archive is refused before anything is written when it is not a zip (an HTML page saved in its place), names
+a member outside its folder, or declares more than :data:`MAX_ARCHIVE_FILES` files, :data:`MAX_ARCHIVE_BYTES`
+bytes or :data:`MAX_ARCHIVE_RATIO` compression; it extracts only the resource's own top-level folder, so a file
+beside it (your annotation file) is never replaced. A refused resource is a ``[FAIL]`` line; the others go on.
 A file whose checksum is not published anywhere we know is reported **UNVERIFIED** (loudly, with its sha256 so
 that you can record it) rather than passed off as checked; ``--strict`` refuses such files.
 Google-Drive files (ARO's VG data) are fetched with ``gdown`` when it is installed (``pip install gdown``),
@@ -46,6 +50,7 @@ import argparse
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import sys
 import zlib
@@ -55,6 +60,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..checks import contained_path
 
 #: Default data root (relative to the working directory), as in the reference repository's ``datasets/``.
 DEFAULT_ROOT = "datasets"
@@ -209,6 +216,22 @@ class ManualDownloadRequired(RuntimeError):
     """A resource must be fetched by hand (see its ``manual`` instructions)."""
 
 
+class ArchiveError(ValueError):
+    """An archive is refused before anything is extracted: not a zip (an HTML page saved in its place, say), a
+    member that would land outside its folder, or more files, bytes or compression than :func:`extract_zip`
+    allows."""
+
+
+#: Limits on what one archive may extract (the largest real one, COCO val2014, holds 40,504 files, 6.2 GiB, at a
+#: ratio near 1): a zip that declares more is refused before anything is written (a "zip bomb").
+MAX_ARCHIVE_FILES = 200_000
+MAX_ARCHIVE_BYTES = 32 * 2**30
+#: Uncompressed / compressed size above which an archive of more than :data:`RATIO_FLOOR` bytes is refused: JPEG
+#: archives are near 1 and JSON annotations near 5; 1000× is a bomb.
+MAX_ARCHIVE_RATIO = 100.0
+RATIO_FLOOR = 16 * 2**20
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Selection and hashing
 # ---------------------------------------------------------------------------------------------------------
@@ -344,52 +367,130 @@ def _gdrive_download(file_id: str, part: Path, *, opener: Opener = urllib.reques
     return part
 
 
-def _safe_members(zf: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]:
-    """The archive's members, refusing any that would land outside ``dest`` (absolute paths, ``..``)."""
-    root = dest.resolve()
+def _archive_members(zf: zipfile.ZipFile, archive: Path, *, only: str | None, max_files: int, max_bytes: int,
+                     max_ratio: float) -> tuple[list[zipfile.ZipInfo], list[str]]:
+    """``(members to extract, names left out)`` of an archive, or :class:`ArchiveError` before anything is written:
+    a member that would land outside the extraction folder (absolute, ``..``), more than ``max_files`` files, more
+    than ``max_bytes`` bytes in all, or an uncompressed / compressed ratio over ``max_ratio``. With ``only``,
+    members outside that top-level folder are left out (never written beside it) and named in the second list;
+    ``__MACOSX/`` is always left out."""
+    keep, skipped, total = [], [], 0
     for m in zf.infolist():
-        target = (dest / m.filename).resolve()
-        if target != root and root not in target.parents:
-            raise ValueError(f"refusing to extract {m.filename!r}: it would land outside {dest}")
-    return zf.infolist()
+        try:
+            contained_path(".", m.filename, f"archive member {m.filename!r}")
+        except ValueError as err:
+            raise ArchiveError(f"{archive}: refusing to extract {m.filename!r}: it would land outside the "
+                               f"extraction folder ({err})") from None
+        top = _top(m.filename)
+        if top == "__MACOSX":
+            continue
+        if only is not None and top != only:
+            skipped.append(m.filename)
+            continue
+        keep.append(m)
+        total += m.file_size
+    files = sum(not m.is_dir() for m in keep)
+    if files > max_files:
+        raise ArchiveError(f"{archive}: holds {files:,} files, over the limit of {max_files:,}; refusing to "
+                           "extract it")
+    if total > max_bytes:
+        raise ArchiveError(f"{archive}: would extract to {total:,} bytes, over the limit of {max_bytes:,}; "
+                           "refusing to extract it")
+    packed = max(1, archive.stat().st_size)
+    if total > RATIO_FLOOR and total / packed > max_ratio:
+        raise ArchiveError(f"{archive}: {packed:,} bytes would extract to {total:,} ({total / packed:,.0f}× "
+                           f"compression, over the limit of {max_ratio:g}×): not the data this archive should "
+                           "hold; refusing to extract it")
+    free = shutil.disk_usage(archive.parent).free
+    if total > free:
+        raise ArchiveError(f"{archive}: needs {total:,} bytes to extract but {free:,} are free on that disk")
+    return keep, skipped
 
 
-def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+def _top(member: str) -> str:
+    """The top-level name a (contained) archive member lands under: ``"images"`` for ``"./images/1.jpg"``."""
+    return posixpath.normpath(member.replace("\\", "/")).split("/", 1)[0]
+
+
+def _is_html(path: Path) -> bool:
+    """Whether a file begins like a web page (``<!doctype html`` or ``<html``, after blanks)."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    """The zip at ``archive``, or :class:`ArchiveError` saying what the file is instead (a web page, say)."""
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        what = ("an HTML page (a download that returned a web page instead of the file)"
+                if _is_html(archive) else f"not a zip archive ({err})")
+        raise ArchiveError(f"{archive} ({archive.stat().st_size:,} bytes) is {what}; delete it and fetch again"
+                           ) from None
+
+
+def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike, *, only: str | None = None,
+                max_files: int = MAX_ARCHIVE_FILES, max_bytes: int = MAX_ARCHIVE_BYTES,
+                max_ratio: float = MAX_ARCHIVE_RATIO, log: Callable[[str], None] | None = None) -> list[str]:
     """Extract ``archive`` into ``dest`` through a hidden staging folder, so that an interrupted extraction
     never leaves a half-filled folder in place. Returns the top-level names moved into ``dest``; existing
-    entries of the same name are replaced."""
+    entries of the same name are replaced.
+
+    ``only``: the one top-level name the archive may create in ``dest`` (a resource's own folder, e.g.
+    ``"images"``): other members are left out (and logged), so that an archive never replaces a file beside its
+    folder (a user's annotation file, say). Raises :class:`ArchiveError` before anything is written for a file
+    that is not a zip, a member outside ``dest`` and more than ``max_files`` files, ``max_bytes`` bytes or
+    ``max_ratio`` compression (see :func:`_archive_members`)."""
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    stage = dest / f".extract-{archive.stem}"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(stage, members=_safe_members(zf, stage))
-        tops = sorted(p.name for p in stage.iterdir() if p.name != "__MACOSX")
-        for name in tops:
-            target = dest / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(stage / name, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with _open_zip(archive) as zf:
+        members, skipped = _archive_members(zf, archive, only=only, max_files=max_files, max_bytes=max_bytes,
+                                            max_ratio=max_ratio)
+        if skipped and log is not None:
+            log(f"[WARN] {archive.name}: left out {len(skipped)} member(s) outside its folder {only}/: "
+                f"{', '.join(skipped[:5])}{', …' if len(skipped) > 5 else ''}")
+        dest.mkdir(parents=True, exist_ok=True)
+        stage = dest / f".extract-{archive.stem}"
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir()
+        try:
+            try:
+                zf.extractall(stage, members=members)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as err:  # a damaged member
+                raise ArchiveError(f"{archive}: a member cannot be extracted ({type(err).__name__}: {err}); "
+                                   "delete it and fetch again") from None
+            tops = sorted(p.name for p in stage.iterdir())
+            for name in tops:
+                target = dest / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+                os.replace(stage / name, target)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return tops
+
+
+def _own_folder(res: Resource) -> str:
+    """The one top-level name an archive resource may create in its ``extract_to`` folder: the first part of
+    ``extracted`` below it (``"images"`` for ``aro/vg`` → ``aro/vg/images``)."""
+    return posixpath.relpath(res.extracted, res.extract_to).split("/", 1)[0]
 
 
 def _stamp_path(root: Path, res: Resource) -> Path:
     return root / res.extract_to / f".{res.name}.sha256"
 
 
-def zip_listing(archive: str | os.PathLike) -> dict[str, list[int]]:
+def zip_listing(archive: str | os.PathLike, only: str | None = None) -> dict[str, list[int]]:
     """``{path relative to the extraction folder: [size in bytes, CRC-32]}`` of every file in a zip (folders and
-    ``__MACOSX`` left out): what its extraction must produce."""
-    with zipfile.ZipFile(archive) as zf:
+    ``__MACOSX`` left out; with ``only``, just the files under that top-level folder): what its extraction must
+    produce."""
+    with _open_zip(Path(archive)) as zf:
         return {m.filename: [m.file_size, m.CRC] for m in zf.infolist()
-                if not m.is_dir() and not m.filename.startswith("__MACOSX/")}
+                if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+                and (only is None or _top(m.filename) == only)}
 
 
 def _crc32(path: Path, chunk: int = 1 << 20) -> int:
@@ -407,7 +508,11 @@ def check_extracted(folder: str | os.PathLike, listing: dict[str, list[int]], *,
     folder = Path(folder)
     bad = []
     for rel, (size, crc) in sorted(listing.items()):
-        path = folder / rel
+        try:
+            path = contained_path(folder, rel, "a file the stamp lists")
+        except ValueError as err:
+            bad.append(str(err))
+            continue
         if not path.is_file():
             bad.append(f"{rel}: missing")
         elif path.stat().st_size != size:
@@ -434,6 +539,15 @@ def _read_stamp(stamp: Path) -> dict | None:
     return {"sha256": parts[0], "kind": parts[1] if len(parts) > 1 else None} if parts else None
 
 
+def _is_listing(listing) -> bool:
+    """Whether a stamp's ``files`` is ``{path: [size, CRC-32]}`` (what :func:`zip_listing` writes)."""
+    def entry(v) -> bool:
+        return (isinstance(v, list) and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v))
+
+    return isinstance(listing, dict) and all(isinstance(k, str) and entry(v) for k, v in listing.items())
+
+
 def _extracted_problems(root: Path, res: Resource, listing: dict, deep: bool) -> Check | None:
     bad = check_extracted(root / res.extract_to, listing, deep=deep)
     if not bad:
@@ -450,13 +564,17 @@ def _listed_images(root: Path, res: Resource) -> tuple[int, list[str]] | None:
         return None
     try:
         entries = json.loads((root / res.listed_by).read_text(encoding="utf-8"))
-        names = sorted({e["image"] for e in entries})
+        names = sorted({e["image"] for e in entries}, key=repr)
     except (OSError, ValueError, TypeError, KeyError) as err:
         return 0, [f"{res.listed_by} cannot be read ({type(err).__name__}: {err})"]
     base = (root / res.listed_by).parent
     bad = []
     for name in names:
-        path = base / name
+        try:
+            path = contained_path(base, name, "image")
+        except ValueError as err:  # an annotation naming a file outside its folder (/etc/hostname, ../..)
+            bad.append(f"{name!r}: not a file inside {base} ({err})")
+            continue
         if not path.is_file():
             bad.append(f"{name}: missing")
         elif path.stat().st_size == 0:
@@ -502,10 +620,14 @@ def status(res: Resource, root: str | os.PathLike, *, deep: bool = False) -> Che
     stamp = _stamp_path(root, res)
     info = _read_stamp(stamp) if stamp.is_file() else None
     listing = info.get("files") if info else None
+    if listing is not None and not _is_listing(listing):
+        return Check("mismatch", f"the stamp {stamp} is damaged (its 'files' is {listing!r:.60}, expected "
+                                 f"{{path: [size, CRC-32]}}), so the extracted files cannot be checked; fetch "
+                                 f"{res.name} again with --force")
     if listing is None and kept is not None:
         try:
-            listing = zip_listing(archive)
-        except (OSError, zipfile.BadZipFile) as err:
+            listing = zip_listing(archive, only=_own_folder(res))
+        except (OSError, ArchiveError) as err:
             return Check("mismatch", f"{res.dest} is not a readable zip ({err})", kept.sha256)
     if listing is not None:
         problem = _extracted_problems(root, res, listing, deep)
@@ -519,7 +641,7 @@ def status(res: Resource, root: str | os.PathLike, *, deep: bool = False) -> Che
                          kept.sha256)
         return Check("unverified", f"{res.extracted} exists but was not extracted by this tool (no stamp "
                                    f"{stamp.name}), so the archive it came from cannot be checked")
-    recorded = info["sha256"]
+    recorded = info.get("sha256")
     expected = res.sha256 or res.md5
     if expected and expected in (info.get("sha256"), info.get("md5")):
         if listing is None:
@@ -585,6 +707,11 @@ def fetch(res: Resource, root: str | os.PathLike, *, keep_archive: bool = False,
             part.unlink()
             raise ChecksumError(f"{res.name}: downloaded file rejected ({st.detail}); source: "
                                 f"{res.checksum_source}")
+        if st.status == "unverified" and not Path(res.dest).suffix.startswith(".htm") and _is_html(part):
+            part.unlink()  # a sign-in, quota or error page saved in place of the file: nothing checks it otherwise
+            raise ChecksumError(f"{res.name}: the server answered with an HTML page, not the file; nothing was "
+                                f"saved. Download it by hand ({' | '.join(res.urls) or res.gdrive_id}) and save it "
+                                f"as {dest}")
         if st.status == "unverified":
             if strict:
                 part.unlink()
@@ -595,15 +722,24 @@ def fetch(res: Resource, root: str | os.PathLike, *, keep_archive: bool = False,
         raise ChecksumError(f"{res.name}: {dest} ({st.detail}); delete it and run again")
     if res.is_archive:
         log(f"[zip ] {res.name}: extracting into {root / res.extract_to}")
-        listing = zip_listing(dest)
-        extract_zip(dest, root / res.extract_to)
+        own = _own_folder(res)
+        try:
+            listing = zip_listing(dest, only=own)
+            extract_zip(dest, root / res.extract_to, only=own, log=log)
+        except ArchiveError as err:
+            refused = dest.with_name(dest.name + ".refused")
+            os.replace(dest, refused)  # kept to look at, out of the way of the next fetch
+            raise ArchiveError(f"{res.name}: {err} (moved aside to {refused.name})") from None
         if not (root / res.extracted).exists():
             raise RuntimeError(f"{res.name}: extracting {dest} did not create {res.extracted}; the archive's layout "
                                f"differs from what the manifest expects")
         sha, md5, _ = file_digests(dest) if res.checksum_kind == "md5" else (st.sha256, None, None)
         stamp = {"name": res.name, "sha256": sha, "md5": md5, "kind": res.checksum_kind or "unverified",
                  "files": listing}
-        _stamp_path(root, res).write_text(json.dumps(stamp) + "\n")
+        stamp_path = _stamp_path(root, res)
+        tmp = stamp_path.with_name(stamp_path.name + ".part")
+        tmp.write_text(json.dumps(stamp) + "\n")
+        os.replace(tmp, stamp_path)  # a kill leaves the old stamp or the new one, never half of one
         if not keep_archive:
             dest.unlink()
         st = status(res, root)
@@ -685,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         try:
             fetch(r, root, keep_archive=a.keep_archives, strict=a.strict, force=a.force)
-        except (ChecksumError, RuntimeError, OSError) as err:
+        except (ChecksumError, ArchiveError, RuntimeError, OSError, ValueError) as err:  # the next one goes on
             print(f"[FAIL] {r.name}: {err}", file=sys.stderr)
             bad += 1
     manual = manual_instructions(resources, root)

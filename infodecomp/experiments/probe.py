@@ -22,7 +22,6 @@ limit fails at once with a ``ValueError`` naming what was given and what is expe
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checks import count, rgb_image
+from ..checks import count, load_image
 from ..checks import word as checked_word
 from ..editing import sample
 from ..logsnr import LogSNRSampling
@@ -213,26 +212,14 @@ def generate_image(model, prompt: str, *, steps: int = 30, guidance_scale: float
 
 
 def read_image(data: bytes, name: str = "upload"):
-    """The bytes of an image file (PNG, JPEG, GIF, BMP, WebP, …) → an RGB ``PIL.Image`` (alpha dropped;
-    16-bit and float images rescaled to 8 bits, not clipped: :func:`infodecomp.checks.rgb_image`).
+    """The bytes of an image file (PNG, JPEG, GIF, BMP, WebP, …) → an upright RGB ``PIL.Image`` (alpha dropped;
+    EXIF orientation applied; 16-bit and float images rescaled to 8 bits, not clipped): the package's one image
+    reader, :func:`infodecomp.checks.load_image`.
 
-    Raises ``ValueError`` naming the file and its size when the bytes are empty or not a readable image.
+    Raises ``ValueError`` naming the file and its size when the bytes are empty, not a readable image, or an
+    image of more than :data:`infodecomp.checks.MAX_IMAGE_PIXELS` pixels.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    data = bytes(data)
-    if not data:
-        raise ValueError(f"{name!r} is empty (0 bytes); expected an image file (PNG, JPEG, …)")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return rgb_image(im, name)
-    except UnidentifiedImageError:
-        why = "its contents are not in an image format PIL can read"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # truncated, corrupt, huge
-        why = f"{type(err).__name__}: {err}"
-    raise ValueError(f"could not read {name!r} ({len(data)} bytes) as an image: {why}. Expected an image file "
-                     "such as PNG or JPEG")
+    return load_image(bytes(data), name)
 
 
 def default_dataset(n: int = 21, seed: int = 0) -> Sequence[dict]:

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from .files import atomic_write_bytes
 from .store import (_DAMAGED_DIR, _LOCK_DIR, _LOCK_RE, _SHARD_RE, STORE_FORMAT, StoreBusyError, StoreDamagedError,
-                    _npz_keys, _parse_manifest, _row_problem)
+                    _npz_keys, _npz_path, _parse_manifest, _row_problem)
 
 __all__ = ["StoreProblem", "check_store", "find_stores", "repair_store"]
 
@@ -87,17 +87,18 @@ def _scan_store(path: Path) -> _Scan:
                 rel = row["_npz"]
                 if rel not in npz_keys:
                     try:
-                        npz_keys[rel] = _npz_keys(path / rel)
+                        npz_keys[rel] = _npz_keys(_npz_path(path, rel))  # inside arrays/ (_row_problem)
                     except StoreDamagedError as err:
                         npz_keys[rel] = None
                         scan.bad_npz.add(rel)
-                        if (path / rel).exists():
-                            scan.problems.append(StoreProblem(rel, None, str(err).replace(f"{path / rel}: ", ""),
+                        file_at = _npz_path(path, rel)
+                        if file_at.exists():
+                            scan.problems.append(StoreProblem(rel, None, str(err).replace(f"{file_at}: ", ""),
                                                               f"move it to {_DAMAGED_DIR}/ with the rows that use it"))
                 keys = npz_keys[rel]
                 if keys is None:
                     why = (f"row {row['index']}: its arrays are in {rel}, which is "
-                           f"{'unreadable' if (path / rel).exists() else 'missing'}")
+                           f"{'unreadable' if _npz_path(path, rel).exists() else 'missing'}")
                 else:
                     missing = [c for c in row["_arrays"] if f"{row['index']}/{c}" not in keys]
                     if missing:
@@ -187,9 +188,10 @@ def repair_store(path: str | os.PathLike) -> list[StoreProblem]:
                 f.write(b"".join(line + b"\n" for line in dropped))
             atomic_write_bytes(file, b"".join(line + b"\n" for line in scan.keep[file]))
         for rel in sorted(scan.bad_npz):
-            if (path / rel).exists():
-                (aside / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path / rel, aside / rel)
+            src, dst = _npz_path(path, rel), _npz_path(aside, rel)  # never a file outside the store's arrays/
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
         return scan.problems
 
 
@@ -201,7 +203,13 @@ def find_stores(path: Path) -> list[Path]:
     if is_store(path):
         return [path]
     found = []
-    for root, dirs, _files in os.walk(path):
+    seen = set()  # real paths walked: symbolic links to stores are followed (a store is often a link to a big
+    for root, dirs, _files in os.walk(path, followlinks=True):  # disk), but a loop of links is walked once
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         # a store's own folders are never stores; a repaired store's "damaged/" may hold a whole moved-aside store
         quarantine = (Path(root) / _LOCK_DIR).is_dir()
         dirs[:] = sorted(d for d in dirs if d != _LOCK_DIR and not (quarantine and d == _DAMAGED_DIR))

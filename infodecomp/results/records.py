@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from ..precision import REDUCED_PRECISION_NOTE, ReducedPrecisionWarning, dtype_name, is_reduced
 from .files import atomic_write_json, canonical, now, package_version, to_jsonable
-from .store import identity_data
+from .store import _nonfinite, identity_data
 
 __all__ = ["PROTOCOLS", "PROVENANCE_KEY", "Recorder", "load_record", "model_slug", "record"]
 
@@ -161,6 +162,9 @@ def _normalise_provenance(provenance: Mapping[str, Any]) -> dict:
         if key in _AUTO_PROVENANCE or key == "reduced_precision":
             raise ValueError(f"provenance key {key!r} is filled in automatically; do not pass it")
         prov[key] = _normalise_dtype(val) if key == "dtype" else to_jsonable(val)
+        bad = _nonfinite(prov[key], f"provenance {key}")
+        if bad is not None:  # JSON has no NaN: say which setting, not "Out of range float values"
+            raise ValueError(f"{bad}: recorded provenance must hold finite numbers; pass a finite number or None")
     protocol = prov.get("protocol")
     if protocol is not None and protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS} (docs/protocol.md#protocol-flags); got {protocol!r}")
@@ -186,6 +190,22 @@ def _write_entries(path: Path, model: Any, entries: dict, provenance: Mapping[st
         note = REDUCED_PRECISION_NOTE.format(dtype=new_prov["dtype"])
         new_prov["reduced_precision"] = note
         warnings.warn(f"{path}: {', '.join(entries)}: {note}", ReducedPrecisionWarning, stacklevel=3)
+    # Two notebooks (or processes) recording into one file: each reads, merges and rewrites it under this lock,
+    # so neither loses the other's numbers (the rewrite itself is atomic: a reader sees the old or the new file).
+    with FileLock(str(_lock_path(path))):
+        return _merge_entries(path, entries, new_prov)
+
+
+def _lock_path(path: Path) -> Path:
+    """The lock of ``<root>/<model>/<stem>.json``: ``<root>/.locks/<model>--<stem>.json.lock``, out of the
+    model's folder (which holds only its figures and numbers)."""
+    folder = path.parent.parent / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{path.parent.name}--{path.name}.lock"
+
+
+def _merge_entries(path: Path, entries: dict, new_prov: dict) -> Path:
+    """The read-modify-write of :func:`_write_entries` (call it under the file's lock)."""
     stored: dict = _read_record(path) if path.exists() else {}
     old_prov = stored.pop(PROVENANCE_KEY, {})
     conflicts = {k: (old_prov[k], v) for k, v in new_prov.items() if k in old_prov and canonical(old_prov[k]) != canonical(v)}
@@ -198,7 +218,7 @@ def _write_entries(path: Path, model: Any, entries: dict, provenance: Mapping[st
             warnings.warn(
                 f"{path}: provenance changed ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in conflicts.items())}); "
                 f"dropping results of the earlier run: {', '.join(dropped)}",
-                stacklevel=3,
+                stacklevel=4,
             )
         stored, old_prov = {}, {}
     merged = {k: v for k, v in {**old_prov, **new_prov}.items() if k not in _AUTO_PROVENANCE}

@@ -28,6 +28,11 @@ The lock goes away when its process exits, even when it is killed, so a killed r
 
 **Damage.** Every read error names its file (and line) and raises :class:`StoreDamagedError`; ``python -m
 infodecomp.results check|repair PATH`` (:mod:`infodecomp.results.check`) lists or moves aside what is damaged.
+A folder with rows or array files but no ``manifest.json`` is damaged too (nothing says which settings its rows
+came from): opening it raises instead of adopting the rows under the new identity. A row's ``_npz`` always names
+a file in the store's own ``arrays/`` (:func:`infodecomp.checks.contained_path`); a row naming any other file is
+damaged, and no read, merge or repair follows it. An append that fails half-way (a full disk) is cut back to the
+last whole line, and every append first cuts a partial last line (a killed run), so rows never glue together.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from ..checks import contained_path
 from .files import atomic_write_bytes, atomic_write_json, canonical, now, package_version, to_jsonable
 
 __all__ = ["STORE_FORMAT", "IncompleteResultsError", "ResultStore", "SettingsMismatchError", "StoreBusyError",
@@ -137,7 +143,47 @@ def _row_problem(row: Any) -> str | None:
     arrays = row.get("_arrays")
     if arrays is not None and (not isinstance(arrays, list) or not isinstance(row.get("_npz"), str)):
         return f"row {index} with a bad array reference (_arrays {arrays!r}, _npz {row.get('_npz')!r})"
+    if row.get("_npz") is not None:
+        try:
+            _npz_path(Path("STORE"), row["_npz"])
+        except ValueError as err:
+            return f"row {index} names an array file outside the store's arrays/ ({err})"
     return None
+
+
+def _npz_path(store: Path, rel: Any) -> Path:
+    """The array file a row names (``_npz``, e.g. ``"arrays/rows-000-of-001-000000000.npz"``): always a file in
+    the store's own ``arrays/`` folder (:func:`infodecomp.checks.contained_path`), else ``ValueError``, so that
+    no row can make a read, a merge or a repair touch a file elsewhere."""
+    path = contained_path(store, rel, "its _npz")
+    parts = path.relative_to(store).parts
+    if len(parts) < 2 or parts[0] != "arrays":
+        raise ValueError(f"its _npz is {rel!r}, not a file in the store's arrays/ folder")
+    return path
+
+
+def _nonfinite(value: Any, where: str) -> str | None:
+    """Where a JSON-able value holds NaN or ±inf (``"settings['threshold'] is nan"``), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value!r}"
+    if isinstance(value, dict):
+        items = ((f"{where}[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((w for k, v in items if (w := _nonfinite(v, k)) is not None), None)
+
+
+def _check_folder(path: Path) -> None:
+    """``NotADirectoryError`` unless ``path`` is a folder or can become one (a file, or a symbolic link whose
+    target is missing, cannot)."""
+    if path.is_symlink() and not path.exists():
+        raise NotADirectoryError(f"the result store path {path} is a symbolic link to {os.readlink(path)!r}, "
+                                 "which does not exist; create that folder, or remove the link")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"the result store path {path} is a file, not a folder; a result store is a "
+                                 "folder (with a manifest.json and rows-*.jsonl): pass another path")
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -184,6 +230,33 @@ def _npz_keys(path: Path) -> set[str]:
             return set(f.files)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
         raise StoreDamagedError(f"{path}: unreadable array file ({type(err).__name__}: {err})") from err
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte of ``data`` is written (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _append_all_or_nothing(file: Path, payload: bytes) -> None:
+    """Append ``payload`` (whole lines) to ``file`` and fsync; when the write fails half-way (a full disk, a
+    signal), the file is cut back to where it was, so a retry starts on a clean line."""
+    fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _NEW_FILE_MODE)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            _write_all(fd, payload)
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # the next append also cuts a partial line, should this fail too
+            raise
+    finally:
+        os.close(fd)
+
+
+_NEW_FILE_MODE = 0o666  # less the umask, as open() gives
 
 
 class ResultStore:
@@ -235,6 +308,12 @@ class ResultStore:
                     "revision": revision, "seed": None if seed is None else int(seed)}
         if not isinstance(identity["settings"], dict):
             raise TypeError(f"settings must be a dict or dataclass; got {type(settings).__name__}")
+        for key in ("settings", "model", "model_id", "revision"):
+            bad = _nonfinite(identity[key], key)
+            if bad is not None:  # JSON has no NaN, and NaN != NaN would make the store refuse itself
+                raise ValueError(f"{bad}: a result store's identity must hold finite numbers (it is saved as JSON "
+                                 "and compared on every open); pass a finite number or None")
+        _check_folder(self.path)  # before anything is created
         self.identity = identity
         self.settings = identity["settings"]
         self.model_id, self.revision, self.seed = model_id, revision, identity["seed"]
@@ -243,16 +322,29 @@ class ResultStore:
             self.path.mkdir(parents=True, exist_ok=True)
             with self._guard():  # two processes creating one store at the same moment: one manifest
                 if not manifest_path.exists():
+                    self._refuse_orphans(manifest_path)
                     manifest = {"format": STORE_FORMAT, **identity, "created": now(),
                                 "package_version": package_version()}
                     atomic_write_json(manifest_path, manifest)
         self.manifest = _read_manifest(manifest_path)
         self._check_identity(identity)
-        self._repaired: set[str] = set()
         self._held: dict[tuple[int, int], Any] = {}
         self._indices: set[int] = {row["index"] for row in self._iter_rows()}
 
     # -- identity ------------------------------------------------------------------------------------------
+    def _refuse_orphans(self, manifest_path: Path) -> None:
+        """A store without its manifest but with rows or array files is damaged: nothing says which settings
+        those rows came from, so they are never adopted under this run's identity (``check`` says the same)."""
+        rows = [p.name for p in self._shard_files() if p.stat().st_size > 0]
+        arrays = self.path / "arrays"
+        npz = sorted(p.name for p in arrays.glob("*.npz")) if arrays.is_dir() else []
+        if rows or npz:
+            raise StoreDamagedError(
+                f"{manifest_path} is missing, but the store holds {'rows (' + ', '.join(rows) + ')' if rows else ''}"
+                f"{' and ' if rows and npz else ''}{f'{len(npz)} array file(s)' if npz else ''}: nothing says "
+                "which settings they came from, so this run will not adopt them as its own. "
+                f"{_repair_hint(self.path)}")
+
     def _check_identity(self, identity: dict) -> None:
         fmt = self.manifest.get("format")
         if fmt in _LEGACY_FORMATS:
@@ -427,7 +519,7 @@ class ResultStore:
     def _arrays_of(self, row: dict, cache: dict) -> dict:
         rel = row["_npz"]
         if rel not in cache:
-            path = self.path / rel
+            path = _npz_path(self.path, rel)  # inside arrays/ (checked when the row was read, too)
             try:
                 with np.load(path, allow_pickle=False) as f:
                     cache[rel] = {k: f[k] for k in f.files}
@@ -440,8 +532,9 @@ class ResultStore:
         for col in row.get("_arrays", ()):
             key = f"{row['index']}/{col}"
             if key not in arrays:
+                where = _npz_path(self.path, rel)
                 raise StoreDamagedError(
-                    f"{self.path / rel}: has no array {key!r}, which the row at {row['_file']}:{row['_line']} "
+                    f"{where}: has no array {key!r}, which the row at {row['_file']}:{row['_line']} "
                     f"points to. {_repair_hint(self.path)}")
             out[col] = arrays[key]
         return out
@@ -494,19 +587,25 @@ class ResultStore:
         return frame
 
     # -- writing -------------------------------------------------------------------------------------------
-    def _repair(self, file: Path) -> None:
-        """Cut a partial last line (a kill in the middle of a write) off this process's own shard file."""
-        if file.name in self._repaired:
+    def _cut_partial_line(self, file: Path) -> None:
+        """Cut a partial last line (a run killed in the middle of a write) off this process's own shard file,
+        so that the next row never glues onto it. Checked before every append (the writer's lock is held, so
+        nobody else writes this file): one byte is read."""
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
             return
-        self._repaired.add(file.name)
-        if not file.exists():
+        if size == 0:
             return
+        with open(file, "rb") as f:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
         data = file.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(file, "r+b") as f:
-                f.truncate(keep)
-            warnings.warn(f"{file}: dropped a partial last row left by an interrupted run", stacklevel=3)
+        keep = data.rfind(b"\n") + 1
+        with open(file, "r+b") as f:
+            f.truncate(keep)
+        warnings.warn(f"{file}: dropped a partial last row left by an interrupted run", stacklevel=4)
 
     def append(self, rows: Sequence[Mapping[str, Any]], *, shard: tuple[int, int] | None = None) -> None:
         """Write a batch of rows (one per example) to this process's shard file, then fsync.
@@ -572,12 +671,9 @@ class ResultStore:
                 if "_arrays" in out:
                     out["_npz"] = npz_rel
         file = self.path / f"{name}.jsonl"
-        self._repair(file)
+        self._cut_partial_line(file)
         payload = "".join(json.dumps(r, allow_nan=True) + "\n" for r in inline_rows).encode("utf-8")
-        with open(file, "ab") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_all_or_nothing(file, payload)
         self._indices |= batch_indices
 
     def __repr__(self) -> str:
