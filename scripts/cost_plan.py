@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""The cost plan: UNet evaluations of every notebook at the paper's scale and, at a measured throughput,
+"""The cost plan: UNet evaluations of every notebook at the paper's scale, the evaluations on the critical path at a
+number of GPUs (the largest shard of each sharded notebook plus what does not shard) and, at a measured throughput,
 GPU-hours (infodecomp/experiments/costs.py, rendered by tools/cost_plan.py; counts verified against the
 experiments' code in tests/test_costs.py).
 
     python scripts/cost_plan.py                                   # print the table (evaluations only)
     python scripts/cost_plan.py --evals-per-second 40             # … with GPU-hours at 40 evaluations/s
+    python scripts/cost_plan.py --gpus 2 16                       # the critical path at 2 and 16 GPUs (default 1 4 8)
     python scripts/cost_plan.py --throughput-json benchmarks/results/sd21_throughput.json   # … measured
     python scripts/cost_plan.py --readme                          # rewrite docs/running.md's cost-plan block
     python scripts/cost_plan.py --check                           # exit 1 if that block is out of date
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 from infodecomp.experiments import costs
-from tools.cost_plan import COST_END, COST_START, Throughput, plan_markdown, read_throughput
+from tools.cost_plan import COST_END, COST_START, DEFAULT_GPUS, Throughput, plan_markdown, read_throughput
 from tools.markers import replace_block, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="a JSON of benchmarks/sd21_throughput.py (its fastest row of --dtype is used)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="which measured dtype to plan with (the paper ran float32)")
+    p.add_argument("--gpus", type=int, nargs="+", default=list(DEFAULT_GPUS), metavar="N",
+                   help="numbers of GPUs whose critical path to show (default: %(default)s)")
     p.add_argument("--readme", nargs="?", const=DOCUMENT, type=Path, default=None,
                    help="rewrite the block between the cost-plan markers of this file (default docs/running.md)")
     p.add_argument("--check", nargs="?", const=DOCUMENT, type=Path, default=None,
                    help="exit 1 if the block of this file (default docs/running.md) is out of date; write nothing")
     a = p.parse_args(argv)
-    body = plan_markdown(costs.paper_plan(), throughput(a))
+    if any(g < 1 for g in a.gpus):
+        raise SystemExit(f"--gpus must be numbers >= 1, got {a.gpus}")
+    body = plan_markdown(costs.paper_plan(), throughput(a), gpus=a.gpus)
     target = a.check or a.readme
     if target is None:
         print(body)

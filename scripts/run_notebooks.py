@@ -8,7 +8,9 @@
     python scripts/run_notebooks.py -p MODEL=sd21-base -p DEVICE=cuda   # override parameters where notebooks have them
     python scripts/run_notebooks.py --out-dir /tmp/figs --store-dir /tmp/runs   # other output folders
     accelerate launch --multi_gpu --num_processes 4 scripts/run_notebooks.py --paper --only 02 --model ...   # sharded
-    python scripts/run_notebooks.py --list-sharded  # which notebooks shard (02 03): the Makefile's list
+    accelerate launch ... scripts/run_notebooks.py --paper --only 05 --variant steps-100 ...   # one run of several
+    python scripts/run_notebooks.py --list-sharded  # which notebooks shard (02-07, 09): the Makefile's list
+    python scripts/run_notebooks.py --paper --only 05 --list-variants   # its runs in the preset: main steps-100 ...
 
 Every notebook takes the same two folder parameters (docs/architecture.md#outputs): ``OUT_DIR`` (figures, tables
 and recorded numbers, ``OUT_DIR/<model>/``; default ``figures``) and ``STORE_DIR`` (resumable result stores,
@@ -35,9 +37,10 @@ Sharding: started by a multi-process launcher (``accelerate launch``, which sets
 ``LOCAL_RANK``), each process runs only the notebooks whose experiment splits its examples over the launch's
 processes (:data:`SHARDED`; ``infodecomp.results.run_sharded``), on ``cuda:<LOCAL_RANK>``, with its figures and
 executed copies under ``build/shards/rank-<r>/`` and the result stores shared: the stores fill in parallel. One
-notebook per launch (``--only NN``): its kernel joins the launch's process group, which a second kernel could not
-join again. A second, plain run then reads the complete stores and draws every figure (``make reproduce-paper``
-does both).
+notebook run per launch (``--only NN``, and ``--variant NAME`` where the parameter file gives the notebook several
+runs; ``--list-variants`` names them, ``main`` for the first): its kernel joins the launch's process group, which a
+second kernel could not join again. A second, plain run then reads the complete stores and draws every figure
+(``make reproduce-paper`` does both).
 """
 
 from __future__ import annotations
@@ -65,10 +68,15 @@ FOLDERS = {"default": ("build/notebooks", None, None),
            "small": ("build/ci/notebooks", "build/ci/figures", "build/ci/runs"),
            "paper": ("build/paper/notebooks", None, None)}
 PARAMETER_FILES = {"small": NOTEBOOKS / "ci_parameters.yml", "paper": NOTEBOOKS / "paper_parameters.yml"}
-#: Notebooks whose experiment shards its examples over the processes of a launch (relation_testing.run calls
-#: run_sharded with the launcher's state); under a multi-process launch only these run. The one list: the
-#: Makefile's reproduce-paper asks for it (``--list-sharded``) instead of writing it again.
-SHARDED = ("02_relation_testing", "03_relation_types")
+#: Notebooks whose experiment shards its per-example work over the processes of a launch (their experiments call
+#: ``infodecomp.results.run_sharded`` with the launcher's state: relation_testing.run, heatmaps.run,
+#: localization.run_localization, intervention.run_intervention, image_level.run, pid.run); under a multi-process
+#: launch only these run. The one list: the Makefile's reproduce-paper asks for it (``--list-sharded``) instead of
+#: writing it again. Not here: 00 (a check of the embedded model), 01 (analytic worlds, no model), 08 (the probe).
+SHARDED = ("02_relation_testing", "03_relation_types", "04_mi_cmi_heatmaps", "05_word_localization",
+           "06_prompt_intervention", "07_image_level_information", "09_pid_two_words")
+#: The name ``--variant`` and ``--list-variants`` give the first run of a notebook (the one without a variant).
+MAIN_VARIANT = "main"
 #: Lower-case keys a parameter-file entry may hold besides the notebook's parameters.
 ENTRY_KEYS = ("variant", "skip")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -270,9 +278,12 @@ def launch() -> tuple[int, int, int]:
 
 
 def plan(paths: list[Path], entries: dict, *, folders: dict, overrides: dict, model: str | None = None,
-         world: tuple[int, int, int] = (0, 0, 1)) -> tuple[list[Run], list[tuple[str, str]]]:
-    """The runs to execute and the ``(notebook, why)`` of those left out."""
+         world: tuple[int, int, int] = (0, 0, 1), variant: str | None = None
+         ) -> tuple[list[Run], list[tuple[str, str]]]:
+    """The runs to execute and the ``(notebook, why)`` of those left out. ``variant``: only the run of that name
+    (:data:`MAIN_VARIANT` for the first run of an entry)."""
     rank, local_rank, size = world
+    variant_filter = variant
     runs, skipped = [], []
     for path in paths:
         entry = entries.get(path.stem, [{}])
@@ -287,6 +298,8 @@ def plan(paths: list[Path], entries: dict, *, folders: dict, overrides: dict, mo
         for run in entry:
             params = {k: v for k, v in run.items() if k != "variant"}
             variant = run.get("variant")
+            if variant_filter is not None and (variant or MAIN_VARIANT) != variant_filter:
+                continue
             local = dict(folders)
             if variant is not None:
                 local["OUT_DIR"] = f"{local.get('OUT_DIR', 'figures')}/{variant}"
@@ -323,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default="python3")
     ap.add_argument("--list-sharded", action="store_true",
                     help="print the number prefixes of the notebooks that shard under a launch (SHARDED) and exit")
+    ap.add_argument("--variant", default=None, help=f"run only the run of this variant name of each notebook's "
+                                                    f"entry ({MAIN_VARIANT!r}: the first run)")
+    ap.add_argument("--list-variants", action="store_true",
+                    help=f"print the variant names of the runs of the notebooks to run ({MAIN_VARIANT!r} for the first "
+                         "run of each) under the chosen parameter file, and exit (one launch each)")
     args = ap.parse_args(argv)
     if args.list_sharded:
         print(" ".join(stem[:2] for stem in SHARDED))
@@ -343,6 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.list_variants:
+        names = []
+        for path in paths:
+            entry = entries.get(path.stem, [{}])
+            if not isinstance(entry, str):
+                names += [run.get("variant") or MAIN_VARIANT for run in entry]
+        print(" ".join(dict.fromkeys(names)))
+        return 0
     if args.revision and not args.model:
         print("error: --revision needs --model (the hub id it pins)", file=sys.stderr)
         return 2
@@ -362,13 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         executed, out_default = f"build/shards/rank-{rank}/notebooks", f"build/shards/rank-{rank}/figures"
     folders = {name: value for name, value in (("OUT_DIR", args.out_dir or out_default),
                                                ("STORE_DIR", args.store_dir or store_default)) if value}
-    runs, skipped = plan(paths, entries, folders=folders, overrides=overrides, model=model, world=world)
+    runs, skipped = plan(paths, entries, folders=folders, overrides=overrides, model=model, world=world,
+                         variant=args.variant)
     for name, why in skipped:
         print(f"== {name}  skipped: {why}", flush=True)
     if world[2] > 1 and len(runs) > 1:
         print(f"error: under a {world[2]}-process launch, run one notebook per launch (each notebook's kernel joins "
               f"the launch's process group once); this would run {', '.join(r.executed_name for r in runs)}: "
-              "pick one with --only NN", file=sys.stderr)
+              "pick one with --only NN, and one run of a notebook that has several with --variant NAME "
+              "(--list-variants names them)", file=sys.stderr)
         return 2
     if args.dry_run:
         for run in runs:

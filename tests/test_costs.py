@@ -117,7 +117,52 @@ def test_paper_plan_rows():
     assert got[("07_image_level_information", "COCO100-IT + COCO-WL")] == 170 * 800 + 20_000 == 156_000
     reused = [r for r in rows if not r.new]
     assert [r.notebook for r in reused] == ["03_relation_types"] and reused[0].evaluations == 15_805_500
-    assert C.plan_total(rows) == 52_782_850
+    assert C.plan_total([r for r in rows if r.notebook != "09_pid_two_words"]) == 52_782_850  # the paper's
+    # notebook 09 (beyond the paper) in its preset: 100 generated images × 4 conditions × 100 draws, and generating
+    # them (50 DDIM steps with guidance: 2 rows each)
+    pid = [r.evaluations for r in rows if r.notebook == "09_pid_two_words"]
+    assert pid == [100 * 4 * 100, 100 * 50 * 2] == [40_000, 10_000]
+    assert C.plan_total(rows) == 52_782_850 + 50_000 == 52_832_850
+
+
+def test_largest_shard_of_aligned_blocks():
+    from infodecomp.results import shard_indices
+
+    for n, g, block in [(7, 2, 2), (70, 8, 8), (6_927, 8, 8), (100, 4, 1), (5, 8, 1), (3, 2, 8), (0, 4, 8)]:
+        want = max(len(shard_indices(n, p, g, block=block)) for p in range(g))
+        assert C.largest_shard(n, g, block) == want, (n, g, block)
+    assert C.largest_shard(6_927, 1, 8) == 6_927 and C.largest_shard(70, 8, 8) == 14  # blocks 0 and 8 (8 + 6 rows)
+
+
+def test_the_critical_path_is_the_largest_shard_plus_what_does_not_shard():
+    rows = C.paper_plan()
+    assert C.critical_path(rows, 1) == C.plan_total(rows)
+    by = {(r.notebook, r.part.split(":")[0]): r for r in rows}
+    vg = by[("02_relation_testing", "vg-relation")]
+    assert vg.critical_path(4) == -(-23_937 // 4) * 300 and vg.unsharded == 0  # per example
+    loc = [r for r in rows if r.notebook == "05_word_localization"][0]
+    assert loc.block == 8 and loc.critical_path(8) == C.largest_shard(6_927, 8, 8) * 350 == 872 * 350
+    c2 = by[("07_image_level_information", "COCO100-IT + COCO-WL")]
+    assert c2.unsharded == 2 * 200 * 50  # App. C.2's one row, computed by every process and by the plain run again
+    assert c2.critical_path(8) == (C.largest_shard(70, 8, 8) + C.largest_shard(100, 8, 8)) * 800 + 2 * 20_000
+    generation = [r for r in rows if r.notebook == "09_pid_two_words"][1]
+    assert generation.loops == () and generation.critical_path(4) == 2 * 10_000
+    assert by[("03_relation_types", "VG-R + VG-A")].critical_path(4) == 0  # reads 02's stores
+    assert C.critical_path(rows, 8) < C.critical_path(rows, 4) < C.critical_path(rows, 1)
+    assert C.critical_path(rows, 8) == sum(r.critical_path(8) for r in rows)
+    with pytest.raises(ValueError, match="num_gpus must be an integer >= 1"):
+        C.critical_path(rows, 0)
+
+
+def test_pid_and_generation_counts(model):
+    from infodecomp.experiments.pid import shapes_cases
+
+    rows = shapes_cases(["colour-shape"], 3, seed=0)
+    assert C.count_pid(model, rows, n_samples=2, batch_size=2) == C.pid_evaluations(3, 2) == 3 * 4 * 2
+    cases = [("a red circle", "red", "circle")]
+    assert C.count_generation(model, cases, n_images=2, steps=3) == C.generation_evaluations(2, 3) == 2 * 3 * 2
+    assert C.count_generation(model, cases, n_images=1, steps=2, guidance_scale=1.0) == C.generation_evaluations(
+        1, 2, guidance=False) == 2
 
 
 def test_gpu_hours_and_bad_input():
@@ -161,8 +206,14 @@ def test_read_throughput_picks_the_fastest_row_of_the_dtype(tmp_path):
 def test_markdown_with_hours():
     md = T.plan_markdown(C.paper_plan(), T.Throughput(100.0, "100 evaluations/s on a test"))
     total = [line for line in md.splitlines() if line.startswith("| **all**")][0]
-    assert "**52,782,850**" in total and f"**{52_782_850 / 100 / 3600:,.1f}**" in total
+    assert "**52,832,850**" in total and f"**{52_832_850 / 100 / 3600:,.1f}**" in total
     assert "| (15,805,500) |" in md and "GPU-hours at 100 evaluations/s on a test." in md
+    # the critical path at 1, 4 and 8 GPUs beside the total
+    rows = C.paper_plan()
+    assert "critical path, 1 GPU | critical path, 4 GPUs | critical path, 8 GPUs |" in md.splitlines()[0]
+    assert total.endswith(" | **52.83 M** | **13.28 M** | **6.70 M** |")
+    assert f"{C.critical_path(rows, 8):,} evaluations at 8 GPUs" in md
+    assert T.plan_markdown(rows, gpus=(2,)).splitlines()[0].endswith("| critical path, 2 GPUs |")
 
 
 # ── scripts/cost_plan.py ──────────────────────────────────────────────────────────────────────────────────────
@@ -176,6 +227,14 @@ def test_the_running_page_block_is_current():
     assert r.returncode == 0, r.stderr
 
 
+def test_the_running_page_says_which_notebooks_shard_and_the_critical_path():
+    text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    rows = C.paper_plan()
+    m = lambda g: f"{C.critical_path(rows, g) / 1e6:.1f} M"  # noqa: E731
+    assert f"{m(1)} UNet evaluations on 1 GPU, {m(4)} on 4 and {m(8)} on 8" in " ".join(text.split())
+    assert "02 and 03 (relation testing), 04 (heat maps), 05 (localization), 06 (intervention" in " ".join(text.split())
+
+
 def test_check_detects_a_stale_block_and_readme_fixes_it(tmp_path):
     f = tmp_path / "README.md"
     f.write_text(f"# x\n\n{T.COST_START}\nold table\n{T.COST_END}\n\ntail\n", encoding="utf-8")
@@ -183,13 +242,13 @@ def test_check_detects_a_stale_block_and_readme_fixes_it(tmp_path):
     assert r.returncode == 1 and "out of date" in r.stderr
     assert _run("--readme", f).returncode == 0
     text = f.read_text(encoding="utf-8")
-    assert "old table" not in text and "52,782,850" in text and text.endswith("\ntail\n")
+    assert "old table" not in text and "52,832,850" in text and text.endswith("\ntail\n")
     assert _run("--check", f).returncode == 0
     # another throughput makes the same block stale
     p = _bench_json(tmp_path / "t.json", [{"dtype": "float32", "batch": 8, "evals_per_second": 50.0}])
     assert _run("--check", f, "--throughput-json", p).returncode == 1
     assert _run("--readme", f, "--throughput-json", p).returncode == 0
-    assert f"**{52_782_850 / 50 / 3600:,.1f}**" in f.read_text(encoding="utf-8")
+    assert f"**{52_832_850 / 50 / 3600:,.1f}**" in f.read_text(encoding="utf-8")
 
 
 def test_script_bad_input(tmp_path):
@@ -203,7 +262,11 @@ def test_script_bad_input(tmp_path):
     assert r.returncode != 0 and "no throughput file" in r.stderr
     out = _run("--evals-per-second", "36000")
     assert out.returncode == 0 and "| 02_relation_testing | vg-relation" in out.stdout
-    assert "**0.4**" in out.stdout  # 52,782,850 / 36,000 / 3600 = 0.41 h
+    assert "**0.4**" in out.stdout  # 52,832,850 / 36,000 / 3600 = 0.41 h
+    out = _run("--gpus", "2", "16")
+    assert out.returncode == 0 and "critical path, 2 GPUs | critical path, 16 GPUs |" in out.stdout
+    r = _run("--gpus", "0")
+    assert r.returncode != 0 and "--gpus must be numbers >= 1" in r.stderr
 
 
 # ── benchmarks/sd21_throughput.py without a GPU ─────────────────────────────────────────────────────────────────

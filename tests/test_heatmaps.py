@@ -65,3 +65,30 @@ def test_a_word_absent_from_its_caption_is_refused_not_given_zero_cmi(tiny_model
     row = {**row, "word": "circle", "label": "circle"}  # the word is there, but the context still is the caption
     with pytest.raises(ValueError, match=r"row 'r0': the context equals the caption.*CMI would be exactly 0"):
         word_heatmaps(tiny_model, [row], n_samples=2, attention=False)
+
+
+# -- notebook 04's maps in a store, sharded over a launch's processes (issue 30) ----------------------------------
+
+def test_two_processes_store_the_maps_of_one_and_a_killed_shard_resumes(tiny_model, tmp_path, monkeypatch):
+    from infodecomp.experiments import heatmaps
+    from shard_checks import Killed, assert_same_rows, counting
+
+    ds = twin("coco-it", 7, 0)
+    rows = [ds[i] for i in range(7)]  # aligned batches of 2: [0, 1] [2, 3] [4, 5] [6]
+    kw = dict(dataset="coco-it", n_samples=2, attention_samples=2, batch_size=2, seed=3, progress=False)
+    one = heatmaps.run_heatmaps(tiny_model, rows, store=tmp_path / "one", process_index=0, num_processes=1, **kw)
+    # process 0 of 2 (batches [0, 1] and [4, 5]) is killed in its second batch, then run again
+    with pytest.raises(KeyboardInterrupt):
+        heatmaps.run_heatmaps(tiny_model, Killed(rows, 4), store=tmp_path / "two", process_index=0,
+                              num_processes=2, **kw)
+    calls = counting(monkeypatch, heatmaps, "word_heatmaps")
+    two = heatmaps.run_heatmaps(tiny_model, rows, store=tmp_path / "two", process_index=0, num_processes=2, **kw)
+    assert calls == [2] and two.done_indices() == {0, 1, 4, 5}  # only the batch it had not written
+    heatmaps.run_heatmaps(tiny_model, rows, store=tmp_path / "two", process_index=1, num_processes=2, **kw)
+    assert calls == [2, 2, 1] and sorted(p.name for p in (tmp_path / "two").glob("rows-*.jsonl")) == [
+        "rows-000-of-002.jsonl", "rows-001-of-002.jsonl"]
+    assert_same_rows(one.merge(7), two.merge(7))
+    # the plain run after the sharded phase reads the complete store and computes nothing
+    maps = heatmaps.run(tiny_model, rows, store=tmp_path / "two", **kw)
+    assert calls == [2, 2, 1] and maps.cmi.shape == (7, *tiny_model.latent_shape[1:])
+    assert maps.attention is not None and maps.cmi.dtype == torch.float32

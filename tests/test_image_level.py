@@ -35,3 +35,28 @@ def test_denoising_process_on_tiny_pipeline(tiny_model):
     f = curve_frame(c)
     assert len(f) == 6 and set(f.quantity) == {"standard", "orthogonal"}
     assert (f.query("quantity == 'orthogonal'").value >= 0).all()
+
+
+def test_image_level_values_shard_and_the_plain_run_reads_the_stores(tiny_model, tmp_path, monkeypatch):
+    """Notebook 07's C.1 values: the sharded phase (2 processes, one of them killed and rerun) fills the stores
+    of heatmaps.run_heatmaps without attention; the plain run reads them, computing nothing, and equals a
+    one-process run bit for bit."""
+    from infodecomp.experiments import heatmaps, image_level
+    from shard_checks import Killed, assert_same_rows, counting
+
+    data = {name: [twin(name, 5, 0)[i] for i in range(5)] for name in ("coco-wl", "coco-it")}
+    kw = dict(n_samples=2, batch_size=2, seed=1, progress=False)
+    one = image_level.run(tiny_model, data, store_root=tmp_path / "one", **kw)
+    assert list(one.columns) == ["dataset", "id", "word", "word_type", "mi", "cmi", "mi_stderr", "cmi_stderr"]
+    assert one["dataset"].tolist() == ["coco-wl"] * 5 + ["coco-it"] * 5
+    for name, rows in data.items():
+        with pytest.raises(KeyboardInterrupt):  # process 1 of 2 (batch [2, 3]) killed before writing it
+            heatmaps.run_heatmaps(tiny_model, Killed(rows, 2), dataset=name, attention=False,
+                                  store_root=tmp_path / "two", process_index=1, num_processes=2, **kw)
+        for p in (1, 0):
+            heatmaps.run_heatmaps(tiny_model, rows, dataset=name, attention=False, store_root=tmp_path / "two",
+                                  process_index=p, num_processes=2, **kw)
+    calls = counting(monkeypatch, heatmaps, "word_heatmaps")
+    two = image_level.run(tiny_model, data, store_root=tmp_path / "two", **kw)
+    assert calls == []
+    assert_same_rows(one, two)

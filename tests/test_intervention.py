@@ -223,3 +223,24 @@ def test_the_store_is_named_by_the_experiment_under_store_root(tiny_model, rows,
     assert run_intervention(tiny_model, rows[:2], settings=FAST, store_root=tmp_path, progress=False).path != store.path
     assert run_intervention(tiny_model, rows, settings=FAST, store_root=tmp_path, seed=1, progress=False).path != \
         store.path
+
+
+def test_two_processes_equal_one_and_a_killed_shard_resumes(tiny_model, rows, tmp_path, monkeypatch):
+    """Notebook 06 under a launch (issue 30): each example's inversion, regenerations and estimates depend only on
+    the example, so two processes (one killed after its first example and run again) store what one does."""
+    from infodecomp.experiments import intervention
+    from shard_checks import Killed, assert_same_rows, counting
+
+    data = [dict(r) for r in rows]
+    one = run_intervention(tiny_model, data, tmp_path / "one", FAST, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # process 0 of 2 (examples 0 and 2) killed before example 2
+        run_intervention(tiny_model, Killed(data, 2), tmp_path / "two", FAST, progress=False, process_index=0,
+                         num_processes=2)
+    calls = counting(monkeypatch, intervention, "intervention_row")
+    run_intervention(tiny_model, data, tmp_path / "two", FAST, progress=False, process_index=0, num_processes=2)
+    assert calls == [1]
+    two = run_intervention(tiny_model, data, tmp_path / "two", FAST, progress=False, process_index=1,
+                           num_processes=2)
+    assert calls == [1, 1]
+    a, b = one.merge(3), two.merge(3)
+    assert_same_rows(a.drop(columns=["traceback"], errors="ignore"), b.drop(columns=["traceback"], errors="ignore"))

@@ -246,3 +246,25 @@ def test_the_store_is_named_by_the_experiment_under_store_root(tmp_path):
 @pytest.mark.parametrize("daam_steps, column", [(50, 50), (100, 100), (200, 200), (2, 50), (None, 50)])
 def test_paper_steps_is_the_daam_steps_where_the_paper_has_them(daam_steps, column):
     assert localization.paper_steps(daam_steps) == column
+
+
+# -- sharded over a launch's processes (issue 30) -------------------------------------------------------------------
+
+def test_two_processes_store_the_maps_of_one_and_a_killed_shard_resumes(tmp_path, monkeypatch):
+    from shard_checks import Killed, assert_same_rows, counting
+
+    rows = toy_rows(7)  # aligned batches of 2: [0, 1] [2, 3] [4, 5] [6]
+    kw = dict(n_samples=4, batch_size=2, seed=5, attention=False, progress=False)
+    one = run_localization(ToyModel(), rows, tmp_path / "one", process_index=0, num_processes=1, **kw)
+    with pytest.raises(KeyboardInterrupt):  # process 1 of 2 (batches [2, 3] and [6]) killed in its second batch
+        run_localization(ToyModel(), Killed(rows, 6), tmp_path / "two", process_index=1, num_processes=2, **kw)
+    calls = counting(monkeypatch, localization, "word_heatmaps")
+    run_localization(ToyModel(), rows, tmp_path / "two", process_index=1, num_processes=2, **kw)
+    assert calls == [1]  # only the batch it had not written
+    run_localization(ToyModel(), rows, tmp_path / "two", process_index=0, num_processes=2, **kw)
+    assert calls == [1, 2, 2]
+    two = run_localization(ToyModel(), rows, tmp_path / "two", **kw)  # the plain run: nothing left to compute
+    assert calls == [1, 2, 2]
+    assert_same_rows(one.merge(7), two.merge(7))
+    methods = ("cmi", "mi")
+    assert localization_table(one, rows, methods=methods).equals(localization_table(two, rows, methods=methods))

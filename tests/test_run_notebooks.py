@@ -267,19 +267,55 @@ def test_model_goes_to_every_notebook_that_has_one_and_overrides_win():
 
 def test_under_a_launch_only_the_sharded_notebooks_run_each_on_its_gpu():
     runs, skipped = paper_plan(world=(3, 1, 4))
-    assert [r.path.stem for r in runs] == list(rn.SHARDED)
+    # every run of each sharded notebook (05 has three: each goes to its own launch with --variant)
+    assert list(dict.fromkeys(r.path.stem for r in runs)) == list(rn.SHARDED)
     assert all(r.params["DEVICE"] == "cuda:1" for r in runs)
     assert len(skipped) == len(NOTEBOOKS) - len(rn.SHARDED)
     assert all("not sharded" in why for name, why in skipped if not name.startswith("00"))
 
 
+#: The call through which each sharded notebook's experiment reaches run_sharded (issue 30: every notebook whose
+#: cost is per example).
+SHARDED_CALLS = {"02_relation_testing": "rt.run(", "03_relation_types": "rt.run(",
+                 "04_mi_cmi_heatmaps": "heatmaps.run(", "05_word_localization": "localization.run_localization(",
+                 "06_prompt_intervention": "iv.run_intervention(", "07_image_level_information": "image_level.run(",
+                 "09_pid_two_words": "pid.run("}
+
+
 def test_the_sharded_notebooks_shard_through_the_launcher():
-    """SHARDED is what it claims: those notebooks call relation_testing.run without a fixed shard, so that
+    """SHARDED is what it claims: those notebooks call their experiment's run without a fixed shard, so that
     run_sharded takes the process index and count from the launch."""
+    assert set(rn.SHARDED) == set(SHARDED_CALLS)
     for stem in rn.SHARDED:
         nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text(encoding="utf-8"))
         code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-        assert "rt.run(" in code and "process_index" not in code and "state=" not in code, stem
+        assert SHARDED_CALLS[stem] in code and "process_index" not in code and "state=" not in code, stem
+        if stem.startswith(("02", "03")):
+            assert "rt.run(" in code
+
+
+def test_every_notebook_that_runs_a_model_per_example_shards():
+    """Issue 30: only the notebooks without per-example model work stay out of the sharded phase (00 checks the
+    embedded model and is not run at paper scale, 01 has no model, 08 is the interactive probe)."""
+    assert sorted({p.stem for p in NOTEBOOKS} - set(rn.SHARDED)) == [
+        "00_does_the_model_read_its_words", "01_information_estimators", "08_interactive_probe"]
+
+
+def test_one_launch_per_run_of_a_notebook_with_several(monkeypatch, capsys):
+    """05 has three runs in the paper preset: --list-variants names them and --variant picks one per launch."""
+    assert rn.main(["--paper", "--only", "05", "--list-variants"]) == 0
+    assert capsys.readouterr().out.split() == ["main", "steps-100", "steps-200"]
+    assert rn.main(["--paper", "--only", "02", "--list-variants"]) == 0
+    assert capsys.readouterr().out.split() == ["main"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert rn.main(["--paper", "--dry-run", "--only", "05"]) == 2
+    assert "--variant" in capsys.readouterr().err
+    for variant, name in (("main", "05_word_localization.ipynb"), ("steps-200", "05_word_localization.steps-200.ipynb")):
+        assert rn.main(["--paper", "--dry-run", "--only", "05", "--variant", variant]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("05_")]
+        assert len(lines) == 1 and lines[0].startswith(name + ":")
 
 
 def test_launch_reads_the_launchers_variables(monkeypatch):
@@ -296,10 +332,10 @@ def test_dry_run_under_a_launch_writes_out_of_the_way(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert rn.main(["--paper", "--dry-run", "--only", "02", "05"]) == 0
+    assert rn.main(["--paper", "--dry-run", "--only", "02", "08"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("02_")]
-    assert len(lines) == 1 and "05_word_localization.ipynb" in out and "not sharded" in out
+    assert len(lines) == 1 and "08_interactive_probe.ipynb" in out and "not sharded" in out
     params = json.loads(lines[0].split(": ", 1)[1])
     assert params["OUT_DIR"] == "build/shards/rank-1/figures" and params["DEVICE"] == "cuda:1"
     assert "STORE_DIR" not in params  # the stores are shared: the notebook's own runs/
@@ -323,6 +359,8 @@ def test_the_makefile_shards_the_same_notebooks_as_the_runner(tmp_path, capsys):
     out = subprocess.run([make, "-n", "-C", str(ROOT), "reproduce-paper", f"PY={sys.executable}", "NUM_GPUS=2",
                           f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True, check=True).stdout
     assert f"for n in {' '.join(prefixes)}; do" in out, out
+    # one launch per run of each notebook (05's three step settings), each picked with --variant
+    assert "--list-variants" in out and "--only $n --variant $v" in out, out
 
 
 # ───────────────────────────────────────────────── fetch_weights ─────────────────────────────────────────────────

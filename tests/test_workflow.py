@@ -155,3 +155,15 @@ def test_uploads_figures_and_tables(workflow):
     paths = up["with"]["path"].split()
     assert "figures/" in paths and "build/paper/notebooks/" in paths
     assert up.get("if") == "always()", "a failed run still uploads what it made"
+
+
+def test_every_sharded_notebook_runs_under_accelerate_on_all_the_runners_gpus(workflow):
+    """Issue 30: the workflow passes the runner's GPU count to make, whose sharded phase launches every run of every
+    notebook of run_notebooks.py's SHARDED (the one list) under accelerate before the plain run."""
+    (run,) = [s["run"] for s in steps(workflow) if "reproduce-paper" in s.get("run", "")]
+    assert "nvidia-smi -L" in run and 'NUM_GPUS="$gpus"' in run.split("reproduce-paper", 1)[1]
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    body = text.split("\nreproduce-paper:", 1)[1].split("\n\n", 1)[0]
+    assert "for n in $(SHARDED_NOTEBOOKS)" in body and "--list-variants" in body
+    assert "accelerate launch --multi_gpu --num_processes $(NUM_GPUS)" in body and "--variant $$v" in body
+    assert body.index("accelerate launch") < body.rindex("scripts/run_notebooks.py $(PAPER_ARGS)")

@@ -1,5 +1,7 @@
 """The cost plan as a document: ``infodecomp.experiments.costs.paper_plan()`` as a Markdown table of UNet
-evaluations per notebook and, at a measured throughput, GPU-hours; written between the markers
+evaluations per notebook, the evaluations on the critical path at a few numbers of GPUs (the slowest process of
+each sharded launch, :func:`infodecomp.experiments.costs.critical_path`) and, at a measured throughput,
+GPU-hours and hours of wall time; written between the markers
 ``<!-- cost-plan:start -->`` and ``<!-- cost-plan:end -->`` of docs/running.md by ``scripts/cost_plan.py``.
 
 The closed forms themselves stay in the package (tests/test_costs.py holds them equal to the experiments' code
@@ -14,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infodecomp.experiments.costs import PlanRow, gpu_hours, plan_total
+from infodecomp.experiments.costs import PlanRow, critical_path, gpu_hours, plan_total
 
-__all__ = ["Throughput", "read_throughput", "plan_markdown", "COST_START", "COST_END"]
+__all__ = ["Throughput", "read_throughput", "plan_markdown", "COST_START", "COST_END", "DEFAULT_GPUS"]
 
 COST_START = "<!-- cost-plan:start -->"
 COST_END = "<!-- cost-plan:end -->"
+#: The GPU counts whose critical path the document shows.
+DEFAULT_GPUS = (1, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,27 @@ def read_throughput(path: str | Path, *, dtype: str = "float32") -> Throughput:
 
 
 def _millions(n: int) -> str:
+    if n == 0:
+        return "0"
     return f"{n / 1e6:.2f} M" if n >= 1_000_000 else f"{n / 1e3:.1f} k"
 
 
-def plan_markdown(rows: Sequence[PlanRow], throughput: Throughput | None = None) -> str:
-    """The plan as a markdown table (evaluations; GPU-hours when a throughput is given) with a line on where the
-    throughput comes from."""
+def _gpus(n: int) -> str:
+    return f"{n} GPU" + ("s" if n != 1 else "")
+
+
+def plan_markdown(rows: Sequence[PlanRow], throughput: Throughput | None = None,
+                  gpus: Sequence[int] = DEFAULT_GPUS) -> str:
+    """The plan as a markdown table (evaluations; GPU-hours when a throughput is given; the evaluations on the
+    critical path at each number of ``gpus``) with a line on the critical path and where the throughput comes
+    from."""
+    gpus = tuple(dict.fromkeys(int(g) for g in gpus))
+    if any(g < 1 for g in gpus):
+        raise ValueError(f"numbers of GPUs must be >= 1, got {list(gpus)}")
     hours = throughput is not None
-    head = "| notebook | what (paper scale) | UNet evaluations | ≈ |" + (" GPU-hours |" if hours else "")
-    sep = "|---|---|---:|---:|" + ("---:|" if hours else "")
+    head = "| notebook | what (paper scale) | UNet evaluations | ≈ |" + (" GPU-hours |" if hours else "") \
+        + "".join(f" critical path, {_gpus(g)} |" for g in gpus)
+    sep = "|---|---|---:|---:|" + ("---:|" if hours else "") + "---:|" * len(gpus)
     lines = [head, sep]
     for r in rows:
         ev = f"{r.evaluations:,}" if r.new else f"({r.evaluations:,})"
@@ -78,12 +94,20 @@ def plan_markdown(rows: Sequence[PlanRow], throughput: Throughput | None = None)
         if hours:
             h = gpu_hours(r.evaluations, throughput.evals_per_second)
             line += f" {h:,.1f} |" if r.new else f" ({h:,.1f}) |"
+        line += "".join(f" {_millions(r.critical_path(g))} |" for g in gpus)
         lines.append(line)
     total = plan_total(rows)
     line = f"| **all** | every notebook once (rows in parentheses not added) | **{total:,}** | {_millions(total)} |"
     if hours:
         line += f" **{gpu_hours(total, throughput.evals_per_second):,.1f}** |"
+    line += "".join(f" **{_millions(critical_path(rows, g))}** |" for g in gpus)
     lines.append(line)
+    lines.append("")
+    paths = [f"{critical_path(rows, g):,} evaluations at {_gpus(g)}"
+             + (f" (≈ {gpu_hours(critical_path(rows, g), throughput.evals_per_second):,.1f} h)" if hours else "")
+             for g in gpus]
+    lines.append("Critical path (the slowest process of each sharded launch, notebooks one after another): "
+                 + "; ".join(paths) + ".")
     lines.append("")
     if hours:
         lines.append(f"GPU-hours at {throughput.source}.")

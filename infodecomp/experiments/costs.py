@@ -15,7 +15,11 @@ Two ways to the same number, and the tests hold them equal (tests/test_costs.py)
   is what the same code would spend on SD 2.1-base, without running it.
 
 :func:`paper_plan` evaluates the closed forms at the paper's sizes (dataset sizes of docs/protocol.md#data,
-draws and steps of each experiment's protocol section). Printing it is repository tooling, outside the package:
+draws and steps of each experiment's protocol section), and notebook 09's preset (beyond the paper). Each row also
+says how its work splits over the processes of a launch (the examples of its sharded loops, and the aligned batch a
+process takes whole); :func:`critical_path` is what the slowest process computes at a number of GPUs (the largest
+shard of each sharded loop, plus what every process computes whole, plus that again in the plain run after the
+sharded phase). Printing it is repository tooling, outside the package:
 ``tools/cost_plan.py`` renders it as a table with GPU-hours at an evaluations-per-second figure measured by
 ``benchmarks/sd21_throughput.py``, and ``scripts/cost_plan.py`` keeps docs/running.md's block up to date.
 
@@ -35,10 +39,11 @@ from pathlib import Path
 __all__ = [
     "PAPER_SIZES", "ARO_CANDIDATES", "LOCALIZATION_STEPS",
     "relation_testing_evaluations", "heatmap_evaluations", "localization_evaluations",
-    "intervention_evaluations", "image_level_evaluations",
+    "intervention_evaluations", "image_level_evaluations", "pid_evaluations", "generation_evaluations",
     "UNetCounter", "count_relation_testing", "count_heatmaps", "count_localization", "count_intervention",
-    "count_image_level",
-    "PlanRow", "paper_plan", "plan_total", "gpu_hours",
+    "count_image_level", "count_pid", "count_generation",
+    "NOTEBOOK_BATCH", "PID_PRESET", "largest_shard",
+    "PlanRow", "paper_plan", "plan_total", "critical_path", "gpu_hours",
 ]
 
 #: Examples per dataset at the paper's scale (docs/protocol.md#data). The ARO counts are the ARO paper's test
@@ -56,6 +61,12 @@ PAPER_SIZES: dict[str, int] = {
 ARO_CANDIDATES: dict[str, int] = {"vg-relation": 2, "vg-attribution": 2, "coco-order": 5, "flickr-order": 5}
 #: Table 3's step settings N (λ draws of the CMI and MI maps, Attention+Information passes, DAAM DDIM steps).
 LOCALIZATION_STEPS: tuple[int, ...] = (50, 100, 200)
+#: Rows per aligned batch of notebooks 04, 05, 07 and 09 (their ``BATCH_SIZE``): the unit a process of a launch
+#: takes whole (their draws are seeded per batch).
+NOTEBOOK_BATCH = 8
+#: Notebook 09 in the paper preset (notebooks/paper_parameters.yml): 4 gender × occupation prompts, 25 images
+#: generated per prompt (50 DDIM steps, guidance 7.5), 100 draws per image.
+PID_PRESET = {"prompts": 4, "images_per_prompt": 25, "generation_steps": 50, "guidance": True, "n_samples": 100}
 
 def _n(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -106,6 +117,18 @@ def image_level_evaluations(n_rows: int, n_samples: int = 200, n_grid: int = 200
     return heatmap_evaluations(n_rows, n_samples, attention=False) + 2 * _n("n_grid", n_grid, 1) * _n("n_noise", n_noise, 1)
 
 
+def pid_evaluations(n_rows: int, n_samples: int = 100) -> int:
+    """PID of two words (``pid.run``, notebook 09): per row the 4 conditions (context, + word 1, + word 2, whole
+    prompt) at each of ``n_samples`` shared draws."""
+    return 4 * _n("n_samples", n_samples, 1) * _n("n_rows", n_rows)
+
+
+def generation_evaluations(n_images: int, steps: int = 50, *, guidance: bool = True) -> int:
+    """Images generated for notebook 09's ``CASES`` (``pid.prompt_cases``, ``editing.sample``): ``steps`` DDIM
+    steps per image, each 2 rows with classifier-free guidance (unconditional and conditional)."""
+    return _n("n_images", n_images) * _n("steps", steps, 1) * (2 if guidance else 1)
+
+
 # ─────────────────────────────────────── counts on the real code paths ───────────────────────────────────────
 
 class UNetCounter:
@@ -153,15 +176,15 @@ def count_relation_testing(model, rows: Sequence[Mapping], *, n_samples: int = 1
 
 
 def count_heatmaps(model, rows: Sequence[Mapping], *, n_samples: int, attention_samples: int | None = None,
-                   attention: bool = True, protocol: str = "corrected", seed: int = 0) -> int:
-    """UNet evaluations of ``heatmaps.word_heatmaps`` (notebooks 04 and 07) on ``rows``."""
-    import torch
+                   attention: bool = True, protocol: str = "corrected", batch_size: int = 8, seed: int = 0) -> int:
+    """UNet evaluations of ``heatmaps.run_heatmaps`` (notebook 04; 07 without attention) on ``rows``, its store in
+    a temporary folder that is deleted afterwards."""
+    from .heatmaps import run_heatmaps
 
-    from .heatmaps import word_heatmaps
-
-    with UNetCounter(model) as c:
-        word_heatmaps(model, list(rows), n_samples=n_samples, attention_samples=attention_samples,
-                      attention=attention, protocol=protocol, generator=torch.Generator().manual_seed(seed))
+    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
+        run_heatmaps(model, list(rows), dataset="count", n_samples=n_samples, attention_samples=attention_samples,
+                     attention=attention, protocol=protocol, batch_size=batch_size, seed=seed,
+                     store=Path(tmp) / "store", progress=False)
     return c.evaluations
 
 
@@ -193,22 +216,56 @@ def count_intervention(model, rows: Sequence[Mapping], *, n_steps: int, n_logsnr
 
 def count_image_level(model, rows: Sequence[Mapping], *, n_samples: int, n_grid: int, n_noise: int,
                       protocol: str = "corrected", seed: int = 0) -> int:
-    """UNet evaluations of notebook 07's two computations: ``word_heatmaps`` without attention on ``rows`` and
-    ``image_level.denoising_process`` of ``rows[0]`` on a grid of ``n_grid`` log-SNRs (decoding is the VAE)."""
+    """UNet evaluations of notebook 07's two computations: ``image_level.run`` on ``rows`` (the maps without
+    attention, in a temporary store) and ``image_level.denoising_process`` of ``rows[0]`` on a grid of ``n_grid``
+    log-SNRs (decoding is the VAE)."""
     import torch
 
-    from .heatmaps import word_heatmaps
-    from .image_level import denoising_process
+    from .image_level import denoising_process, run
 
     gen = torch.Generator().manual_seed(seed)
-    with UNetCounter(model) as c:
-        word_heatmaps(model, list(rows), n_samples=n_samples, protocol=protocol, attention=False, generator=gen)
+    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
+        run(model, {"count": list(rows)}, n_samples=n_samples, protocol=protocol, seed=seed, store_root=tmp,
+            progress=False)
         denoising_process(model, rows[0], torch.linspace(-5.0, 7.0, n_grid), n_noise=n_noise, protocol=protocol,
                           generator=gen, decode=False)
     return c.evaluations
 
 
+def count_pid(model, rows: Sequence[Mapping], *, n_samples: int, batch_size: int = 8, seed: int = 0) -> int:
+    """UNet evaluations of ``pid.run`` (notebook 09's decomposition) on ``rows``, in a temporary store."""
+    from .pid import run
+
+    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
+        run(model, list(rows), n_samples=n_samples, batch_size=batch_size, seed=seed, store_root=tmp,
+            keep_maps=0, progress=False)
+    return c.evaluations
+
+
+def count_generation(model, cases: Sequence[Sequence[str]], *, n_images: int, steps: int,
+                     guidance_scale: float = 7.5, seed: int = 0) -> int:
+    """UNet evaluations of ``pid.prompt_cases`` (the images of notebook 09's ``CASES``)."""
+    from .pid import prompt_cases
+
+    with UNetCounter(model) as c:
+        prompt_cases(model, cases, n_images=n_images, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    return c.evaluations
+
+
 # ─────────────────────────────────────────────── the plan ───────────────────────────────────────────────
+
+def largest_shard(n_rows: int, num_processes: int, block: int = 1) -> int:
+    """Rows of the largest shard when ``n_rows`` rows are split over ``num_processes`` processes in aligned blocks
+    of ``block`` rows, process ``p`` taking blocks ``p, p + P, …`` (``infodecomp.results.shard_indices``)."""
+    n, P, block = _n("n_rows", n_rows), _n("num_processes", num_processes, 1), _n("block", block, 1)
+    n_blocks = -(-n // block)
+    best = 0
+    for p in range(min(P, n_blocks)):
+        blocks = range(p, n_blocks, P)
+        rows = len(blocks) * block - ((n_blocks * block - n) if blocks[-1] == n_blocks - 1 else 0)
+        best = max(best, rows)
+    return best
+
 
 @dataclass(frozen=True)
 class PlanRow:
@@ -219,41 +276,93 @@ class PlanRow:
     evaluations: int    # UNet evaluations (64×64 latents, 77 tokens)
     formula: str        # how the number is made up
     new: bool = True    # False: reuses another notebook's stores (not added to the total)
+    loops: tuple[int, ...] = ()  # rows of each sharded loop of this part, run one after another (): none
+    per_row: int = 0    # evaluations per row of those loops; the rest of ``evaluations`` does not shard
+    block: int = 1      # rows per aligned batch: what one process takes whole
+
+    def __post_init__(self):
+        if self.per_row * sum(self.loops) > self.evaluations:
+            raise ValueError(f"{self.notebook}: the sharded loops ({self.per_row} × {sum(self.loops)}) exceed the "
+                             f"row's {self.evaluations} evaluations")
+
+    @property
+    def unsharded(self) -> int:
+        """Evaluations every process computes whole (the remainder that does not shard)."""
+        return self.evaluations - self.per_row * sum(self.loops)
+
+    def critical_path(self, num_gpus: int) -> int:
+        """Evaluations of the slowest process with ``num_gpus`` GPUs: one GPU computes everything; with more, the
+        largest shard of each loop plus the unsharded remainder, twice (every process of the sharded launch
+        computes it, and the plain run after it again). 0 for a row that reuses another's stores."""
+        g = _n("num_gpus", num_gpus, 1)
+        if not self.new:
+            return 0
+        if g == 1:
+            return self.evaluations
+        shards = sum(largest_shard(n, g, self.block) for n in self.loops)
+        return self.per_row * shards + 2 * self.unsharded
 
 
 def paper_plan() -> list[PlanRow]:
     """The cost of every notebook that runs the UNet, at the paper's scale (closed forms above, the settings of
-    docs/protocol.md). Notebook 03 re-reads notebook 02's VG stores (same settings → the same store), so it adds
-    nothing when run after 02; its own cost is listed with ``new=False``. Notebooks 00, 01 and 08 are not part of
-    the paper's protocol (the embedded model's sanity check, the analytic estimators, the interactive probe)."""
+    docs/protocol.md), and notebook 09 in its paper preset (:data:`PID_PRESET`). Notebook 03 re-reads notebook
+    02's VG stores (same settings → the same store), so it adds nothing when run after 02; its own cost is listed
+    with ``new=False``. Notebooks 00, 01 and 08 are not part of the paper's protocol (the embedded model's sanity
+    check, the analytic estimators, the interactive probe)."""
     s = PAPER_SIZES
+    B = NOTEBOOK_BATCH
     rows = []
     for d in ("vg-relation", "vg-attribution", "coco-order", "flickr-order"):
         m = ARO_CANDIDATES[d]
         rows.append(PlanRow("02_relation_testing", f"{d}: {s[d]:,} examples × {m} captions, 100 draws",
-                            relation_testing_evaluations(s[d], m, 100), f"{s[d]:,} × 100 × ({m} + 1)"))
+                            relation_testing_evaluations(s[d], m, 100), f"{s[d]:,} × 100 × ({m} + 1)",
+                            loops=(s[d],), per_row=relation_testing_evaluations(1, m, 100)))
     vg = sum(relation_testing_evaluations(s[d], 2, 100) for d in ("vg-relation", "vg-attribution"))
     rows.append(PlanRow("03_relation_types", "VG-R + VG-A: the stores of notebook 02 (0 new evaluations after it)",
-                        vg, f"({s['vg-relation']:,} + {s['vg-attribution']:,}) × 100 × 3", new=False))
+                        vg, f"({s['vg-relation']:,} + {s['vg-attribution']:,}) × 100 × 3", new=False,
+                        loops=(s["vg-relation"], s["vg-attribution"]), per_row=300))
     n04 = s["coco100-it"] + s["coco-wl"]
     rows.append(PlanRow("04_mi_cmi_heatmaps", f"COCO100-IT + COCO-WL: {n04} rows, 100 draws, 100 attention passes",
-                        heatmap_evaluations(n04, 100, 100), f"{n04} × (4 × 100 + 100)"))
+                        heatmap_evaluations(n04, 100, 100), f"{n04} × (4 × 100 + 100)",
+                        loops=(s["coco100-it"], s["coco-wl"]), per_row=heatmap_evaluations(1, 100, 100), block=B))
     for n in LOCALIZATION_STEPS:
         rows.append(PlanRow("05_word_localization",
                             f"COCO-IT: {s['coco-it']:,} rows, N = {n} (CMI + MI draws, Attn+Info passes, DAAM steps)",
-                            localization_evaluations(s["coco-it"], n, n, n), f"{s['coco-it']:,} × (4N + N + 2N)"))
+                            localization_evaluations(s["coco-it"], n, n, n), f"{s['coco-it']:,} × (4N + N + 2N)",
+                            loops=(s["coco-it"],), per_row=localization_evaluations(1, n, n, n), block=B))
     rows.append(PlanRow("06_prompt_intervention", f"COCO100-IT: {s['coco100-it']} images, 100 σ, 20 λ × 120 noise",
                         intervention_evaluations(s["coco100-it"], 100, 20, 120),
-                        f"{s['coco100-it']} × (4 × 2 × 99 + 7 × 20 × 120)"))
+                        f"{s['coco100-it']} × (4 × 2 × 99 + 7 × 20 × 120)",
+                        loops=(s["coco100-it"],), per_row=intervention_evaluations(1, 100, 20, 120)))
     rows.append(PlanRow("07_image_level_information",
                         f"COCO100-IT + COCO-WL: {n04} rows, 200 draws; C.2: 200 λ × 50 noise, one row",
-                        image_level_evaluations(n04, 200, 200, 50), f"{n04} × 4 × 200 + 2 × 200 × 50"))
+                        image_level_evaluations(n04, 200, 200, 50), f"{n04} × 4 × 200 + 2 × 200 × 50",
+                        loops=(s["coco-wl"], s["coco100-it"]), per_row=heatmap_evaluations(1, 200, attention=False),
+                        block=B))
+    p = PID_PRESET
+    n09 = p["prompts"] * p["images_per_prompt"]
+    rows.append(PlanRow("09_pid_two_words",
+                        f"beyond the paper: {p['prompts']} prompts × {p['images_per_prompt']} generated images, "
+                        f"{p['n_samples']} draws, 4 conditions",
+                        pid_evaluations(n09, p["n_samples"]), f"{n09} × 4 × {p['n_samples']}",
+                        loops=(n09,), per_row=pid_evaluations(1, p["n_samples"]), block=B))
+    rows.append(PlanRow("09_pid_two_words",
+                        f"generating those {n09} images: {p['generation_steps']} DDIM steps, guidance (every "
+                        "process generates all)",
+                        generation_evaluations(n09, p["generation_steps"], guidance=p["guidance"]),
+                        f"{n09} × {p['generation_steps']} × 2"))
     return rows
 
 
 def plan_total(rows: Sequence[PlanRow]) -> int:
     """Evaluations of the rows that are new (``new=True``): what running every notebook once costs."""
     return sum(r.evaluations for r in rows if r.new)
+
+
+def critical_path(rows: Sequence[PlanRow], num_gpus: int) -> int:
+    """Evaluations on the critical path with ``num_gpus`` GPUs: the notebooks run one after another, each sharded
+    loop split over the GPUs (:meth:`PlanRow.critical_path`). Equals :func:`plan_total` at one GPU."""
+    return sum(r.critical_path(num_gpus) for r in rows)
 
 
 def gpu_hours(evaluations: int, evals_per_second: float) -> float:

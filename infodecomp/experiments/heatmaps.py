@@ -15,13 +15,21 @@ For an image x with caption y and a word y* of it:
 All maps live on the latent grid ``[h, w]`` (nats per latent cell for MI/CMI; arbitrary units for attention).
 The faithful/corrected switch: faithful = clip 4 and one VAE posterior sample (what the reference ran);
 corrected = clip 3 and the posterior mean.
+
+:func:`run_heatmaps` computes the maps of a dataset's rows into a resumable, shardable
+:class:`~infodecomp.results.ResultStore` (notebooks 04 and 07): rows are computed in aligned batches of
+``batch_size`` whose randomness is seeded by the batch's number (:func:`batch_generator`), and under a
+multi-process launch each process takes its share of the batches (``run_sharded(..., aligned=True)``), so the
+stored maps are the same whatever the number of processes. :func:`stored_heatmaps` reads them back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,7 +37,12 @@ from ..models.attention import record_cross_attention
 from ..editing import ddim_generate, ddim_invert
 from ..estimators import pointwise_information
 from ..logsnr import LogSNRSampling
+from ..checks import count
+from ..models.identity import model_identity
+from ..results import ResultStore, example_seed, run_sharded
+from ..results.sharding import aligned_batch
 from ..text import token_positions
+from .stores import store_path
 
 PROTOCOLS = ("faithful", "corrected")
 MI_CONDS = ("label", "word")
@@ -247,3 +260,100 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
                                          scale=sampling.scale, clip=sampling.clip, generator=generator)
     return WordHeatmaps(cmi=cmi.value, mi=mi.value, cmi_image=cmi.image_value, mi_image=mi.image_value,
                         cmi_stderr=cmi.stderr, mi_stderr=mi.stderr, attention=att)
+
+
+# ─────────────────────────────────────── a dataset's maps, sharded ───────────────────────────────────────
+
+def batch_generator(seed: int, batch: int) -> torch.Generator:
+    """The CPU generator of aligned batch ``batch`` (rows ``batch·batch_size …``): seeded by
+    ``example_seed(seed, batch)``, so a batch draws the same numbers in every run and every process."""
+    return torch.Generator().manual_seed(example_seed(seed, batch))
+
+
+def _f16(t: Tensor) -> Tensor:
+    return t.detach().cpu().to(torch.float16)
+
+
+def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int = 32, protocol: str = "corrected",
+                 mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None, seed: int = 0,
+                 batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
+                 progress: bool = True, state=None, process_index: int | None = None,
+                 num_processes: int | None = None) -> ResultStore:
+    """The MI / CMI maps (and the Attention+Information map when ``attention``) of every row of ``data``, in a
+    resumable store; shards over the processes of a launch (every process returns when all are done).
+
+    Args:
+        model: an ``infodecomp.models.Model``; data: localization-format rows (:func:`word_heatmaps`).
+        dataset: the dataset's name (the store's folder name and identity, e.g. ``"coco-wl"``).
+        n_samples, protocol, mi_cond, attention, attention_samples: as :func:`word_heatmaps`.
+        seed: aligned batch ``b`` draws from :func:`batch_generator` ``(seed, b)``.
+        batch_size: rows per :func:`word_heatmaps` call and per write; part of the store's identity (it decides
+            which rows share a generator).
+        store: a store or its folder; None: :func:`~infodecomp.experiments.stores.store_path` under
+            ``store_root`` (``<store_root>/<model>/heatmaps/<dataset>-<protocol>-<hash>``).
+        state, process_index, num_processes: the shard (default: from the launcher; see
+            :func:`~infodecomp.results.run_sharded`).
+    Each row: ``id``, ``word``, ``word_type``, ``cmi_image``, ``mi_image``, ``cmi_stderr``, ``mi_stderr`` (nats)
+    and the float16 ``[h, w]`` maps ``cmi``, ``mi`` and (with ``attention``) ``attention``. Returns the store.
+    """
+    protocol_settings(protocol)  # validates
+    if mi_cond not in MI_CONDS:
+        raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
+    n_samples, batch_size = count(n_samples, "n_samples"), count(batch_size, "batch_size")
+    if attention_samples is not None:
+        attention_samples = count(attention_samples, "attention_samples")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
+    if len(data) == 0:
+        raise ValueError(f"dataset {dataset!r} has no rows")
+    # other rows under the same name (a ShapesWorld twin and the real table, say) are refused by their ids
+    # (run_sharded checks the stored rows' ids against the examples at their indices), never mixed
+    settings = {"experiment": "heatmaps", "dataset": dataset, "n_rows": len(data), "n_samples": n_samples,
+                "protocol": protocol, "mi_cond": mi_cond, "attention": bool(attention),
+                "attention_samples": (attention_samples or n_samples) if attention else None,
+                "batch_size": batch_size}
+    if not isinstance(store, ResultStore):
+        path = store if store is not None else store_path(store_root, model, "heatmaps", dataset, settings, seed,
+                                                          protocol=protocol)
+        store = ResultStore(path, settings, model=model_identity(model), seed=seed)
+
+    def fn_batch(given, todo):
+        b, idx, rows = aligned_batch(data, todo, given, batch_size)
+        hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
+                           attention=attention, attention_samples=attention_samples,
+                           generator=batch_generator(seed, b))
+        out = []
+        for k, (i, r) in enumerate(zip(idx, rows)):
+            if i not in todo:
+                continue
+            row = {"id": r["id"], "word": r["word"], "word_type": r.get("word_type", ""),
+                   "cmi_image": float(hm.cmi_image[k]), "mi_image": float(hm.mi_image[k]),
+                   "cmi_stderr": float(hm.cmi_stderr[k]), "mi_stderr": float(hm.mi_stderr[k]),
+                   "cmi": _f16(hm.cmi[k]), "mi": _f16(hm.mi[k])}
+            if attention:
+                row["attention"] = _f16(hm.attention[k])
+            out.append(row)
+        return out
+
+    run_sharded(data, fn_batch, store, batch_size, state=state, process_index=process_index,
+                num_processes=num_processes, with_indices=True, aligned=True, desc=f"heat maps ({dataset})",
+                progress=progress)
+    return store
+
+
+def stored_heatmaps(store: ResultStore, n_rows: int) -> WordHeatmaps:
+    """The maps of a complete store of :func:`run_heatmaps` as :class:`WordHeatmaps` (float32, rows in dataset
+    order); :class:`~infodecomp.results.IncompleteResultsError` unless rows ``0 … n_rows − 1`` are all there."""
+    frame = store.merge(n_rows)
+    maps = lambda col: torch.from_numpy(np.stack([np.asarray(m, np.float32) for m in frame[col]]))  # noqa: E731
+    scalars = lambda col: torch.tensor(frame[col].to_numpy(np.float64))  # noqa: E731
+    return WordHeatmaps(cmi=maps("cmi"), mi=maps("mi"), cmi_image=scalars("cmi_image"),
+                        mi_image=scalars("mi_image"), cmi_stderr=scalars("cmi_stderr"),
+                        mi_stderr=scalars("mi_stderr"),
+                        attention=maps("attention") if "attention" in frame.columns else None)
+
+
+def run(model, data: Sequence[Mapping], *, dataset: str, **options) -> WordHeatmaps:
+    """:func:`run_heatmaps` then :func:`stored_heatmaps`: the maps of every row of ``data`` (what notebook 04
+    draws). Under a launch every process computes its share and returns all of them."""
+    return stored_heatmaps(run_heatmaps(model, data, dataset=dataset, **options), len(data))

@@ -1,15 +1,16 @@
 """Image-level information (App. C.1) and the denoising process (App. C.2).
 
 C.1: per (image, word) row, the image-level MI i^o(x; y*) and CMI i^o(x; y*|c) (sums of the pixel maps of
-:func:`~infodecomp.experiments.heatmaps.word_heatmaps`, nats), their Pearson correlation with a bootstrap
-interval, overall and by word type.
+:func:`~infodecomp.experiments.heatmaps.word_heatmaps`, nats; :func:`run` computes them into the resumable,
+shardable store of :func:`~infodecomp.experiments.heatmaps.run_heatmaps`), their Pearson correlation with a
+bootstrap interval, overall and by word type.
 C.2: for one row, the per-log-SNR MMSE curves of the caption and of the context, the i^s and i^o integrands
 (MMSE gap, ||ε̂(z|y) − ε̂(z|c)||²) with their pixel maps on a log-SNR grid, and the decoded noisy latents.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,23 @@ from torch import Tensor
 
 from ..estimators import mmse_curve
 from ..metrics import pearson_bootstrap
-from .heatmaps import protocol_settings
+from .heatmaps import protocol_settings, run_heatmaps
+
+
+def run(model, datasets: Mapping[str, Sequence[Mapping]], **options) -> pd.DataFrame:
+    """App. C.1's values: the image-level MI and CMI (nats) of every row of each dataset (``{name: rows}``),
+    from the maps of :func:`~infodecomp.experiments.heatmaps.run_heatmaps` without attention (one resumable store
+    per dataset, sharded over the processes of a launch; ``options``: its ``n_samples``, ``protocol``, ``seed``,
+    ``batch_size``, ``store_root``, ...). Columns: ``dataset``, ``id``, ``word``, ``word_type``, ``mi``, ``cmi``,
+    ``mi_stderr``, ``cmi_stderr``; rows in the order of ``datasets`` and of each dataset."""
+    parts = []
+    for name, data in datasets.items():
+        frame = run_heatmaps(model, data, dataset=name, attention=False, **options).merge(len(data), arrays=False)
+        parts.append(pd.DataFrame({"dataset": name, "id": frame["id"], "word": frame["word"],
+                                   "word_type": frame["word_type"], "mi": frame["mi_image"],
+                                   "cmi": frame["cmi_image"], "mi_stderr": frame["mi_stderr"],
+                                   "cmi_stderr": frame["cmi_stderr"]}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def mi_cmi_correlation(frame: pd.DataFrame, *, by: str | None = "word_type", protocol: str = "corrected",

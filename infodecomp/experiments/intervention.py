@@ -238,7 +238,7 @@ def _failure_row(row: Mapping, err: BaseException) -> dict:
 
 def run_intervention(model, dataset: Sequence[Mapping], store_path=None, settings: InterventionSettings | None = None,
                      *, seed: int = 0, batch_size: int = 1, progress: bool = True,
-                     process_index: int | None = 0, num_processes: int | None = 1,
+                     process_index: int | None = None, num_processes: int | None = None, state=None,
                      store_root: str | Path = "runs") -> ResultStore:
     """Run :func:`intervention_row` over ``dataset`` into a resumable :class:`ResultStore` at ``store_path``.
 
@@ -249,6 +249,11 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path=None, setting
     A failing example gets a row ``ok = False`` with ``error`` (type and message) and a traceback tail; the
     other examples go on. ``KeyboardInterrupt`` and ``SystemExit`` are not caught (a killed run resumes: rows
     already written are skipped). Returns the store.
+
+    Sharding: each example's inversion, three regenerations and estimates depend only on the example (its noise
+    is seeded by ``example_seed(seed, id)``), so under a multi-process launch (``accelerate launch``) each process
+    takes the examples ``p, p + P, …`` into the shared store and returns once every process is done; ``state`` or
+    ``process_index`` and ``num_processes`` name the shard explicitly (:func:`~infodecomp.results.run_sharded`).
     """
     settings = settings if settings is not None else InterventionSettings()
     if not isinstance(settings, InterventionSettings):
@@ -272,8 +277,8 @@ def run_intervention(model, dataset: Sequence[Mapping], store_path=None, setting
                 rows.append(_failure_row(row, err))
         return rows
 
-    run_sharded(dataset, fn_batch, store, batch_size, process_index=process_index, num_processes=num_processes,
-                desc="intervention", progress=progress)
+    run_sharded(dataset, fn_batch, store, batch_size, state=state, process_index=process_index,
+                num_processes=num_processes, desc="intervention", progress=progress)
     return store
 
 

@@ -3,7 +3,8 @@
 :func:`run_localization` computes, per (image, word) row, the CMI and MI maps, the Attention+Information map
 (docs/protocol.md#attention-information) and, when ``daam_steps`` is given, the DAAM attention baseline (attention
 along DDIM inversion + regeneration, docs/protocol.md#daam: :func:`~infodecomp.experiments.heatmaps.daam_maps`), all
-on the latent grid, and stores them (float16) in a resumable :class:`~infodecomp.results.ResultStore`.
+on the latent grid, and stores them (float16) in a resumable :class:`~infodecomp.results.ResultStore`, sharded over
+the processes of a launch by aligned batches.
 :func:`localization_table` scores them in one streaming pass (:class:`~infodecomp.metrics.IoUSweep`, maps upsampled
 bilinearly to the mask's size) with the threshold chosen on the evaluation set itself (faithful,
 docs/protocol.md#b25) and on a held-out calibration split (corrected), next to the whole-image baseline (IoU = mask
@@ -25,13 +26,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..checks import count
 from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
 from ..models.identity import model_identity
-from ..results import ResultStore, example_seed
-from .heatmaps import daam_maps, protocol_settings, word_heatmaps
+from ..results import ResultStore, run_sharded
+from ..results.sharding import aligned_batch
+from .heatmaps import batch_generator, daam_maps, protocol_settings, word_heatmaps
 from .stores import store_path
 
 #: Map names a store can hold, in Table 3's order (CMI, MI, Attention = DAAM, Attention+Information).
@@ -56,7 +57,8 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
                      indices: Sequence[int] | None = None, model_id: str | None = None,
                      attention: bool = True, attention_samples: int | None = None, daam_steps: int | None = None,
                      daam_guidance_scale: float | None = 1.0, dataset_name: str | None = None,
-                     store_root: str | Path = "runs") -> ResultStore:
+                     store_root: str | Path = "runs", progress: bool = True, state=None,
+                     process_index: int | None = None, num_processes: int | None = None) -> ResultStore:
     """Compute and store maps for ``dataset`` rows (all, or ``indices``); rows already stored are skipped.
 
     The store: ``store_dir``, or, when it is None, the folder :func:`~infodecomp.experiments.stores.store_path`
@@ -71,10 +73,14 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
     sample), fed to the VAE in [−1, 1] and with every attention head kept (the reference did neither,
     docs/protocol.md#b10, docs/protocol.md#b11).
 
-    Each batch uses a generator seeded from ``(seed, first index)``, so an interrupted run resumed with the same
-    batch size gives the same maps (a partly stored batch is recomputed whole and only its missing rows are
-    stored). The store's settings record ``attention_samples`` and the DAAM options only when they are used
-    (not the defaults), so stores written before these options existed still resume.
+    Rows are computed in aligned batches of ``batch_size`` (batch ``b``: rows ``b·batch_size …``), each with the
+    generator :func:`~infodecomp.experiments.heatmaps.batch_generator` ``(seed, b)``, so an interrupted run resumed
+    with the same batch size gives the same maps (a partly stored batch is recomputed whole and only its missing
+    rows are stored). Under a multi-process launch (``accelerate launch``; or ``state`` / ``process_index`` and
+    ``num_processes``, see :func:`~infodecomp.results.run_sharded`) each process takes the aligned batches
+    ``p, p + P, …``: the maps do not depend on the number of processes, and every process returns once all are
+    done. The store's settings record ``attention_samples`` and the DAAM options only when they are used (not
+    the defaults), so stores written before these options existed still resume.
     """
     st = protocol_settings(protocol)
     n_samples = count(n_samples, "n_samples")
@@ -97,50 +103,46 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
         identity = {"experiment": "localization", "dataset": dataset_name, **settings}
         store_dir = store_path(store_root, model, "localization", dataset_name, identity, seed, protocol=protocol)
     store = ResultStore(store_dir, settings, model=model_identity(model), model_id=model_id, seed=seed)
-    with store.writing():  # one writer: a second run on this store stops at once (StoreBusyError)
-        _localize(store, model, dataset, indices, st, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
-                  seed=seed, batch_size=batch_size, attention=attention, attention_samples=attention_samples,
-                  daam_steps=daam_steps, daam_guidance_scale=daam_guidance_scale)
+
+    def fn_batch(given, todo):
+        b, idx, rows = aligned_batch(dataset, todo, given, batch_size)
+        return _localize(model, rows, idx, set(todo), st, generator=batch_generator(seed, b), n_samples=n_samples,
+                         protocol=protocol, mi_cond=mi_cond, attention=attention,
+                         attention_samples=attention_samples, daam_steps=daam_steps,
+                         daam_guidance_scale=daam_guidance_scale)
+
+    run_sharded(dataset, fn_batch, store, batch_size, state=state, process_index=process_index,
+                num_processes=num_processes, with_indices=True, aligned=True, indices=indices, desc="localization",
+                progress=progress)
     return store
 
 
-def _localize(store, model, dataset, indices, st, *, n_samples, protocol, mi_cond, seed, batch_size, attention,
-              attention_samples, daam_steps, daam_guidance_scale) -> None:
-    """The loop of :func:`run_localization`, under the store's writer's lock."""
-    done = store.done_indices()
-    todo = [i for i in (range(len(dataset)) if indices is None else indices) if i not in done]
-    # batches aligned to multiples of batch_size so resumed runs see the same batches
-    batches: dict[int, list[int]] = {}
-    for i in todo:
-        batches.setdefault(i // batch_size, []).append(i)
-    for b, wanted in tqdm(sorted(batches.items()), desc="localization", leave=False):
-        # always compute the whole aligned batch (same rows, same generator) so a resumed run reproduces the
-        # maps of an uninterrupted one exactly; store only the wanted rows
-        idx = list(range(b * batch_size, min((b + 1) * batch_size, len(dataset))))
-        rows = [dataset[i] for i in idx]
-        gen = torch.Generator().manual_seed(example_seed(seed, b))
-        hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond, generator=gen,
-                           attention=attention, attention_samples=attention_samples)
-        daam = None
-        if daam_steps is not None:  # after the information maps, so their draws match a run without DAAM
-            daam = daam_maps(model, [r["image"] for r in rows], [r["caption"] for r in rows],
-                             [r["word"] for r in rows], steps=daam_steps, guidance_scale=daam_guidance_scale,
-                             posterior=st["posterior"], generator=gen).word
-        out = []
-        for k, (i, r) in enumerate(zip(idx, rows)):
-            if i not in wanted:
-                continue
-            row = {"index": i, "id": r["id"], "word_type": r.get("word_type", ""),
-                   "mask_fraction": float(np.asarray(r["mask"]).mean()),
-                   "cmi": hm.cmi[k].detach().cpu().to(torch.float16),
-                   "mi": hm.mi[k].detach().cpu().to(torch.float16),
-                   "cmi_image": float(hm.cmi_image[k]), "mi_image": float(hm.mi_image[k])}
-            if attention:
-                row["attn_info"] = hm.attention[k].detach().cpu().to(torch.float16)
-            if daam is not None:
-                row["daam"] = daam[k].detach().cpu().to(torch.float16)
-            out.append(row)
-        store.append(out)
+def _localize(model, rows, idx, wanted, st, *, generator, n_samples, protocol, mi_cond, attention, attention_samples,
+              daam_steps, daam_guidance_scale) -> list[dict]:
+    """The stored rows of the ``wanted`` indices of one aligned batch (``rows`` at the indices ``idx``), computed
+    whole with the batch's ``generator`` (so a resumed or sharded run reproduces an uninterrupted one exactly)."""
+    hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond, generator=generator,
+                       attention=attention, attention_samples=attention_samples)
+    daam = None
+    if daam_steps is not None:  # after the information maps, so their draws match a run without DAAM
+        daam = daam_maps(model, [r["image"] for r in rows], [r["caption"] for r in rows],
+                         [r["word"] for r in rows], steps=daam_steps, guidance_scale=daam_guidance_scale,
+                         posterior=st["posterior"], generator=generator).word
+    out = []
+    for k, (i, r) in enumerate(zip(idx, rows)):
+        if i not in wanted:
+            continue
+        row = {"id": r["id"], "word_type": r.get("word_type", ""),
+               "mask_fraction": float(np.asarray(r["mask"]).mean()),
+               "cmi": hm.cmi[k].detach().cpu().to(torch.float16),
+               "mi": hm.mi[k].detach().cpu().to(torch.float16),
+               "cmi_image": float(hm.cmi_image[k]), "mi_image": float(hm.mi_image[k])}
+        if attention:
+            row["attn_info"] = hm.attention[k].detach().cpu().to(torch.float16)
+        if daam is not None:
+            row["daam"] = daam[k].detach().cpu().to(torch.float16)
+        out.append(row)
+    return out
 
 
 def stored_methods(store: ResultStore) -> tuple[str, ...]:

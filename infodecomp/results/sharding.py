@@ -1,10 +1,11 @@
 """Sharded, resumable loops over a dataset (:func:`run_sharded`), and the seeds that make them shard-independent.
 
 :func:`run_sharded` gives process ``p`` of ``P`` (from ``accelerate.PartialState``) the example indices
-``p, p + P, p + 2P, ...``; each process writes its own ``rows-p-of-P.jsonl`` of a
+``p, p + P, p + 2P, ...`` (or, with ``aligned=True``, the aligned batches ``p, p + P, ...`` of ``batch_size``
+examples, for experiments whose randomness is drawn per batch); each process writes its own ``rows-p-of-P.jsonl`` of a
 :class:`~infodecomp.results.ResultStore`; :meth:`ResultStore.merge` reads all shard files and returns one table
 sorted by example index, identical to a one-process run as long as each example's result depends only on the
-example (seed per example: :func:`example_seed`).
+example (seed per example: :func:`example_seed`), or only on its aligned batch (seed per batch, ``aligned=True``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from .store import ResultStore, SettingsMismatchError, check_shard
 
-__all__ = ["example_seed", "run_sharded", "shard_indices"]
+__all__ = ["aligned_batch", "example_seed", "run_sharded", "shard_indices"]
 
 
 def example_seed(seed: int, key: int | str) -> int:
@@ -33,15 +34,37 @@ def example_seed(seed: int, key: int | str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def shard_indices(n_examples: int, process_index: int, num_processes: int) -> range:
+def shard_indices(n_examples: int, process_index: int, num_processes: int, *, block: int = 1) -> Sequence[int]:
     """The example indices of process ``process_index`` of ``num_processes``: ``p, p + P, p + 2P, ...``.
 
-    Strided (not contiguous) so that every shard sees a similar mix of examples.
+    Strided (not contiguous) so that every shard sees a similar mix of examples. With ``block`` > 1 the unit is
+    the aligned block ``b`` of examples ``b·block … (b + 1)·block − 1``: process ``p`` takes blocks ``p, p + P, …``
+    (whole), so the examples of one block are always computed together, whatever the number of processes.
     """
     check_shard(process_index, num_processes)
     if n_examples < 0:
         raise ValueError(f"n_examples must be >= 0; got {n_examples}")
-    return range(process_index, n_examples, num_processes)
+    if isinstance(block, bool) or not isinstance(block, numbers.Integral) or block < 1:
+        raise ValueError(f"block must be an int >= 1; got {block!r}")
+    if block == 1:
+        return range(process_index, n_examples, num_processes)
+    n_blocks = -(-n_examples // block)
+    return [i for b in range(process_index, n_blocks, num_processes)
+            for i in range(b * block, min((b + 1) * block, n_examples))]
+
+
+def aligned_batch(data: Sequence, todo: Sequence[int], given: Sequence, batch_size: int
+                  ) -> tuple[int, list[int], list]:
+    """``(b, indices, rows)`` of the aligned batch ``b`` that holds the example indices ``todo`` (as
+    :func:`run_sharded` with ``aligned=True`` gives them, with their rows ``given``): the
+    whole batch is computed, so that a resumed or sharded run draws what an uninterrupted one-process run
+    draws; the rows not given are read from ``data``."""
+    b = int(todo[0]) // batch_size
+    if any(int(i) // batch_size != b for i in todo):
+        raise ValueError(f"indices {list(todo)} are not of one aligned batch of {batch_size}")
+    idx = list(range(b * batch_size, min((b + 1) * batch_size, len(data))))
+    have = dict(zip((int(i) for i in todo), given))
+    return b, idx, [have[i] if i in have else data[i] for i in idx]
 
 
 def _env_world_size() -> int:
@@ -109,6 +132,8 @@ def run_sharded(
     process_index: int | None = None,
     num_processes: int | None = None,
     with_indices: bool = False,
+    aligned: bool = False,
+    indices: Iterable[int] | None = None,
     desc: str | None = None,
     progress: bool = True,
     wait: bool = True,
@@ -128,10 +153,17 @@ def run_sharded(
         batch_size: examples per ``fn_batch`` call; rows are written (and fsynced) after every call.
         state: an ``accelerate.PartialState`` (default: :func:`_partial_state`), giving ``process_index`` and
             ``num_processes``; or give both ints explicitly.
+        aligned: shard and batch by aligned batches (:func:`shard_indices` with ``block=batch_size``): batch
+            ``b`` holds the examples ``b·batch_size … (b + 1)·batch_size − 1`` and process ``p`` takes batches
+            ``p, p + P, …``; ``fn_batch`` gets the examples of one aligned batch that have no row yet. For
+            experiments that draw their randomness per batch (seeded by the batch's number): a batch is then the
+            same batch in every run and every launch, so the rows do not depend on the number of processes.
+        indices: compute only these example indices (default: all); the others are left as they are.
         desc, progress: the tqdm bar (examples per second), shown on process 0 only.
         wait: with several processes, wait for all of them at the end (so process 0 can merge).
 
-    Process ``p`` of ``P`` takes indices ``p, p+P, ...`` (:func:`shard_indices`) in fixed batches of its share;
+    Process ``p`` of ``P`` takes indices ``p, p+P, ...`` (:func:`shard_indices`) in fixed batches of its share
+    (or the aligned batches ``p, p+P, ...`` with ``aligned``);
     a resumed run recomputes only missing examples. Exceptions from ``fn_batch`` propagate; the batches written
     before stay on disk.
 
@@ -158,7 +190,19 @@ def run_sharded(
         n, get = int(examples), None
     else:
         n, get = len(examples), examples.__getitem__
-    mine = shard_indices(n, process_index, num_processes)
+    mine = shard_indices(n, process_index, num_processes, block=batch_size if aligned else 1)
+    if indices is not None:
+        wanted = {int(i) for i in indices}
+        mine = [i for i in mine if i in wanted]
+    if aligned:  # one batch per aligned block (a subset of indices may leave a block partly wanted)
+        batches: list[list[int]] = []
+        for i in mine:
+            if batches and batches[-1][0] // batch_size == i // batch_size:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+    else:
+        batches = [list(mine[k:k + batch_size]) for k in range(0, len(mine), batch_size)]
     computed = 0
 
     # The writer's lock for the whole run: a second run on the same examples stops at once (StoreBusyError)
@@ -167,7 +211,6 @@ def run_sharded(
         done = store.done_indices()
         if get is not None:
             _check_done_ids(store, examples, [i for i in mine if i in done])
-        batches = [list(mine[k:k + batch_size]) for k in range(0, len(mine), batch_size)]
         n_done = sum(1 for i in mine if i in done)
         with tqdm(total=len(mine), initial=n_done, unit="ex", desc=desc or store.path.name,
                   disable=not progress or process_index != 0, smoothing=0.1) as bar:
