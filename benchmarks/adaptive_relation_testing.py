@@ -10,7 +10,12 @@ same per-example generator seed, so they see the same (λ, ε) draws in the same
 * **adaptive i^s**: the sequential rule deciding by i^s, without the null prompt (it cancels from every difference).
 
 With ``--qmc`` or ``--antithetic`` the adaptive runs draw differently from the fixed one (same seed, other draws),
-so the pairing is by example only and the decision-change rate includes the fixed run's own noise.
+so the pairing is by example only and the decision-change rate includes the fixed run's own noise. The same holds
+for ``--proposal fitted`` (issue 27 item 3): the adaptive runs then sample log-SNR from a proposal fitted to their
+deciding margin (:func:`infodecomp.proposals.fitted_proposal`, quantity "margin_s" for the i^s run, "margin_o" for
+the i^o run) by a pilot on ``--pilot-examples`` separate examples of each setup (their rows are counted and
+reported, not charged to the examples); ``--qmc`` then stratifies the fitted density. The fixed run keeps the
+paper's sampling: it is the faithful-cost baseline.
 
 Denoiser rows are counted by a wrapper around the denoiser (not taken from the scorer's own bookkeeping). For each
 setup and adaptive run: the evaluations ratio fixed / adaptive, the accuracies, and the paired accuracy difference
@@ -24,6 +29,7 @@ conditions, the true one among them) and ``shapes-tiny`` (the embedded model on 
 
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py                           # both, defaults
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
+    OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --proposal fitted --antithetic  # item 3
 
 Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see
 docs/running.md#adaptive-relation-testing for the table and the reading of it.
@@ -40,12 +46,14 @@ import torch
 from infodecomp import analytic
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.experiments.sequential import SequentialRule, sequential_scores
-from infodecomp.logsnr import LogSNRSampling
+from infodecomp.logsnr import LogSNRSampling, logistic_weights
+from infodecomp.proposals import fitted_proposal
 from infodecomp.results import example_seed
 
 RUNS = {"adaptive i^o": dict(method="info_o", evaluate_null=True),
         "adaptive i^s": dict(method="info_s", evaluate_null=False)}
 FIXED_METHOD = {"adaptive i^o": "info_o", "adaptive i^s": "info_s"}
+MARGIN = {"adaptive i^o": "margin_o", "adaptive i^s": "margin_s"}  # the quantity a fitted proposal is fitted to
 
 
 class Counter:
@@ -86,8 +94,28 @@ def twin_examples(model, dataset: str, n: int, seed: int):
     return model.denoiser, out
 
 
-def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRSampling, seed: int, setup: str):
-    """Per-example records {run: (evaluations, correct, prediction)} for the fixed and adaptive runs."""
+def proposals_for(denoiser, pilot, proposal: str, stratified: bool, seed: int) -> dict:
+    """{run: the adaptive run's log-SNR sampling}: the paper's, or fitted to the run's margin on the ``pilot``
+    examples (same M as the benchmarked ones; never the benchmarked examples themselves)."""
+    if proposal == "paper":
+        return {run: LogSNRSampling() for run in RUNS}
+    x = torch.stack([p[1] for p in pilot])
+    conds = torch.stack([p[2] for p in pilot])
+    null = torch.stack([p[3] for p in pilot])
+    counter = Counter(denoiser)
+    out = {run: fitted_proposal(counter, x, conds, null, quantity=MARGIN[run], stratified=stratified,
+                                generator=torch.Generator().manual_seed(seed + 17)) for run in RUNS}
+    print(f"  pilot: {len(pilot)} separate examples, {counter.rows} denoiser rows for {len(RUNS)} fitted proposals "
+          f"(largest weight {max(q.max_weight for q in out.values()):.0f}, the paper's "
+          f"{float(logistic_weights(torch.tensor([LogSNRSampling().support[0]]))):.0f})")
+    return out
+
+
+def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRSampling, seed: int, setup: str,
+          adaptive: dict | None = None):
+    """Per-example records {run: (evaluations, correct, prediction)} for the fixed and adaptive runs (``adaptive``:
+    {run: its log-SNR sampling}, default ``sampling``)."""
+    adaptive = adaptive or {run: sampling for run in RUNS}
     recs = []
     t0 = time.perf_counter()
     for ex_id, x, conds, null, t in examples:
@@ -102,7 +130,7 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
         rec["z"], rec["oracle"] = oracle(f.units["info_s"], counter.rows)
         for run, kw in RUNS.items():
             counter = Counter(denoiser)
-            a = sequential_scores(counter, x, conds, null, rule=rule, sampling=sampling,
+            a = sequential_scores(counter, x, conds, null, rule=rule, sampling=adaptive[run],
                                   generator=torch.Generator().manual_seed(example_seed(seed, ex_id)), **kw)
             if counter.rows != a.n_evaluations:
                 raise AssertionError(f"{run}: counted {counter.rows} rows, the scorer says {a.n_evaluations}")
@@ -177,25 +205,36 @@ def main(argv=None):
     ap.add_argument("--qmc", action="store_true", help="randomized-QMC log-SNR blocks in the adaptive runs")
     ap.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (ε, −ε) in the adaptive runs")
     ap.add_argument("--primary", default="adaptive i^s", choices=list(RUNS), help="the run of the last line")
+    ap.add_argument("--proposal", default="paper", choices=["paper", "fitted"],
+                    help="the adaptive runs' log-SNR proposal: the paper's, or fitted to their margin by a pilot")
+    ap.add_argument("--pilot-examples", type=int, default=8, help="separate examples per setup for the pilot")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     rule = SequentialRule(alpha=args.alpha, block=args.block, first_look=args.first_look, qmc=args.qmc,
                           antithetic=args.antithetic)
     sampling = LogSNRSampling()  # the corrected protocol: truncated logistic, loc 1, scale 2, clip 3
-    print(f"torch threads {torch.get_num_threads()}; log-SNR {sampling}; rule {rule}; seed {args.seed}")
+    print(f"torch threads {torch.get_num_threads()}; log-SNR {sampling}; adaptive runs' proposal {args.proposal}; "
+          f"rule {rule}; seed {args.seed}")
+    n_pilot = args.pilot_examples if args.proposal == "fitted" else 0  # the paper's runs keep their examples
     everything = []
     if "analytic" in args.setups:
         for M in (2, 4):
-            den, ex = analytic_examples(M, args.examples, args.seed)
-            everything += bench(f"analytic mixture world, M = {M}", den, ex, rule, sampling, args.seed, "analytic")
+            den, ex = analytic_examples(M, args.examples + n_pilot, args.seed)
+            ex, pilot = ex[:args.examples], ex[args.examples:]
+            adaptive = proposals_for(den, pilot, args.proposal, args.qmc, args.seed)
+            everything += bench(f"analytic mixture world, M = {M}", den, ex, rule, sampling, args.seed, "analytic",
+                                adaptive)
     if "shapes-tiny" in args.setups:
         from infodecomp.models import load_model
 
         model = load_model("shapes-tiny")
         for ds in rt.ARO_DATASETS:
-            den, ex = twin_examples(model, ds, args.twin_examples, args.seed)
-            everything += bench(f"shapes-tiny, {ds} twin", den, ex, rule, sampling, args.seed, "shapes-tiny")
+            den, ex = twin_examples(model, ds, args.twin_examples + n_pilot, args.seed)
+            ex, pilot = ex[:args.twin_examples], ex[args.twin_examples:]
+            adaptive = proposals_for(den, pilot, args.proposal, args.qmc, args.seed)
+            everything += bench(f"shapes-tiny, {ds} twin", den, ex, rule, sampling, args.seed, "shapes-tiny",
+                                adaptive)
     groups = {"analytic": [r for r in everything if r["setup"] == "analytic"],
               "shapes-tiny": [r for r in everything if r["setup"] == "shapes-tiny"]}
     for setup, recs in groups.items():

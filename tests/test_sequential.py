@@ -232,3 +232,27 @@ def test_adaptive_rows_run_through_the_store_and_the_tables(tiny_model, tmp_path
     assert list(again["n_evaluations"]) == list(frame["n_evaluations"])  # resumed from the store, not re-run
     tables = rt.accuracy_tables(frame)
     assert set(tables.summary["method"]) == {"info_o", "info_s", "mmse"}
+
+
+def test_a_fitted_margin_proposal_decides_like_the_paper_s_and_stratifies(mworld):
+    """The sequential rule takes a proposal fitted to the i^s margin (infodecomp.proposals) as its sampling, i.i.d.
+    or stratified (qmc), and its mean i^s differences agree with the paper's sampling's on the same example."""
+    from infodecomp.proposals import fitted_proposal
+
+    x, labels = mworld.sample(6, generator=_gen(7))
+    others = torch.stack([next(c for c in mworld.component_labels if not torch.equal(c, r)) for r in labels])
+    conds = torch.stack([mworld.condition(labels), mworld.condition(others)], 1)  # [6, 2, F]: true first
+    q = fitted_proposal(mworld, x[:4], conds[:4], mworld.null(4), quantity="margin_s", n_points=48,
+                        generator=_gen(8))
+    assert q.rule == "fitted" and q.quantity == "margin_s"
+    fixed = SequentialRule.fixed(400)
+    for b in (4, 5):
+        paper = sequential_scores(mworld, x[b], conds[b], mworld.null(1)[0], method="info_s", rule=fixed,
+                                  generator=_gen(9))
+        fitted = sequential_scores(mworld, x[b], conds[b], mworld.null(1)[0], method="info_s", rule=fixed,
+                                   sampling=q, generator=_gen(10))
+        (dp, sp), (dq, sq) = paper.difference(0, 1), fitted.difference(0, 1)
+        assert abs(dp - dq) < 4 * math.hypot(sp, sq), (dp, sp, dq, sq)
+    s = sequential_scores(mworld, x[5], conds[5], mworld.null(1)[0], method="info_s", sampling=q,
+                          rule=SequentialRule(block=5, first_look=10, qmc=True), generator=_gen(11))
+    assert s.units["info_s"].shape[0] == s.n_samples // 5

@@ -192,8 +192,10 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
 
     denoiser, x ``[*X]``, conds ``[M, *C]``, null ``[*C]``: as :func:`~infodecomp.experiments.relation_testing.
     score_candidates`. method: the deciding score, "info_o" (i^o, needs the null), "info_s" or "mmse" (−MMSE).
-    sampling: the log-SNR rule (default: the corrected truncated logistic, clip 3); with ``rule.qmc`` its
-    ``logistic``/``uniform`` rule becomes the matching randomized-QMC one. evaluate_null: default True for
+    sampling: the log-SNR rule (default: the corrected truncated logistic, clip 3), or a proposal fitted to the
+    margin (:func:`infodecomp.proposals.fitted_proposal` with quantity "margin_s" / "margin_o": exact weights, so
+    the scores stay unbiased); with ``rule.qmc`` its ``logistic``/``uniform``/``fitted`` rule becomes the matching
+    randomized-QMC (stratified) one. evaluate_null: default True for
     "info_o", False otherwise (the null is not needed to rank by i^s or −MMSE; True gives all three scores).
     Identical candidate conditions are allowed (they tie exactly and neither is dropped in favour of the other).
     """
@@ -219,8 +221,8 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
     sampling = sampling if sampling is not None else LogSNRSampling()
     if rule.qmc:
         base = sampling.rule.removesuffix("_qmc")
-        if base not in ("logistic", "uniform") or sampling.reference_uniform_weight:
-            raise ValueError(f"qmc needs the logistic or uniform log-SNR rule, got {sampling.rule!r}")
+        if base not in ("logistic", "uniform", "fitted") or sampling.reference_uniform_weight:
+            raise ValueError(f"qmc needs the logistic, uniform or fitted log-SNR rule, got {sampling.rule!r}")
         sampling = sampling.with_(rule=f"{base}_qmc", replicates=1)
     elif sampling.is_qmc:
         raise ValueError(f"sampling {sampling.rule!r} is randomized QMC: set SequentialRule(qmc=True) instead, so the "
