@@ -662,3 +662,39 @@ def sensitivity_ratio_bars(table, *, bar: float | None = 0.1, title: str | None 
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def probe_pair_figure(pair, *, redundancy: str = "ccs", estimator: str = "orthogonal",
+                      size: int = 256) -> matplotlib.figure.Figure:
+    """The probe's two-word mode as a figure for saving: the image, then R, U1, U2 and S over it on ONE colour
+    scale symmetric about 0 (red positive, blue negative), each with its image-level value ± 1 standard error.
+    ``pair``: an :class:`infodecomp.experiments.probe.ProbePair`; ``redundancy`` "ccs" or "mmi", ``estimator``
+    "orthogonal" or "standard" (all four come from the same denoiser calls)."""
+    from matplotlib.figure import Figure  # not pyplot: the probe may draw from a worker thread
+
+    maps, values = pair.maps[(estimator, redundancy)], pair.values[(estimator, redundancy)]
+    bound = max(max(float(np.abs(_np(maps[a])).max()) for a in PID_ATOMS), 1e-12)
+    panels = [("image", np.asarray(pair.image), "")]
+    names = {"unique1": f"U1 (“{pair.word1}”)", "unique2": f"U2 (“{pair.word2}”)"}
+    for atom, label in PID_ATOMS.items():
+        v, se = values[atom]
+        panels.append((names.get(atom, label),
+                       heat_overlay(pair.image, maps[atom], lo=-bound, hi=bound, size=size, cmap="RdBu_r",
+                                    alpha=0.75),
+                       f"{v:.2f} ± {se:.2f} nats"))
+    fig = Figure(figsize=(2.2 * len(panels), 2.7))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, img, note) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(note, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    s = pair.settings
+    lo, hi = s.logsnr_range
+    est = "i^o" if estimator == "orthogonal" else "i^s"
+    fig.suptitle(f"“{pair.prompt}”: “{pair.word1}” + “{pair.word2}”, c = “{pair.conditions[0]}” "
+                 f"({redundancy.upper()}, {est}, {s.n_samples} draws on [{lo:.1f}, {hi:.1f}]; colour ± {bound:.3g} "
+                 "nats per latent pixel)", fontsize=8)
+    fig.tight_layout()
+    return fig
