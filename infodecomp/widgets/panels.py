@@ -124,7 +124,7 @@ def pair_panels(res: ProbePair, size: int, *, redundancy: str = "ccs", estimator
     est = "i^o" if estimator == "orthogonal" else "i^s"
     bars = figure_png(information_bars(
         {PID_ATOMS[a]: values[a] for a in PID_ATOMS},
-        title=f"“{res.word1}” + “{res.word2}”, {redundancy.upper()}, {est}, {res.settings.n_samples} draws"))
+        title=f"{redundancy.upper()}, {est}, {res.settings.n_samples} draws"))  # the words: in the panels
     terms = "; ".join(f"{html.escape(name)} = {values[q][0]:.3f} ± {values[q][1]:.3f}"
                       for name, q in (("i(x; y1|c)", "i1"), ("i(x; y2|c)", "i2"), ("i(x; y1, y2|c)", "i12"),
                                       ("co-information", "coinformation")))
