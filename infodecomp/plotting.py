@@ -631,3 +631,70 @@ def pid_maps(images: Sequence, maps: Mapping[str, Sequence], titles: Sequence[st
             ax.set_xticks([])
             ax.set_yticks([])
     return fig
+
+
+def sensitivity_ratio_bars(table, *, bar: float | None = 0.1, title: str | None = None) -> matplotlib.figure.Figure:
+    """Where a relation is lost: per edit (groups) the ratio of its change to one colour changed, one bar per
+    reading (the text encoder's token states, ε̂), with ±2 standard-error bars on a log scale, and a dashed line
+    at ``bar`` (the project's bar: 10 % of a colour change). ``table``: rows with reading, edit, ratio, stderr
+    (:func:`infodecomp.experiments.word_reading.sensitivity_ratios`)."""
+    rows = _rows(table)
+    readings = list(dict.fromkeys(r["reading"] for r in rows))
+    edits = list(dict.fromkeys(r["edit"] for r in rows))
+    fig, ax = plt.subplots(figsize=(4.6, 2.8))
+    width = 0.8 / max(len(readings), 1)
+    for j, reading in enumerate(readings):
+        got = {r["edit"]: (r["ratio"], r["stderr"]) for r in rows if r["reading"] == reading}
+        v = np.array([got.get(e, (np.nan, np.nan))[0] for e in edits], dtype=float)
+        se = np.nan_to_num(np.array([got.get(e, (np.nan, np.nan))[1] for e in edits], dtype=float))
+        xs = np.arange(len(edits)) + (j - (len(readings) - 1) / 2) * width
+        ax.bar(xs, v, width=width, color=f"C{j}", label=reading)
+        # the lower whisker stops above 0: a log axis cannot show a bar reaching below it
+        ax.errorbar(xs, v, yerr=[np.minimum(2 * se, 0.999 * np.abs(v)), 2 * se], fmt="none", ecolor="k",
+                    capsize=3, lw=0.8)
+    if bar is not None:
+        ax.axhline(bar, color="0.3", ls="--", lw=0.8, label=f"bar: {bar:g} × a colour change")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(edits)), [e.replace("_", " ") for e in edits], fontsize=8)
+    ax.set_ylabel("change ÷ one colour changed (± 2 s.e.)", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def probe_pair_figure(pair, *, redundancy: str = "ccs", estimator: str = "orthogonal",
+                      size: int = 256) -> matplotlib.figure.Figure:
+    """The probe's two-word mode as a figure for saving: the image, then R, U1, U2 and S over it on ONE colour
+    scale symmetric about 0 (red positive, blue negative), each with its image-level value ± 1 standard error.
+    ``pair``: an :class:`infodecomp.experiments.probe.ProbePair`; ``redundancy`` "ccs" or "mmi", ``estimator``
+    "orthogonal" or "standard" (all four come from the same denoiser calls)."""
+    from matplotlib.figure import Figure  # not pyplot: the probe may draw from a worker thread
+
+    maps, values = pair.maps[(estimator, redundancy)], pair.values[(estimator, redundancy)]
+    bound = max(max(float(np.abs(_np(maps[a])).max()) for a in PID_ATOMS), 1e-12)
+    panels = [("image", np.asarray(pair.image), "")]
+    names = {"unique1": f"U1 (“{pair.word1}”)", "unique2": f"U2 (“{pair.word2}”)"}
+    for atom, label in PID_ATOMS.items():
+        v, se = values[atom]
+        panels.append((names.get(atom, label),
+                       heat_overlay(pair.image, maps[atom], lo=-bound, hi=bound, size=size, cmap="RdBu_r",
+                                    alpha=0.75),
+                       f"{v:.2f} ± {se:.2f} nats"))
+    fig = Figure(figsize=(2.2 * len(panels), 2.7))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, img, note) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(note, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    s = pair.settings
+    lo, hi = s.logsnr_range
+    est = "i^o" if estimator == "orthogonal" else "i^s"
+    fig.suptitle(f"“{pair.prompt}”: “{pair.word1}” + “{pair.word2}”, c = “{pair.conditions[0]}” "
+                 f"({redundancy.upper()}, {est}, {s.n_samples} draws on [{lo:.1f}, {hi:.1f}]; colour ± {bound:.3g} "
+                 "nats per latent pixel)", fontsize=8)
+    fig.tight_layout()
+    return fig

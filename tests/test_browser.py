@@ -1,6 +1,7 @@
 """The probe in a real browser: notebook 08 served on localhost by Voilà and by JupyterLab, driven by headless
 Chromium (Debian's ``chromium`` package) through Playwright. Click a word, wait for the heat maps, check them,
-intervene, and see an error message for an over-long prompt. In JupyterLab the test first runs all cells from the
+intervene, pick two words in the two-word mode and check the four atom maps and the atoms, see that a result of an
+image replaced while it computed never appears, and see an error message for an over-long prompt. In JupyterLab the test first runs all cells from the
 Run menu, as a user would.
 
 Skipped, with the reason, only where Chromium, Playwright, Voilà or JupyterLab is not installed (``.ci/run`` and the
@@ -207,10 +208,55 @@ def _image_size(page, key: str) -> list:
     return img.evaluate("el => [el.complete, el.naturalWidth, el.naturalHeight]")
 
 
+def _word(page, text: str):
+    return page.locator("button.probe-word", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
+
+
+def _exercise_two_words(page, shot: Path) -> None:
+    """The two-word mode (issue 26, item 6): pick "blue" and "circle", see the four atom maps and the atoms with
+    their standard errors, switch the redundancy to MMI; screenshot the widget to ``shot``."""
+    page.locator(".probe-mode button", has_text="two words").click()
+    page.locator(".probe-map-pid_redundancy").wait_for(state="attached", timeout=60_000)
+    _word(page, "blue").click()
+    page.locator(".probe-message", has_text="now click word 2").wait_for(timeout=60_000)
+    _word(page, "circle").click()
+    page.locator(".probe-value-pid_synergy .probe-number").wait_for(timeout=CLICK_TIMEOUT_MS)
+    _wait_idle(page)
+    for atom in ("redundancy", "unique1", "unique2", "synergy"):
+        value = _number(page, f".probe-value-pid_{atom}")
+        assert value == value, atom  # a finite number, not NaN
+        size = _image_size(page, f"pid_{atom}")
+        assert size == [True, 192, 192], (atom, size)
+    assert float(page.locator(".probe-value-pid_unique1 .probe-stderr").inner_text()) > 0  # the error bar
+    info = page.locator(".probe-pid-info").inner_text()
+    assert "c = “a small”" in info and "CCS" in info, info
+    assert page.locator(".probe-error").count() == 0
+    page.locator(".probe-redundancy button", has_text="MMI").click()  # redrawn from the same draws
+    page.locator(".probe-pid-info", has_text="MMI").wait_for(timeout=60_000)
+    page.wait_for_timeout(300)  # let the last images paint
+    page.locator(".infodecomp-probe").screenshot(path=str(shot))
+
+
+def _exercise_stale_result(page) -> None:
+    """Issue 29, mechanism E: click a word, then choose another dataset item while its maps compute: the maps of
+    the old image never appear beside the new one."""
+    page.locator(".probe-mode button", has_text="one word").click()
+    _word(page, "small").click()
+    item = page.locator(".infodecomp-probe input[type=number]").first  # the dataset item
+    item.fill("1")
+    item.press("Enter")
+    _word(page, "small").wait_for(state="detached", timeout=60_000)  # item 1's caption has no "small"
+    _wait_idle(page)
+    page.wait_for_timeout(500)  # a late result would be drawn by now
+    assert page.locator(".probe-value-cmi .probe-number").count() == 0
+    assert page.locator(".probe-value-mi .probe-number").count() == 0
+
+
 def _exercise_probe(page, shot: Path) -> None:
     """Once the probe is on the page: click a word, check the maps and numbers, intervene, screenshot the widget to
-    ``shot``, and check that an over-long prompt gives a message."""
-    word = page.locator("button.probe-word", has_text=re.compile(r"^\s*circle\s*$"))
+    ``shot``; the two-word mode (screenshot beside ``shot``); a stale result is not shown; and an over-long prompt
+    gives a message."""
+    word = _word(page, "circle")
     word.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
     words = [t.strip() for t in page.locator("button.probe-word").all_inner_texts()]
     assert words == ["a", "small", "blue", "circle"], words
@@ -239,6 +285,9 @@ def _exercise_probe(page, shot: Path) -> None:
     page.wait_for_timeout(300)  # let the last images paint
     page.locator(".infodecomp-probe").screenshot(path=str(shot))  # the widget, not the notebook's text
     assert shot.stat().st_size > 10_000
+
+    _exercise_two_words(page, shot.with_name(shot.stem + "_two_words.png"))
+    _exercise_stale_result(page)
 
     # an over-long prompt is a message in the page, not a traceback
     prompt = page.locator(".infodecomp-probe input[type=text]").first

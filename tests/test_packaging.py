@@ -73,10 +73,8 @@ LINE_LIMIT = 100
 
 
 def _line_limit_cases():
-    """Every notebook; 01 is rewrapped by a separate change (strict: this mark must go once it passes)."""
-    pending = {"01_information_estimators"}
-    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="01's lines are rewrapped separately"))
-            if p.stem in pending else p for p in NOTEBOOKS]
+    """Every notebook (a notebook still being rewrapped would be marked here as a strict expected failure)."""
+    return list(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", _line_limit_cases(), ids=lambda p: p.name)

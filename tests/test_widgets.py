@@ -318,3 +318,176 @@ def test_a_16_bit_grayscale_upload_is_rescaled_not_saturated():
     f.save(buf, format="TIFF")
     with pytest.raises(ValueError, match=r"'f.tif'.*mode 'F'.*values in \[3, 3\]; expected values in \[0, 1\]"):
         read_image(buf.getvalue(), "f.tif")
+
+
+# -- the two-word mode (issue 26, item 6) -------------------------------------------------------------------
+
+def test_probe_pair_decomposes_two_words_on_shared_draws(model):
+    row = probe_exp.default_dataset()[0]  # "a small blue circle"
+    res = probe_exp.probe_pair(model, row["image"], row["caption"], "blue", "circle", FEW)
+    assert res.conditions == ("a small", "a small blue", "a small circle", "a small blue circle")
+    assert res.image.shape == (32, 32, 3) and res.image.dtype == np.uint8
+    for key, v in res.values.items():
+        (i1, _), (i2, _), (i12, _) = v["i1"], v["i2"], v["i12"]
+        R, U1, U2, S = (v[a][0] for a in ("redundancy", "unique1", "unique2", "synergy"))
+        assert R + U1 == pytest.approx(i1) and R + U2 == pytest.approx(i2), key  # the lattice's identities
+        assert R + U1 + U2 + S == pytest.approx(i12), key
+        assert min(v[q][1] for q in ("i1", "i2", "i12", "coinformation")) > 0, key  # paired standard errors
+        assert res.maps[key]["i1"].shape == (16, 16)
+        assert float(res.maps[key]["i12"].sum()) == pytest.approx(i12, rel=1e-4)  # Eq. 6: the map sums to it
+    mmi = res.values[("orthogonal", "mmi")]
+    assert mmi["redundancy"][0] == pytest.approx(min(mmi["i1"][0], mmi["i2"][0]))
+    assert res.values[("orthogonal", "ccs")]["i1"] == mmi["i1"]  # one set of draws for both definitions
+    assert res.atoms("mmi") == {a: mmi[a] for a in ("redundancy", "unique1", "unique2", "synergy")}
+    again = probe_exp.probe_pair(model, row["image"], row["caption"], "blue", "circle", FEW)
+    assert again.values == res.values  # seeded by the settings
+    with pytest.raises(ValueError, match="must differ"):
+        probe_exp.check_pair(model.tokenizer, row["caption"], "blue", "Blue")
+    with pytest.raises(ValueError, match="does not occur"):
+        probe_exp.check_pair(model.tokenizer, row["caption"], "blue", "dog")
+
+
+def test_two_word_mode_shows_four_maps_and_the_atoms_with_their_errors(probe, monkeypatch):
+    assert probe.pair_maps.layout.display == "none"  # the one-word mode first
+    probe.mode.value = "two"
+    assert probe.pair_maps.layout.display is None and probe.word_maps.layout.display == "none"
+    _button(probe, "blue").click()
+    assert probe.pair == ("blue",) and "now click word 2" in _message(probe) and probe.n_pairs == 0
+    assert _button(probe, "blue").button_style == "info"
+    _button(probe, "circle").click()
+    res = probe.pair_result
+    assert res is not None and (res.word1, res.word2) == ("blue", "circle") and probe.n_pairs == 1
+    assert _button(probe, "circle").button_style == "success"
+    for atom in ("redundancy", "unique1", "unique2", "synergy"):
+        key = f"pid_{atom}"
+        assert _png(probe.views[key].value), key
+        value, stderr = res.values[("orthogonal", "ccs")][atom]
+        assert _number(probe.values[key].value) == pytest.approx(value, abs=1e-3), atom
+        assert f"{stderr:.3f}" in probe.values[key].value  # the error bar
+    assert _png(probe.pid_bars.value) and "c = “a small”" in html.unescape(probe.pair_info.value)
+    assert "CCS" in probe.pair_info.value
+    assert "only “blue” tells" in html.unescape(probe.titles["pid_unique1"].value)
+    assert probe.result is None and bytes(probe.views["cmi"].value) == b""  # nothing of the other mode
+    assert len(probe.figure().axes) == 5
+
+    # the redundancy toggle redraws from the same draws: no model call
+    monkeypatch.setattr(probe_exp, "probe_pair", lambda *a, **k: pytest.fail("the model must not run"))
+    probe.redundancy.value = "mmi"
+    mmi = res.values[("orthogonal", "mmi")]
+    assert _number(probe.values["pid_redundancy"].value) == pytest.approx(mmi["redundancy"][0], abs=1e-3)
+    assert "MMI" in probe.pair_info.value and probe.n_pairs == 1
+    probe.estimator.value = "standard"
+    std = res.values[("standard", "mmi")]
+    assert _number(probe.values["pid_synergy"].value) == pytest.approx(std["synergy"][0], abs=1e-3)
+
+    _button(probe, "circle").click()  # unpick word 2: the pair's maps go
+    assert probe.pair == ("blue",) and probe.pair_result is None and bytes(probe.views["pid_synergy"].value) == b""
+    with pytest.raises(RuntimeError, match="click two words"):
+        probe.figure()
+    probe.show_pair("blue", "circle")  # the cache answers
+    assert probe.pair_result is res and "from the cache" in probe.status.value
+    probe.show_pair("blue", "blue")
+    assert "must differ" in _message(probe) and probe.pair == ()
+    probe.show_word("circle")  # back to one word
+    assert probe.mode.value == "one" and probe.pair_result is None and _png(probe.views["cmi"].value)
+
+
+# -- jobs carry their state: only results of what is on screen are shown (issue 29, mechanism E) -------------
+
+def _blocked(monkeypatch, name: str):
+    """Make ``probe_exp.<name>`` wait for ``release`` after setting ``started``: a computation in flight."""
+    import threading
+
+    started, release, calls = threading.Event(), threading.Event(), []
+    real = getattr(probe_exp, name)
+
+    def slow(*args, **kwargs):
+        calls.append(args[2:4])
+        started.set()
+        assert release.wait(120), "the test never released the computation"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe_exp, name, slow)
+    return started, release, calls
+
+
+def _red_square() -> bytes:
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[8:24, 8:24] = (255, 0, 0)
+    return _png_bytes(img)
+
+
+def test_maps_of_an_image_replaced_while_they_compute_are_discarded(model, monkeypatch):
+    p = Probe(model, settings=FEW, background=True)
+    started, release, calls = _blocked(monkeypatch, "probe_word")
+    p.show_word("blue")
+    assert started.wait(120)
+    p.load_image_bytes(_red_square(), "red.png")  # another image while the maps of the first compute
+    new = p.image.copy()
+    release.set()
+    assert p.wait(300)
+    assert p.result is None and bytes(p.views["cmi"].value) == b"" and p.values["cmi"].value == "—"
+    assert p.n_discarded == 1 and "discarded: the image" in html.unescape(p.status.value)
+    with pytest.raises(RuntimeError, match="click a word"):
+        p.figure()  # nothing of the old image can be saved
+    p.prompt.value = "a big red square"
+    p.show_word("red")
+    assert p.wait(300) and np.array_equal(p.result.image, new) and p.result.word == "red"
+    assert len(p.figure().axes) == 4
+    assert calls == [("a small blue circle", "blue"), ("a big red square", "red")]
+
+
+def test_a_queued_job_of_an_old_state_is_skipped_and_a_new_word_wins(model, monkeypatch):
+    p = Probe(model, settings=FEW, background=True)
+    started, release, calls = _blocked(monkeypatch, "probe_word")
+    p.show_word("blue")
+    assert started.wait(120)
+    p.show_word("small")   # queued behind "blue"; "blue" is no longer what is on screen
+    p.show_word("circle")  # replaces the queued "small"
+    release.set()
+    assert p.wait(300)
+    assert p.result.word == "circle" and p.n_discarded == 1  # "blue" discarded, "small" never queued
+    assert [w for _, w in calls] == ["blue", "circle"]
+    assert _button(p, "circle").button_style == "info"
+
+
+def test_a_decomposition_of_an_edited_prompt_is_discarded(model, monkeypatch):
+    p = Probe(model, settings=FEW, background=True)
+    started, release, _ = _blocked(monkeypatch, "probe_pair")
+    p.show_pair("blue", "circle")
+    assert started.wait(120)
+    p.prompt.value = "a small blue square"
+    release.set()
+    assert p.wait(300)
+    assert p.pair_result is None and bytes(p.views["pid_redundancy"].value) == b"" and p.n_discarded == 1
+    assert "discarded: the prompt" in html.unescape(p.status.value)
+    assert p.mode.value == "two" and p.pair == ()
+
+
+def test_new_settings_while_computing_discard_the_old_maps_and_figure_waits(model, monkeypatch):
+    p = Probe(model, settings=FEW, background=True)
+    p.show_word("circle")
+    assert p.wait(300) and p.result.settings.n_samples == 4
+    started, release, _ = _blocked(monkeypatch, "probe_word")
+    p.seed.value = 5  # recomputes "circle"; meanwhile the old maps stay, but figure() will not save them
+    assert started.wait(120)
+    with pytest.raises(RuntimeError, match="the settings changed"):
+        p.figure()
+    p.loc.value = 0.0  # and again, while the seed-5 maps compute: those are discarded
+    release.set()
+    assert p.wait(300)
+    assert p.result.settings.seed == 5 and p.result.settings.loc == 0.0 and p.n_discarded == 1
+    assert len(p.figure().axes) == 4
+
+
+def test_an_image_generated_for_an_old_state_does_not_replace_the_new_one(model, monkeypatch):
+    p = Probe(model, settings=FEW, background=True, generation_steps=2)
+    started, release, _ = _blocked(monkeypatch, "generate_image")
+    p.generate()
+    assert started.wait(120)
+    p.item.value = 2  # the user chose a dataset item meanwhile
+    chosen = p.image.copy()
+    release.set()
+    assert p.wait(300)
+    assert np.array_equal(p.image, chosen) and p.prompt.value == p.dataset[2]["caption"]
+    assert p.n_discarded == 1 and "discarded" in p.status.value

@@ -10,6 +10,11 @@ What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable witho
   no COCO label)
   and the Attention+Information map, all from :func:`~infodecomp.experiments.heatmaps.word_heatmaps` with the
   log-SNR distribution of :class:`ProbeSettings` (truncated logistic, loc ± clip·scale).
+* :func:`probe_pair`: the two-word mode (beyond the paper): the partial information decomposition of two words
+  y1, y2 of the prompt (:mod:`infodecomp.pid`): i(x; y1|c), i(x; y2|c), i(x; y1, y2|c) with c the prompt without
+  both words, from the four conditions c, c+y1, c+y2, c+y1+y2 on the same draws, and the atoms (redundancy,
+  unique 1, unique 2, synergy) per image with paired standard errors and per pixel, for both estimators and both
+  redundancy definitions from one set of denoiser calls.
 * :func:`probe_intervention`: invert the image with the prompt and regenerate with the prompt and with the word
   omitted (or swapped), by :func:`infodecomp.editing.intervene`; the change is the latent
   ``Σ_channels (reconstruction − edit)²`` of :func:`~infodecomp.experiments.intervention.latent_change`.
@@ -29,16 +34,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import pid as _pid
 from ..checks import count, load_image
 from ..checks import word as checked_word
 from ..editing import sample
+from ..estimators import ESTIMATORS, information_terms
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
 from .heatmaps import word_heatmaps
 from .intervention import latent_change
+from .pid import conditions as pair_conditions
 
-__all__ = ["ProbeSettings", "ProbeResult", "ProbeIntervention", "probe_word", "probe_intervention",
-           "generate_image", "read_image", "default_dataset", "check_word"]
+__all__ = ["ProbeSettings", "ProbeResult", "ProbePair", "ProbeIntervention", "probe_word", "probe_pair",
+           "probe_intervention", "generate_image", "read_image", "default_dataset", "check_word", "check_pair"]
 
 #: Default number of log-SNR draws per map: a click on shapes-tiny stays well under 3 s on 2 CPU cores
 #: (``benchmarks/probe_latency.py``).
@@ -104,6 +112,33 @@ class ProbeResult:
 
 
 @dataclass(frozen=True, eq=False)
+class ProbePair:
+    """The two-word decomposition of one image (:func:`probe_pair`). Maps on the latent grid ``[h, w]``; nats.
+
+    ``values[(estimator, redundancy)][quantity]`` is ``(value, stderr)`` and ``maps[(estimator, redundancy)]
+    [quantity]`` the per-pixel map, for estimator in ("orthogonal", "standard"), redundancy in ("ccs", "mmi") and
+    quantity in i1, i2, i12, coinformation, redundancy, unique1, unique2, synergy (:data:`infodecomp.pid.ATOMS`).
+    The maps of i1, i2, i12 sum to their image-level values; the atoms' maps do not (a per-pixel minimum or sign
+    test is a heuristic picture, :mod:`infodecomp.pid`).
+    """
+
+    image: np.ndarray      # [H, W, 3] uint8: the image as the model saw it
+    prompt: str
+    word1: str
+    word2: str
+    conditions: tuple      # (c, c+y1, c+y2, prompt): both words deleted, word 2 deleted, word 1 deleted, whole
+    values: dict           # (estimator, redundancy) → {quantity: (value, stderr)} in nats
+    maps: dict             # (estimator, redundancy) → {quantity: [h, w] ndarray} in nats per latent pixel
+    settings: ProbeSettings
+    seconds: float         # wall time of the computation
+
+    def atoms(self, redundancy: str = "ccs", estimator: str = "orthogonal") -> dict[str, tuple[float, float]]:
+        """``{atom: (value, stderr)}`` for the four atoms, in lattice order (R, U1, U2, S)."""
+        v = self.values[(estimator, redundancy)]
+        return {a: v[a] for a in _pid.ATOMS}
+
+
+@dataclass(frozen=True, eq=False)
 class ProbeIntervention:
     """An omit / swap edit of one image: regenerated from its inversion with the prompt and with the edit."""
 
@@ -138,6 +173,43 @@ def check_word(tokenizer, prompt: str, word: str) -> str:
     except ValueError:
         raise ValueError(f"word {word!r} does not occur as a whole word in prompt {prompt!r}; click one of the "
                          "prompt's words") from None
+
+
+def check_pair(tokenizer, prompt: str, word1: str, word2: str) -> tuple[str, str, str, str]:
+    """Check two words of ``prompt`` (each as :func:`check_word`, and different); return the four conditions
+    ``(c, c+y1, c+y2, prompt)`` of :func:`infodecomp.experiments.pid.conditions`. Raises ``ValueError``."""
+    for w in (word1, word2):
+        check_word(tokenizer, prompt, w)
+    return pair_conditions(prompt, word1, word2)
+
+
+def probe_pair(model, image, prompt: str, word1: str, word2: str,
+               settings: ProbeSettings | None = None) -> ProbePair:
+    """Partial information decomposition of ``word1`` and ``word2`` of ``prompt`` for one image: every quantity
+    of :class:`ProbePair` from ``4 · settings.n_samples`` denoiser evaluations (the four conditions on the same
+    (λ, ε) draws, seeded by ``settings.seed``, log-SNR as :class:`ProbeSettings`). ``image`` as for
+    :func:`probe_word`. Raises ``ValueError`` (before any model call) for a bad prompt or word, or one word twice.
+    """
+    settings = settings or ProbeSettings()
+    conds = check_pair(model.tokenizer, prompt, word1, word2)
+    t0 = time.perf_counter()
+    pixels = model.images_to_tensor(image, resize="bicubic")  # [1, 3, H, W] in [0, 1]
+    if pixels.shape[0] != 1:
+        raise ValueError(f"probe_pair takes one image, got a batch of {pixels.shape[0]}")
+    x = model.encode_images(pixels)  # [1, C, h, w], the VAE posterior mean
+    emb = model.encode_prompts(list(conds)).to(x.device)  # [4, L, D]: c, c+y1, c+y2, c+y1+y2
+    g = torch.Generator().manual_seed(int(settings.seed))
+    terms = information_terms(model.denoiser, x, emb[None, 1:], emb[:1], n_samples=int(settings.n_samples),
+                              pixelwise=True, sampling=settings.sampling, generator=g)
+    values, maps = {}, {}
+    for estimator in ESTIMATORS:  # every reading comes from the same terms: no further denoiser call
+        for redundancy in _pid.REDUNDANCIES:
+            est = _pid.pid_from_terms(terms, estimator=estimator, redundancy=redundancy)
+            values[(estimator, redundancy)] = {k: (float(v[0]), float(est.stderrs[k][0]))
+                                               for k, v in est.values.items()}
+            maps[(estimator, redundancy)] = {k: m[0].detach().float().cpu().numpy() for k, m in est.pixel.items()}
+    return ProbePair(image=_uint8(pixels)[0], prompt=prompt, word1=word1, word2=word2, conditions=conds,
+                     values=values, maps=maps, settings=settings, seconds=time.perf_counter() - t0)
 
 
 def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | None = None) -> ProbeResult:

@@ -8,6 +8,8 @@ ground truth, as the model card and notebook 00 report them.
 * :func:`text_sensitivity`: how far the text encoder's token states move under the same edits.
 * :func:`edit_sensitivity`: how far ε̂ moves when a relation is flipped and when the two objects' colours are
   exchanged, relative to changing one colour word.
+* :func:`sensitivity_ratios`: the two side by side (text encoder and ε̂, relation flip and colour exchange, each
+  ÷ one colour changed): where a relation is lost, in the text encoder or in the UNet.
 * :func:`word_map_quality`: DAAM word maps of colour and shape words — AUROC object-vs-background and
   own-object-vs-the-other-object, and mIoU on the COCO-IT twin against the whole-image baseline.
 
@@ -33,8 +35,8 @@ from ..metrics import binomial, iou_per_threshold, mean_se, select_threshold, up
 from ..text import token_positions
 from .heatmaps import daam_maps
 
-__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity", "word_map_quality", "relational_edits",
-           "mean_se", "binomial"]
+__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity", "sensitivity_ratios",
+           "word_map_quality", "relational_edits", "mean_se", "binomial"]
 
 #: The noise levels :func:`attention_mass` reports (log-SNR, nats): from nearly pure noise to nearly clean.
 MASS_LOGSNRS = (-4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
@@ -196,6 +198,25 @@ def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> d
     res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
     res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
     return res
+
+
+#: The readings :func:`sensitivity_ratios` puts side by side: (name, where it reads the prompt).
+SENSITIVITY_READINGS = (("text encoder", "token states ‖Δh‖², all positions"),
+                        ("ε̂", "E‖Δε̂‖² on shared draws"))
+
+
+def sensitivity_ratios(text: dict, eps: dict) -> pd.DataFrame:
+    """The text encoder's ratios (:func:`text_sensitivity`) beside ε̂'s (:func:`edit_sensitivity`): one row per
+    (reading, edit) with the mean over scenes of the edit's change ÷ one colour changed, its standard error and
+    ``n``. Edits: ``relation_flip`` ("left of" ↔ "right of", …) and ``attribute_swap`` (the two colours
+    exchanged). A relation kept by the encoder but not by ε̂ is lost in the UNet; lost by both, in the encoder."""
+    rows = []
+    for (reading, what), res in zip(SENSITIVITY_READINGS, (text, eps)):
+        for edit, key in (("relation_flip", "ratio_relation"), ("attribute_swap", "ratio_attribute")):
+            r = res[key]
+            rows.append({"reading": reading, "edit": edit, "ratio": float(r["value"]),
+                         "stderr": float(r["stderr"]), "n": int(r["n"]), "measures": what})
+    return pd.DataFrame(rows)
 
 
 # ── word maps ───────────────────────────────────────────────────────────────────────────────────────────

@@ -1,33 +1,10 @@
-"""The interactive probe: click a word of a prompt, see where and how much the model depends on it.
-
-::
-
-    from infodecomp.models import load_model
-    from infodecomp.widgets import Probe
-
-    probe = Probe(load_model("shapes-tiny"))   # a ShapesWorld image and its caption to start with
-    probe                                      # display it (JupyterLab, Voilà, classic notebook)
-
-Choose an image (a dataset item, an uploaded file, or one generated from the prompt), edit the prompt, click a word:
-the pixel MI i^o_j(x; y*), the pixel CMI i^o_j(x; y*|c) (MI and CMI share one colour scale, as in the paper's
-Fig. 2) and the word's Attention+Information map appear side by side over the image, with the image-level
-values and their standard errors. "intervene" regenerates the image from its inversion with the word omitted
-(or swapped for the word typed beside it) and shows the change beside the CMI map (Figs. 1 and 3).
-
-The widget only displays (docs/architecture.md#display-only): the numbers come from :mod:`infodecomp.experiments.probe`
-(which calls :func:`~infodecomp.experiments.heatmaps.word_heatmaps` and :func:`infodecomp.editing.intervene`). Work runs
-in a background thread with a progress bar and a busy state, so the notebook stays responsive; with
-``background=False`` each action also waits for its work to finish (headless use, tests), and :meth:`Probe.wait`
-blocks until queued work is done in either mode. Results
-are cached per (image, prompt, word, settings). Errors — a word not in the prompt, a prompt over the tokenizer's
-limit, an unreadable upload — are shown as a message in the widget, never as a traceback.
-"""
+"""The probe widget (:class:`Probe`; what it is and does: :mod:`infodecomp.widgets`): its controls, what is on screen,
+the jobs it runs in a background thread and the state each job carries."""
 
 from __future__ import annotations
 
 import hashlib
 import html
-import io
 import threading
 import time
 from collections import OrderedDict
@@ -35,43 +12,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .checks import rgb_image
-from .experiments import probe as _probe
-from .experiments.probe import ProbeIntervention, ProbeResult, ProbeSettings
-from .plotting import heat_overlay, information_bars, probe_figure
-from .text import check_prompt_length, prompt_words
+from ..checks import rgb_image
+from ..experiments import probe as _probe
+from ..experiments.probe import ProbeIntervention, ProbePair, ProbeResult, ProbeSettings
+from ..plotting import probe_figure, probe_pair_figure
+from ..text import check_prompt_length, prompt_words
+from .panels import PAIR_PANELS, Panel, enlarge, intervention_panels, pair_panels, png, title, word_panels
 
 __all__ = ["Probe", "ProbeSettings"]
 
 #: Choices offered for the number of log-SNR draws per map.
 SAMPLE_CHOICES = (2, 4, 8, 16, 32, 64, 128, 256)
-
-
-def _png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _figure_png(fig, dpi: int = 100) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def _title(title: str, subtitle: str) -> str:
-    """A panel's two-line heading (every panel has two lines, so the images line up)."""
-    return f"<b>{html.escape(title)}</b><br><small>{html.escape(subtitle)}</small>"
-
-
-def _value_html(name: str, value: float, stderr: float, unit: str = "nats") -> str:
-    return (f"<b>{html.escape(name)}</b> <span class='probe-number'>{value:.3f}</span> ± "
-            f"<span class='probe-stderr'>{stderr:.3f}</span> {unit} <small>(± 1 s.e.)</small>")
 
 
 class Probe:
@@ -91,9 +42,13 @@ class Probe:
         max_cache: most results kept (least recently used dropped first).
 
     Programmatic use mirrors the buttons: ``probe.prompt.value = "..."``, ``probe.word_buttons[i].click()`` or
-    :meth:`show_word`, :meth:`intervene`, :meth:`load_item`, :meth:`load_image_bytes`, :meth:`generate`, then
-    :meth:`wait`. The last results are ``probe.result`` (:class:`~infodecomp.experiments.probe.ProbeResult`) and
-    ``probe.intervention``; ``probe.n_computed`` counts map computations (cache hits do not count).
+    :meth:`show_word`, :meth:`intervene`, :meth:`load_item`, :meth:`load_image_bytes`, :meth:`generate`; in the
+    two-word mode (``probe.mode.value = "two"``) word clicks or :meth:`show_pair`, and ``probe.redundancy.value``
+    ("ccs" / "mmi"); then :meth:`wait`. The results shown are ``probe.result``
+    (:class:`~infodecomp.experiments.probe.ProbeResult`), ``probe.intervention`` and ``probe.pair_result``
+    (:class:`~infodecomp.experiments.probe.ProbePair`); ``probe.n_computed`` / ``n_pairs`` count map and
+    decomposition computations (cache hits do not count), ``probe.n_discarded`` results dropped as no longer
+    current.
     """
 
     def __init__(self, model, *, dataset: Sequence[dict] | None = None, image=None, prompt: str | None = None,
@@ -118,16 +73,24 @@ class Probe:
         # state
         self.result: ProbeResult | None = None
         self.intervention: ProbeIntervention | None = None
+        self.pair_result: ProbePair | None = None
         self.word: str | None = None
+        self.pair: tuple[str, ...] = ()  # the words picked in the two-word mode (0, 1 or 2)
         self.n_computed = 0
+        self.n_pairs = 0
         self.n_intervened = 0
         self.n_cache_hits = 0
+        self.n_discarded = 0
         self.last_latency: float | None = None
         self.last_error: BaseException | None = None
         self._image = None            # uint8 [H, W, 3] at the model's resolution
         self._image_key = ""
+        self._shown: tuple = ()       # the state of the results shown
         self._cache: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache and the queue
+        # What is on screen (image, prompt, mode, words, shown results) changes under this lock, and a job checks
+        # that its state is still current and draws its result under it: nothing stale is drawn in between.
+        self._view_lock = threading.RLock()
         self._idle = threading.Event()
         self._idle.set()
         self._pending: Callable[[], None] | None = None
@@ -148,6 +111,20 @@ class Probe:
         self.prompt = w.Text(description="prompt", layout=w.Layout(width="520px"))
         self.words_box = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.words_box.add_class("probe-words")
+        self.mode = w.ToggleButtons(options=[("one word", "one"), ("two words", "two")], value="one",
+                                    tooltips=["maps of one word", "decompose what two words tell (PID)"],
+                                    style={"button_width": "90px"})
+        self.mode.add_class("probe-mode")
+        self.redundancy = w.ToggleButtons(options=[("CCS", "ccs"), ("MMI", "mmi")], value="ccs",
+                                          description="redundancy", style={"button_width": "52px"},
+                                          tooltips=["common change in surprisal (pointwise)",
+                                                    "minimum of the two informations"])
+        self.redundancy.add_class("probe-redundancy")
+        self.estimator = w.ToggleButtons(options=[("i^o", "orthogonal"), ("i^s", "standard")],
+                                         value="orthogonal", description="estimator",
+                                         style={"button_width": "52px"},
+                                         tooltips=["orthogonal estimator", "standard estimator"])
+        self.estimator.add_class("probe-estimator")
         # -- settings -------------------------------------------------------------------------------------
         choices = sorted(set(SAMPLE_CHOICES) | {int(settings.n_samples)})
         self.n_samples = w.Dropdown(options=choices, value=int(settings.n_samples), description="samples",
@@ -177,22 +154,30 @@ class Probe:
 
         self._default_titles: dict[str, str] = {}
 
-        def panel(key: str, title: str, subtitle: str):
+        def panel(key: str, heading: str, subtitle: str):
             img = w.Image(format="png", layout=w.Layout(width=S, height=S, object_fit="contain"))
             img.add_class(f"probe-map-{key}")
-            self._default_titles[key] = _title(title, subtitle)
+            self._default_titles[key] = title(heading, subtitle)
             t = w.HTML(self._default_titles[key])
             v = w.HTML("—")
             v.add_class(f"probe-value-{key}")
             self.views[key], self.titles[key], self.values[key] = img, t, v
             return w.VBox([t, img, v], layout=w.Layout(margin="0 6px 0 0"))
 
-        maps_row = w.HBox([panel("image", "image", "as the model sees it"),
-                           panel("mi", "pixel MI i(x; y*)", "the word vs the null prompt"),
-                           panel("cmi", "pixel CMI i(x; y*|c)", "c: the prompt without the word"),
-                           panel("attention", "attention", "cross-attention of the word")])
+        image_panel = panel("image", "image", "as the model sees it")
         self.bars = w.Image(format="png", layout=w.Layout(width="260px"))
         self.bars.add_class("probe-bars")
+        self.word_maps = w.HBox([panel("mi", "pixel MI i(x; y*)", "the word vs the null prompt"),
+                                 panel("cmi", "pixel CMI i(x; y*|c)", "c: the prompt without the word"),
+                                 panel("attention", "attention", "cross-attention of the word"), self.bars])
+        self.pid_bars = w.Image(format="png", layout=w.Layout(width="260px"))
+        self.pid_bars.add_class("probe-pid-bars")
+        self.pair_info = w.HTML()
+        self.pair_info.add_class("probe-pid-info")
+        self.pair_maps = w.VBox([
+            w.HBox([self.redundancy, self.estimator]),
+            w.HBox([panel(f"pid_{a}", heading, sub) for a, heading, sub in PAIR_PANELS] + [self.pid_bars]),
+            self.pair_info], layout=w.Layout(display="none"))
         # -- intervention ---------------------------------------------------------------------------------
         self.swap = w.Text(placeholder="(empty: omit the word)", description="swap with",
                            layout=w.Layout(width="260px"))
@@ -206,20 +191,20 @@ class Probe:
                          panel("reconstruction", "reconstruction", "inverted, regenerated with the prompt"),
                          panel("edited", "edited", "regenerated with the edit"),
                          panel("change", "change", "Σ_channels Δlatent², over the reconstruction")])
+        self.intervention_box = w.VBox([w.HBox([self.swap, self.steps, self.intervene_button]), iv_row])
 
         self.widget = w.VBox([
             w.HTML(f"<h3 style='margin:4px 0'>infodecomp probe — {html.escape(str(getattr(model, 'name', '')))}"
                    "</h3>"),
             w.HBox([self.item, self.upload, self.generate_button]),
             self.prompt,
-            w.HBox([w.HTML("<b>click a word:</b>&nbsp;"), self.words_box]),
+            w.HBox([self.mode, w.HTML("&nbsp;<b>click a word:</b>&nbsp;"), self.words_box]),
             w.HBox([self.n_samples, self.seed, self.range_label]),
             w.HBox([self.loc, self.scale, self.clip]),
             w.HBox([self.progress, self.status]),
             self.message,
-            w.HBox([maps_row, self.bars]),
-            w.HBox([self.swap, self.steps, self.intervene_button]),
-            iv_row,
+            w.HBox([image_panel, self.word_maps, self.pair_maps]),
+            self.intervention_box,
         ])
         self.widget.add_class("infodecomp-probe")
 
@@ -231,6 +216,9 @@ class Probe:
         for c in (self.n_samples, self.loc, self.scale, self.clip, self.seed):
             c.observe(lambda ch: self._guard(self._on_settings, ch), names="value")
         self.intervene_button.on_click(lambda _: self._guard(self.intervene))
+        self.mode.observe(lambda ch: self._guard(self._on_mode, ch["new"]), names="value")
+        for c in (self.redundancy, self.estimator):
+            c.observe(lambda _ch: self._guard(self._redraw_pair), names="value")
 
         self._update_range()
         if image is not None:
@@ -246,8 +234,9 @@ class Probe:
 
     def __repr__(self) -> str:
         return (f"Probe(model={getattr(self.model, 'name', '?')!r}, prompt={self.prompt.value!r}, "
-                f"word={self.word!r}, settings={self.settings}, computed={self.n_computed}, "
-                f"cache hits={self.n_cache_hits})")
+                f"mode={self.mode.value!r}, word={self.word!r}, pair={self.pair!r}, settings={self.settings}, "
+                f"computed={self.n_computed}, pairs={self.n_pairs}, cache hits={self.n_cache_hits}, "
+                f"discarded={self.n_discarded})")
 
     # -- state -----------------------------------------------------------------------------------------------
     @property
@@ -256,6 +245,34 @@ class Probe:
         return ProbeSettings(n_samples=int(self.n_samples.value), loc=float(self.loc.value),
                              scale=float(self.scale.value), clip=float(self.clip.value), seed=int(self.seed.value),
                              attention_samples=self._attention_samples)
+
+    def _snapshot(self, mode: str, words: tuple) -> tuple:
+        """The state a job starts from and its result belongs to: (image, prompt, mode, words, settings)."""
+        try:
+            settings = self.settings
+        except ValueError:  # controls out of range: no result is current
+            settings = None
+        return self._image_key, self.prompt.value, mode, tuple(words), settings
+
+    def _on_screen(self) -> tuple:
+        """The state the controls show now."""
+        if self.mode.value == "two":
+            return self._snapshot("two", self.pair)
+        return self._snapshot("one", () if self.word is None else (self.word,))
+
+    def _stale(self, state: tuple) -> str:
+        """What changed since ``state`` ("" while it is current)."""
+        now = self._on_screen()
+        names = ("the image", "the prompt", "the mode", "the words", "the settings")
+        return ", ".join(n for n, a, b in zip(names, state, now) if a != b)
+
+    def _discard(self, what: str, changed: str) -> bool:
+        """A result of a state no longer on screen: counted and said, never shown. Returns False (the job's
+        "discarded" answer to :meth:`_run`)."""
+        self.n_discarded += 1
+        self.status.value = (f"<span class='probe-discarded'>{html.escape(what)} discarded: {html.escape(changed)}"
+                             " changed since the click</span>")
+        return False
 
     @property
     def word_buttons(self) -> list:
@@ -282,13 +299,26 @@ class Probe:
         return self._idle.wait(timeout)
 
     def figure(self):
-        """The last click (and intervention, if of the same word) as a matplotlib figure, for saving."""
-        if self.result is None:
-            raise RuntimeError("nothing to draw yet: click a word first (or call show_word)")
-        iv = self.intervention
-        if iv is not None and (iv.prompt, iv.word) != (self.result.prompt, self.result.word):
-            iv = None
-        return probe_figure(self.result, iv)
+        """What the probe shows, as a matplotlib figure for saving: the word's maps (and its intervention), or in
+        the two-word mode the decomposition with the redundancy and estimator chosen. Raises ``RuntimeError``
+        when nothing current is shown (nothing clicked yet, or the image, prompt, words or settings changed
+        since)."""
+        with self._view_lock:
+            two = self.mode.value == "two"
+            res = self.pair_result if two else self.result
+            if res is None:
+                raise RuntimeError("nothing to draw yet: " + ("click two words first (or call show_pair)" if two
+                                                              else "click a word first (or call show_word)"))
+            changed = self._stale(self._shown)
+            if changed:
+                raise RuntimeError(f"the maps shown are not of what is on screen ({changed} changed since); "
+                                   "wait for the new maps or click again")
+            if two:
+                return probe_pair_figure(res, redundancy=self.redundancy.value, estimator=self.estimator.value)
+            iv = self.intervention
+            if iv is not None and (iv.prompt, iv.word) != (res.prompt, res.word):
+                iv = None
+            return probe_figure(res, iv)
 
     # -- messages and busy state -----------------------------------------------------------------------------
     def _say(self, text: str = "", error: bool = False) -> None:
@@ -361,10 +391,14 @@ class Probe:
         for b in (self.intervene_button, self.generate_button):
             b.disabled = True
         try:
-            job()
-            self.progress.bar_style = "success"
-            self.progress.description = "done"
-            self.progress.value = 1.0
+            if job() is False:  # its state was no longer on screen
+                self.progress.bar_style = ""
+                self.progress.description = "discarded"
+                self.progress.value = 0.0
+            else:
+                self.progress.bar_style = "success"
+                self.progress.description = "done"
+                self.progress.value = 1.0
         except Exception as err:  # shown in the widget, never a traceback in the notebook
             self._fail(err)
             self.status.value = ""
@@ -381,12 +415,13 @@ class Probe:
                                         resize="bicubic")
         if t.shape[0] != 1:
             raise ValueError(f"the probe takes one image, got a batch of {t.shape[0]}")
-        arr = (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        self._image = np.ascontiguousarray(arr)
-        self._image_key = hashlib.sha1(self._image.tobytes() + repr(self._image.shape).encode()).hexdigest()
-        self._clear_panels()
-        self.views["image"].value = _png(self._enlarge(self._image))
-        self.values["image"].value = f"<small>{arr.shape[1]}×{arr.shape[0]} px</small>"
+        arr = np.ascontiguousarray((t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+        with self._view_lock:
+            self._image = arr
+            self._image_key = hashlib.sha1(arr.tobytes() + repr(arr.shape).encode()).hexdigest()
+            self._clear_panels()
+            self.views["image"].value = png(enlarge(arr, self.display_size))
+            self.values["image"].value = f"<small>{arr.shape[1]}×{arr.shape[0]} px</small>"
         if prompt is not None:
             if self.prompt.value == prompt:
                 self._on_prompt(prompt)
@@ -428,12 +463,18 @@ class Probe:
         """Replace the image by one generated from the current prompt (the pipeline's sampler, seeded by
         ``seed``); the prompt is kept."""
         prompt, seed = self.prompt.value, int(self.seed.value)
+        state = (self._image_key, prompt)
 
         def job():
             self._step(0.1, f"generating an image from “{prompt}” ({self.generation_steps} steps)…")
             img = _probe.generate_image(self.model, prompt, steps=self.generation_steps,
                                         guidance_scale=self.guidance_scale, seed=seed)
-            self.set_image(img)
+            with self._view_lock:  # an image chosen or a prompt typed meanwhile wins over the generated one
+                changed = ", ".join(n for n, a, b in zip(("the image", "the prompt"), state,
+                                                         (self._image_key, self.prompt.value)) if a != b)
+                if changed:
+                    return self._discard(f"the image generated from “{prompt}”", changed)
+                self.set_image(img)
             self._say(f"generated from “{prompt}” (seed {seed})")
             self.status.value = ""
 
@@ -447,10 +488,12 @@ class Probe:
         for word in prompt_words(prompt):
             b = w.Button(description=word, tooltip=f"maps of “{word}”", layout=w.Layout(width="auto"))
             b.add_class("probe-word")
-            b.on_click(lambda _b, word=word: self._guard(self.show_word, word))
+            b.on_click(lambda _b, word=word: self._guard(self._click, word))
             buttons.append(b)
-        self.words_box.children = buttons
-        self.word = None
+        with self._view_lock:  # the maps shown were of the old prompt
+            self.words_box.children = buttons
+            self.word, self.pair = None, ()
+            self._clear_results()
         try:
             check_prompt_length(self.model.tokenizer, prompt)
         except ValueError as err:
@@ -473,18 +516,38 @@ class Probe:
 
     def _on_settings(self, _change) -> None:
         self._update_range()
-        if self.word is not None:  # recompute the shown word with the new settings
+        if self.mode.value == "two":
+            if len(self.pair) == 2:  # recompute the shown pair with the new settings
+                self.show_pair(*self.pair)
+        elif self.word is not None:  # recompute the shown word with the new settings
             self.show_word(self.word)
 
-    # -- the two actions -------------------------------------------------------------------------------------
-    def _select(self, word: str | None) -> None:
-        for b in self.word_buttons:
-            b.button_style = "info" if word is not None and b.description.lower() == word.lower() else ""
+    def _on_mode(self, mode: str) -> None:
+        with self._view_lock:
+            self.word, self.pair = None, ()
+            self._clear_results()
+            self._select(None)
+            one = mode == "one"
+            self.word_maps.layout.display = self.intervention_box.layout.display = None if one else "none"
+            self.pair_maps.layout.display = "none" if one else None
+        self._say("" if one else "click two words of the prompt: word 1, then word 2")
 
-    def _maps(self, image, image_key: str, prompt: str, word: str,
-              settings: ProbeSettings) -> tuple[ProbeResult, bool]:
-        """The maps of one click and whether they came from the cache."""
-        key = (image_key, prompt, word, settings)
+    def _click(self, word: str) -> None:
+        """A word button: its maps (one-word mode) or pick it for the pair (two-word mode)."""
+        if self.mode.value == "two":
+            self.pick_word(word)
+        else:
+            self.show_word(word)
+
+    # -- the two actions -------------------------------------------------------------------------------------
+    def _select(self, *words: str | None) -> None:
+        """Highlight the selected words: the one word, or word 1 (blue) and word 2 (green) of a pair."""
+        styles = {wd.lower(): style for wd, style in zip(words, ("info", "success")) if wd is not None}
+        for b in self.word_buttons:
+            b.button_style = styles.get(b.description.lower(), "")
+
+    def _cached(self, key: tuple, compute: Callable):
+        """``(result, from the cache?)``: the cached result of ``key``, or ``compute()`` kept under it."""
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -492,37 +555,120 @@ class Probe:
         if hit is not None:
             self.n_cache_hits += 1
             return hit, True
-        self._step(0.1, f"computing MI, CMI and attention of “{word}” ({settings.n_samples} log-SNR draws)…")
-        res = _probe.probe_word(self.model, image, prompt, word, settings)
-        self.n_computed += 1
+        res = compute()
         with self._lock:
             self._cache[key] = res
             while len(self._cache) > self.max_cache:
                 self._cache.popitem(last=False)
         return res, False
 
+    def _maps(self, image, image_key: str, prompt: str, word: str,
+              settings: ProbeSettings) -> tuple[ProbeResult, bool]:
+        """The maps of one click and whether they came from the cache."""
+        def compute():
+            self._step(0.1, f"computing MI, CMI and attention of “{word}” ({settings.n_samples} log-SNR draws)…")
+            res = _probe.probe_word(self.model, image, prompt, word, settings)
+            self.n_computed += 1
+            return res
+
+        return self._cached((image_key, prompt, word, settings), compute)
+
     def show_word(self, word: str) -> None:
         """What clicking ``word``'s button does: compute (or fetch) its maps and show them."""
         t0 = time.perf_counter()
-        prompt, image, image_key, settings = self.prompt.value, self._image, self._image_key, self.settings
-        self.word = word
-        self._select(word)
+        with self._view_lock:
+            if self.mode.value != "one":
+                self.mode.value = "one"
+            prompt, image, image_key, settings = self.prompt.value, self._image, self._image_key, self.settings
+            if self.result is not None and (self.result.word, self.result.prompt) != (word, prompt):
+                self._clear_results()  # another word's maps
+            self.word = word
+            self._select(word)
+            state = self._snapshot("one", (word,))
         self._say("")
         try:  # fail fast on bad input, before queueing any work
             _probe.check_word(self.model.tokenizer, prompt, word)
         except ValueError as err:
             self.word = None
+            self._select(None)
             self._fail(err)
             return
 
         def job():
+            if changed := self._stale(state):  # superseded before it started: skip the work
+                return self._discard(f"the maps of “{word}”", changed)
             res, cached = self._maps(image, image_key, prompt, word, settings)
-            self._step(0.9, "drawing…")
-            self._show(res)
-            self.last_latency = time.perf_counter() - t0
-            self.status.value = (f"<span class='probe-done'>“{html.escape(word)}”: shown "
-                                 f"{'from the cache ' if cached else ''}{self.last_latency:.2f} s after the click"
-                                 "</span>")
+            with self._view_lock:
+                if changed := self._stale(state):
+                    return self._discard(f"the maps of “{word}”", changed)
+                self._step(0.9, "drawing…")
+                self._show(res, state)
+                self.last_latency = time.perf_counter() - t0
+                self.status.value = (f"<span class='probe-done'>“{html.escape(word)}”: shown "
+                                     f"{'from the cache ' if cached else ''}{self.last_latency:.2f} s after the "
+                                     "click</span>")
+
+        self._submit(job)
+
+    def pick_word(self, word: str) -> None:
+        """What clicking a word does in the two-word mode: the first click picks word 1, the second word 2 and
+        starts the decomposition; clicking a picked word unpicks it; a click after two starts a new pair."""
+        with self._view_lock:
+            if self.mode.value != "two":
+                self.mode.value = "two"
+            pair = [p for p in self.pair if p.lower() != word.lower()]
+            if len(pair) == len(self.pair):  # not picked yet
+                pair = [word] if len(pair) == 2 else pair + [word]
+            if len(pair) < 2:
+                self.pair = tuple(pair)
+                self._select(*pair)
+                self._clear_results()
+        if len(pair) == 2:  # outside the lock: the job takes it to draw (and a waiting caller must not hold it)
+            self.show_pair(*pair)
+            return
+        self._say(f"word 1: “{pair[0]}”; now click word 2" if pair else "click two words of the prompt")
+
+    def show_pair(self, word1: str, word2: str) -> None:
+        """The two-word mode for ``word1`` and ``word2``: compute (or fetch) their decomposition and show it."""
+        t0 = time.perf_counter()
+        with self._view_lock:
+            if self.mode.value != "two":
+                self.mode.value = "two"
+            prompt, image, image_key, settings = self.prompt.value, self._image, self._image_key, self.settings
+            r = self.pair_result
+            if r is not None and (r.word1, r.word2, r.prompt) != (word1, word2, prompt):
+                self._clear_results()  # another pair's maps
+            self.pair = (word1, word2)
+            self._select(word1, word2)
+            state = self._snapshot("two", self.pair)
+        self._say("")
+        try:  # fail fast on bad input, before queueing any work
+            _probe.check_pair(self.model.tokenizer, prompt, word1, word2)
+        except ValueError as err:
+            self.pair = ()
+            self._select(None)
+            self._fail(err)
+            return
+        what = f"the decomposition of “{word1}” + “{word2}”"
+
+        def compute():
+            self._step(0.1, f"decomposing “{word1}” + “{word2}”: 4 conditions × {settings.n_samples} draws…")
+            res = _probe.probe_pair(self.model, image, prompt, word1, word2, settings)
+            self.n_pairs += 1
+            return res
+
+        def job():
+            if changed := self._stale(state):
+                return self._discard(what, changed)
+            res, cached = self._cached(("pair", image_key, prompt, word1, word2, settings), compute)
+            with self._view_lock:
+                if changed := self._stale(state):
+                    return self._discard(what, changed)
+                self._show_pair(res, state)
+                self.last_latency = time.perf_counter() - t0
+                self.status.value = (f"<span class='probe-done'>“{html.escape(word1)}” + “{html.escape(word2)}”"
+                                     f": shown {'from the cache ' if cached else ''}{self.last_latency:.2f} s "
+                                     "after the click</span>")
 
         self._submit(job)
 
@@ -532,7 +678,8 @@ class Probe:
         word = self.word
         prompt, image, image_key, settings = self.prompt.value, self._image, self._image_key, self.settings
         swap, steps = self.swap.value.strip() or None, int(self.steps.value)
-        if word is None:
+        state = self._snapshot("one", (word,))
+        if self.mode.value != "one" or word is None:
             self._fail(ValueError("click a word of the prompt first: the intervention omits or swaps that word"))
             return
         try:
@@ -542,82 +689,77 @@ class Probe:
             return
         self._say("")
 
+        def compute():
+            what = f"swapping “{word}” for “{swap}”" if swap else f"omitting “{word}”"
+            self._step(0.3, f"inverting the image and regenerating it, {what} ({steps} ODE steps)…")
+            iv = _probe.probe_intervention(self.model, image, prompt, word, swap=swap, steps=steps)
+            self.n_intervened += 1
+            return iv
+
         def job():
+            if changed := self._stale(state):
+                return self._discard(f"the intervention on “{word}”", changed)
             res, _ = self._maps(image, image_key, prompt, word, settings)
-            self._show(res)
-            key = ("intervention", image_key, prompt, word, swap, steps)
-            with self._lock:
-                iv = self._cache.get(key)
-            if iv is None:
-                what = f"swapping “{word}” for “{swap}”" if swap else f"omitting “{word}”"
-                self._step(0.3, f"inverting the image and regenerating it, {what} ({steps} ODE steps)…")
-                iv = _probe.probe_intervention(self.model, image, prompt, word, swap=swap, steps=steps)
-                self.n_intervened += 1
-                with self._lock:
-                    self._cache[key] = iv
-            else:
-                self.n_cache_hits += 1
-            self._show_intervention(iv)
-            self.status.value = f"<span class='probe-done'>{iv.kind}: “{html.escape(iv.edit_prompt)}”</span>"
+            with self._view_lock:
+                if changed := self._stale(state):
+                    return self._discard(f"the maps of “{word}”", changed)
+                self._show(res, state)
+            iv, _ = self._cached(("intervention", image_key, prompt, word, swap, steps), compute)
+            with self._view_lock:
+                if changed := self._stale(state):
+                    return self._discard(f"the intervention on “{word}”", changed)
+                self._show_intervention(iv)
+                self.status.value = f"<span class='probe-done'>{iv.kind}: “{html.escape(iv.edit_prompt)}”</span>"
 
         self._submit(job)
 
     # -- drawing ---------------------------------------------------------------------------------------------
-    def _enlarge(self, image: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        H, W = image.shape[:2]
-        f = self.display_size / max(H, W)
-        size = (max(1, round(W * f)), max(1, round(H * f)))
-        resample = Image.Resampling.NEAREST if f >= 1 else Image.Resampling.LANCZOS
-        return np.asarray(Image.fromarray(image).resize(size, resample))
-
-    def _clear_panels(self) -> None:
+    def _clear_results(self) -> None:
+        """Empty every result panel (all but the image): what they showed is no longer on screen."""
         for k, v in self.views.items():
-            self.titles[k].value = self._default_titles[k]
             if k != "image":
+                self.titles[k].value = self._default_titles[k]
                 v.value = b""
                 self.values[k].value = "—"
-        self.bars.value = b""
-        self.result = None
-        self.intervention = None
-        self.word = None
+        self.bars.value = self.pid_bars.value = b""
+        self.pair_info.value = ""
+        self.result = self.intervention = self.pair_result = None
+        self._shown = ()
+
+    def _clear_panels(self) -> None:
+        self._clear_results()
+        self.word, self.pair = None, ()
         self._select(None)
         self.progress.value = 0.0
         self.progress.description = "idle"
         self.progress.bar_style = ""
         self.status.value = ""
 
-    def _show(self, res: ProbeResult) -> None:
-        S = self.display_size
-        lo = min(float(res.mi.min()), float(res.cmi.min()))  # the paper's joint MI/CMI colour scale
-        hi = max(float(res.mi.max()), float(res.cmi.max()))
-        cmi_png = _png(heat_overlay(res.image, res.cmi, lo=lo, hi=hi, size=S))
-        self.views["mi"].value = _png(heat_overlay(res.image, res.mi, lo=lo, hi=hi, size=S))
-        self.views["cmi"].value = cmi_png
-        self.views["attention"].value = _png(heat_overlay(res.image, res.attention, size=S))
-        self.values["mi"].value = _value_html("MI", res.mi_image, res.mi_stderr)
-        self.values["cmi"].value = _value_html("CMI", res.cmi_image, res.cmi_stderr)
-        self.values["attention"].value = f"<small>word “{html.escape(res.word)}”, max-normalised</small>"
-        ctx = res.context if res.context else "∅ (null prompt)"
-        self.titles["cmi"].value = _title(f"pixel CMI i(x; “{res.word}” | c)", f"c = “{ctx}”")
-        self.titles["mi"].value = _title(f"pixel MI i(x; “{res.word}”)", "the word vs the null prompt")
-        self.bars.value = _figure_png(information_bars(
-            {"MI": (res.mi_image, res.mi_stderr), "CMI": (res.cmi_image, res.cmi_stderr)},
-            title=f"“{res.word}”, {res.settings.n_samples} draws"))
-        self.views["intervention_cmi"].value = cmi_png
-        self.values["intervention_cmi"].value = _value_html("CMI", res.cmi_image, res.cmi_stderr)
-        self.result = res
+    def _put(self, panels: dict[str, Panel]) -> None:
+        for k, (image, value, heading) in panels.items():
+            self.views[k].value, self.values[k].value = image, value
+            if heading is not None:
+                self.titles[k].value = heading
+
+    def _show(self, res: ProbeResult, state: tuple) -> None:
+        panels, self.bars.value = word_panels(res, self.display_size)
+        self._put(panels)
+        self.result, self._shown = res, state
 
     def _show_intervention(self, iv: ProbeIntervention) -> None:
-        S = self.display_size
-        self.views["reconstruction"].value = _png(self._enlarge(iv.reconstruction))
-        self.values["reconstruction"].value = f"<small>“{html.escape(iv.prompt)}”</small>"
-        self.views["edited"].value = _png(self._enlarge(iv.edited))
-        self.titles["edited"].value = _title(iv.kind, f"regenerated with “{iv.word}” "
-                                                      f"{'omitted' if iv.kind == 'omit' else 'swapped'}")
-        self.values["edited"].value = f"<small>“{html.escape(iv.edit_prompt)}”</small>"
-        self.views["change"].value = _png(heat_overlay(iv.reconstruction, iv.change, size=S))
-        self.values["change"].value = (f"<b>change</b> Σ <span class='probe-number'>{iv.change_total:.3g}</span>"
-                                       f" <small>(Σ_channels Δlatent², {iv.steps} ODE steps)</small>")
+        self._put(intervention_panels(iv, self.display_size))
         self.intervention = iv
+
+    def _show_pair(self, res: ProbePair, state: tuple) -> None:
+        """The four atoms' maps on one colour scale, their values and bars, for the redundancy and estimator the
+        toggles show."""
+        panels, self.pid_bars.value, self.pair_info.value = pair_panels(
+            res, self.display_size, redundancy=self.redundancy.value, estimator=self.estimator.value)
+        self._put(panels)
+        self.pair_result, self._shown = res, state
+
+    def _redraw_pair(self) -> None:
+        """A redundancy or estimator toggle: redraw the pair shown from the same result (no model call)."""
+        with self._view_lock:
+            if self.pair_result is not None and not self._stale(self._shown):
+                self._show_pair(self.pair_result, self._shown)
