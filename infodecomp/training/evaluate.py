@@ -218,6 +218,8 @@ BARS = (
      0.75, ""),
     ("pixel CMI of a colour/shape word: mass inside its object (latent grid)", "cmi.mass_inside", 0.50, "%"),
     ("… at pixel resolution (map upsampled bilinearly to 32×32)", "cmi.mass_inside_pixels", 0.50, "%"),
+    ("text encoder's token states: change of a relation flip ÷ that of a colour change",
+     "reading.text_sensitivity.ratio_relation", 0.10, "×"),
     ("ε̂ change of a relation flip ÷ that of a colour swap", "reading.sensitivity.ratio_relation", 0.10, "×"),
 )
 
