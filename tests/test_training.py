@@ -246,6 +246,9 @@ def _full_quality(v=0.5):
                         "sensitivity": {"relation_flip": b, "attribute_swap": b, "colour_swap": b,
                                         "ratio_relation": {"value": 0.05, "stderr": 0.01, "n": 4},
                                         "ratio_attribute": b, "n_samples": 2},
+                        "text_sensitivity": {"relation_flip": b, "attribute_swap": b, "colour_swap": b,
+                                             "ratio_relation": {"value": 0.5, "stderr": 0.01, "n": 4},
+                                             "ratio_attribute": b},
                         "word_maps": {"auroc": {t: {"background": b, "other": {"value": 0.8, "stderr": 0.02, "n": 4}}
                                                 for t in ("colour", "shape")},
                                       "daam_miou": {"value": 0.3, "stderr": 0.02, "n": 4, "threshold": 0.2},
