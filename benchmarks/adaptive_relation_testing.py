@@ -31,6 +31,10 @@ conditions, the true one among them) and ``shapes-tiny`` (the embedded model on 
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --proposal fitted --antithetic  # item 3
 
+``--ratios-json benchmarks/measured_ratios.json`` records the ``--primary`` run's ratio on each ShapesWorld twin
+and pooled over them (with the command, date, sizes and machine: tools/cost_plan.py's
+:func:`~tools.cost_plan.record_ratios`), keyed by the proposal; the cost plan's corrected protocol reads them.
+
 Measured here (2 CPU cores, 2026-12-02; the command above with its defaults, seed 0): see
 docs/running.md#adaptive-relation-testing for the table and the reading of it.
 """
@@ -38,6 +42,7 @@ docs/running.md#adaptive-relation-testing for the table and the reading of it.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -49,6 +54,7 @@ from infodecomp.experiments.sequential import SequentialRule, sequential_scores
 from infodecomp.logsnr import LogSNRSampling, logistic_weights
 from infodecomp.proposals import fitted_proposal
 from infodecomp.results import example_seed
+from tools.cost_plan import record_ratios
 
 RUNS = {"adaptive i^o": dict(method="info_o", evaluate_null=True),
         "adaptive i^s": dict(method="info_s", evaluate_null=False)}
@@ -209,6 +215,8 @@ def main(argv=None):
                     help="the adaptive runs' log-SNR proposal: the paper's, or fitted to their margin by a pilot")
     ap.add_argument("--pilot-examples", type=int, default=8, help="separate examples per setup for the pilot")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ratios-json", default=None, metavar="PATH",
+                    help="record the ratio on each twin and pooled in this JSON (benchmarks/measured_ratios.json)")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     rule = SequentialRule(alpha=args.alpha, block=args.block, first_look=args.first_look, qmc=args.qmc,
@@ -233,8 +241,8 @@ def main(argv=None):
             den, ex = twin_examples(model, ds, args.twin_examples + n_pilot, args.seed)
             ex, pilot = ex[:args.twin_examples], ex[args.twin_examples:]
             adaptive = proposals_for(den, pilot, args.proposal, args.qmc, args.seed)
-            everything += bench(f"shapes-tiny, {ds} twin", den, ex, rule, sampling, args.seed, "shapes-tiny",
-                                adaptive)
+            recs = bench(f"shapes-tiny, {ds} twin", den, ex, rule, sampling, args.seed, "shapes-tiny", adaptive)
+            everything += [dict(r, dataset=ds) for r in recs]
     groups = {"analytic": [r for r in everything if r["setup"] == "analytic"],
               "shapes-tiny": [r for r in everything if r["setup"] == "shapes-tiny"]}
     for setup, recs in groups.items():
@@ -249,6 +257,40 @@ def main(argv=None):
     F, A, _, _, D, S, _ = summary(everything, args.primary, FIXED_METHOD[args.primary])
     print(f"the last line: {args.primary}, pooled; F and A in denoiser rows per example, D ± S in accuracy points")
     print(f"evaluations ratio {F / A:.2f} (fixed {F:.0f}, adaptive {A:.1f}); accuracy difference {D:+.2f} ± {S:.2f}")
+    if args.ratios_json:
+        record(args, ap, everything, argv)
+
+
+SIZES = ("twin_examples", "pilot_examples", "block", "first_look")
+
+
+def record(args, ap, recs, argv):
+    """The ``--primary`` run's evaluations ratio (fixed / adaptive, same decisions' accuracy) on each ShapesWorld
+    twin and pooled over them, into ``--ratios-json``, keyed ``adaptive_relation_testing/<proposal>/<dataset>``."""
+    twins = [r for r in recs if r["setup"] == "shapes-tiny"]
+    if not twins:
+        print("--ratios-json: the ShapesWorld twins were not run; nothing recorded")
+        return
+    how = (f"{args.primary} (α {args.alpha}, {args.proposal} log-SNR proposal"
+           f"{', stratified' if args.qmc else ''}{', antithetic' if args.antithetic else ''}) against the fixed "
+           "100-draw run")
+    ratios = {}
+    for ds in [*rt.ARO_DATASETS, "pooled"]:
+        part = [r for r in twins if ds == "pooled" or r["dataset"] == ds]
+        if not part:
+            continue
+        F, A, _, _, D, S, _ = summary(part, args.primary, FIXED_METHOD[args.primary])
+        where = "pooled over the ShapesWorld twins" if ds == "pooled" else f"the ShapesWorld {ds} twin"
+        ratios[f"adaptive_relation_testing/{args.proposal}/{ds}"] = (
+            F / A, f"{how}, shapes-tiny on {where} ({len(part)} cases; accuracy difference {D:+.2f} ± {S:.2f} "
+                   "points)")
+    sizes = {k: getattr(args, k) for k in SIZES}
+    reduced = args.twin_examples < ap.get_default("twin_examples") or (
+        args.proposal == "fitted" and args.pilot_examples < ap.get_default("pilot_examples"))
+    command = "python benchmarks/adaptive_relation_testing.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    record_ratios(args.ratios_json, ratios, benchmark="benchmarks/adaptive_relation_testing.py",
+                  command=command.strip(), sizes=sizes, reduced_size=reduced)
+    print(f"recorded {len(ratios)} ratios in {args.ratios_json}" + (" (reduced size)" if reduced else ""))
 
 
 if __name__ == "__main__":

@@ -30,12 +30,17 @@ maps, image-level i^o and image-level i^s, of the best scheme's ratio for that q
     OMP_NUM_THREADS=1 python benchmarks/estimator_efficiency.py                      # full size (CPU: ~1 hour)
     OMP_NUM_THREADS=1 python benchmarks/estimator_efficiency.py --examples 4 --twin-examples 4 --units 40 \\
         --reference-draws 200                                                       # a small check (~5 minutes)
+
+``--ratios-json benchmarks/measured_ratios.json`` records shapes-tiny's best ratio per quantity there, with the
+command, date, sizes and machine (tools/cost_plan.py's :func:`~tools.cost_plan.record_ratios`): the cost plan's
+corrected protocol reads them (scripts/cost_plan.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -45,6 +50,7 @@ from infodecomp import analytic
 from infodecomp.estimators import mmse_curve
 from infodecomp.logsnr import LogSNRSampling
 from infodecomp.proposals import fit_proposal, pilot_second_moment
+from tools.cost_plan import record_ratios
 
 PAPER = LogSNRSampling()
 SCHEMES = ("paper", "stratified", "fitted", "fitted+strat", "4 eps/λ", "control var.")
@@ -233,6 +239,8 @@ def main(argv=None):
     ap.add_argument("--bins", type=int, default=24)
     ap.add_argument("--floor", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ratios-json", default=None, metavar="PATH",
+                    help="record shapes-tiny's best ratio per quantity in this JSON (benchmarks/measured_ratios.json)")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     print(f"torch threads {torch.get_num_threads()}; {vars(args)}")
@@ -254,6 +262,35 @@ def main(argv=None):
         print(f"variance reduction per evaluation {R:.2f} (shapes-tiny, min over {detail})")
     else:
         print("variance reduction per evaluation n/a (shapes-tiny not run)")
+    if args.ratios_json:
+        record(args, ap, results, argv)
+
+
+#: What each shapes-tiny quantity is, for the ratios file.
+LABELS = {"info_o": "image-level i^o, caption vs null", "info_s": "image-level i^s, caption vs null",
+          "pixel_info_o": "pixel CMI maps of one word", "margin_s": "i^s margin, true vs perturbed caption"}
+SIZES = ("twin_examples", "pilot_examples", "pilot_points", "units", "lattice", "reference_draws")
+
+
+def record(args, ap, results, argv):
+    """shapes-tiny's best scheme per quantity (variance per evaluation, paper = 1) into ``--ratios-json``."""
+    ratios = {}
+    for (setup, q), r in results.items():
+        if setup != "shapes-tiny":
+            continue
+        best = max((s for s in r if s != "paper"), key=r.get)
+        ratios[f"estimator_efficiency/shapes-tiny/{q}"] = (
+            r[best], f"{best} log-SNR sampling vs the paper's, variance per UNet evaluation, {LABELS[q]}, "
+                     "shapes-tiny on the vg-attribution twin")
+    if not ratios:
+        print("--ratios-json: shapes-tiny was not run; nothing recorded")
+        return
+    sizes = {k: getattr(args, k) for k in SIZES}
+    reduced = any(getattr(args, k) < ap.get_default(k) for k in SIZES)
+    command = "python benchmarks/estimator_efficiency.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    record_ratios(args.ratios_json, ratios, benchmark="benchmarks/estimator_efficiency.py", command=command.strip(),
+                  sizes=sizes, reduced_size=reduced)
+    print(f"recorded {len(ratios)} ratios in {args.ratios_json}" + (" (reduced size)" if reduced else ""))
 
 
 if __name__ == "__main__":

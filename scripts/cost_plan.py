@@ -10,6 +10,12 @@ experiments' code in tests/test_costs.py).
     python scripts/cost_plan.py --throughput-json benchmarks/results/sd21_throughput.json   # … measured
     python scripts/cost_plan.py --readme                          # rewrite docs/running.md's cost-plan block
     python scripts/cost_plan.py --check                           # exit 1 if that block is out of date
+    python scripts/cost_plan.py --ratios-json other.json           # the corrected protocol's plan from other ratios
+
+Below the faithful plan, the corrected protocol's (fitted log-SNR sampling, precision targets, adaptive relation
+testing): the expected evaluations at the faithful run's accuracy, each saving a ratio measured on shapes-tiny read
+from benchmarks/measured_ratios.json (written by benchmarks/estimator_efficiency.py and
+benchmarks/adaptive_relation_testing.py with --ratios-json); without that file only the faithful plan is printed.
 
 Without --evals-per-second or --throughput-json, the block uses benchmarks/results/sd21_throughput.json when it
 exists (a GPU measurement of benchmarks/sd21_throughput.py) and shows evaluations only otherwise. --check
@@ -25,7 +31,8 @@ import sys
 from pathlib import Path
 
 from infodecomp.experiments import costs
-from tools.cost_plan import COST_END, COST_START, DEFAULT_GPUS, Throughput, plan_markdown, read_throughput
+from tools.cost_plan import (COST_END, COST_START, DEFAULT_GPUS, Throughput, corrected_markdown, plan_markdown,
+                             read_ratios, read_throughput)
 from tools.markers import replace_block, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 DOCUMENT = REPO / "docs" / "running.md"
 #: Where benchmarks/sd21_throughput.py's measurement is kept when one is committed.
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "sd21_throughput.json"
+#: The ratios measured on shapes-tiny by the benchmarks (--ratios-json), for the corrected protocol's plan.
+RATIOS_JSON = REPO / "benchmarks" / "measured_ratios.json"
 
 
 def throughput(args) -> Throughput | None:
@@ -64,10 +73,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="rewrite the block between the cost-plan markers of this file (default docs/running.md)")
     p.add_argument("--check", nargs="?", const=DOCUMENT, type=Path, default=None,
                    help="exit 1 if the block of this file (default docs/running.md) is out of date; write nothing")
+    p.add_argument("--ratios-json", type=Path, default=None,
+                   help="measured ratios for the corrected protocol's plan (default benchmarks/measured_ratios.json "
+                        "when it exists)")
     a = p.parse_args(argv)
     if any(g < 1 for g in a.gpus):
         raise SystemExit(f"--gpus must be numbers >= 1, got {a.gpus}")
-    body = plan_markdown(costs.paper_plan(), throughput(a), gpus=a.gpus)
+    rows = costs.paper_plan()
+    body = plan_markdown(rows, throughput(a), gpus=a.gpus)
+    ratios_path = a.ratios_json if a.ratios_json is not None else (RATIOS_JSON if RATIOS_JSON.is_file() else None)
+    if ratios_path is not None:
+        try:
+            ratios = read_ratios(ratios_path)
+        except (OSError, ValueError) as err:
+            raise SystemExit(str(err)) from err
+        body += ("\n\n**Under the corrected protocol** (fitted log-SNR sampling, precision targets at the faithful "
+                 "run's standard error, adaptive relation testing): expected UNet evaluations at the accuracy of the "
+                 "faithful run.\n\n" + corrected_markdown(rows, ratios))
     target = a.check or a.readme
     if target is None:
         print(body)

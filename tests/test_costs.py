@@ -309,3 +309,91 @@ def test_benchmark_cpu_smoke_writes_a_json_the_plan_refuses(bench, tmp_path, cap
 def test_benchmark_bad_arguments(bench, args, message):
     with pytest.raises(SystemExit, match=__import__("re").escape(message)):
         bench.main(args)
+
+
+# ── the corrected protocol's plan, from measured ratios (issue 27 item 5) ─────────────────────────────────────
+
+RATIOS = ROOT / "benchmarks" / "measured_ratios.json"
+
+
+def test_corrected_plan_divides_what_each_ratio_measures():
+    rows = C.paper_plan()
+    ratios = {"adaptive_relation_testing/paper/vg-relation": 3.0, "estimator_efficiency/shapes-tiny/pixel_info_o": 2.0,
+              "estimator_efficiency/shapes-tiny/info_o": 4.0}
+    plan = C.corrected_plan(rows, ratios)
+    got = {(c.row.notebook, c.row.part.split(":")[0]): c for c in plan}
+    # worked by hand: the savable part ÷ its ratio, the rest as faithful
+    assert got[("02_relation_testing", "vg-relation")].evaluations == 7_181_100 // 3 == 2_393_700
+    assert got[("02_relation_testing", "coco-order")].evaluations == 15_006_000  # no ratio measured for it
+    assert got[("02_relation_testing", "coco-order")].ratio_key is None
+    assert got[("04_mi_cmi_heatmaps", "COCO100-IT + COCO-WL")].evaluations == 85_000 - 68_000 + 34_000
+    loc = [c.evaluations for c in plan if c.row.notebook == "05_word_localization"]
+    assert loc[0] == 2_424_450 - 6_927 * 200 + 6_927 * 100 == 1_731_750
+    assert got[("07_image_level_information", "COCO100-IT + COCO-WL")].evaluations == 156_000 - 136_000 + 34_000
+    pid_rows = [c for c in plan if c.row.notebook == "09_pid_two_words"]
+    assert [c.evaluations for c in pid_rows] == [10_000, 10_000]  # the draws ÷ 4; generation as faithful
+    assert got[("06_prompt_intervention", "COCO100-IT")].evaluations == 1_759_200
+    assert C.corrected_total(C.corrected_plan(rows, {})) == C.plan_total(rows)  # nothing measured: faithful
+    # the fitted proposal's measurement is preferred to the paper's
+    both = C.corrected_plan(rows, {"adaptive_relation_testing/paper/vg-relation": 3.0,
+                                   "adaptive_relation_testing/fitted/vg-relation": 2.0})
+    assert both[0].ratio_key == "adaptive_relation_testing/fitted/vg-relation" and both[0].evaluations == 3_590_550
+    with pytest.raises(ValueError, match="ratio 'estimator_efficiency/shapes-tiny/info_o' must be a finite number"):
+        C.corrected_plan(rows, {"estimator_efficiency/shapes-tiny/info_o": 0.0})
+    with pytest.raises(ValueError, match="unknown saving 'nope'"):
+        C.PlanRow("x", "y", 10, "z", savable=5, saving="nope")
+
+
+def test_ratios_are_recorded_with_their_provenance_and_read_back(tmp_path):
+    f = tmp_path / "ratios.json"
+    kw = dict(benchmark="benchmarks/x.py", command="python benchmarks/x.py --n 2", sizes={"n": 2},
+              reduced_size=True, machine_line="CPU, test", date="2026-01-02")
+    T.record_ratios(f, {"estimator_efficiency/shapes-tiny/info_o": (4.0, "fitted, image-level i^o")}, **kw)
+    T.record_ratios(f, {"adaptive_relation_testing/paper/vg-relation": (2.5, "adaptive i^s")},
+                    **{**kw, "reduced_size": False})
+    got = T.read_ratios(f)
+    assert set(got) == {"estimator_efficiency/shapes-tiny/info_o", "adaptive_relation_testing/paper/vg-relation"}
+    r = got["estimator_efficiency/shapes-tiny/info_o"]
+    assert (r.ratio, r.command, r.date, r.machine, r.reduced_size, r.sizes) == (
+        4.0, "python benchmarks/x.py --n 2", "2026-01-02", "CPU, test", True, {"n": 2})
+    assert "reduced size" in r.label and not got["adaptive_relation_testing/paper/vg-relation"].reduced_size
+    md = T.corrected_markdown(C.paper_plan(), got)
+    assert "`estimator_efficiency/shapes-tiny/info_o`, reduced size" in md
+    assert "none on a GPU" in md and "2 measured ratios, 1 of them at reduced size" in md
+    assert "| 02_relation_testing | vg-relation: 23,937 examples × 2 captions, 100 draws | 7,181,100 | 2,872,440 |" in md
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        T.record_ratios(f, {"k": (float("nan"), "x")}, **kw)
+    data = json.loads(f.read_text(encoding="utf-8"))
+    del data["ratios"]["estimator_efficiency/shapes-tiny/info_o"]["command"]
+    f.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="lacks its value or provenance"):
+        T.read_ratios(f)
+    (tmp_path / "other.json").write_text('{"ratios": {}}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a measured-ratios file"):
+        T.read_ratios(tmp_path / "other.json")
+    with pytest.raises(FileNotFoundError, match="the benchmarks write them with --ratios-json"):
+        T.read_ratios(tmp_path / "missing.json")
+
+
+def test_the_committed_ratios_come_from_the_benchmarks():
+    """Every ratio in benchmarks/measured_ratios.json names a benchmark that writes such a file and the command
+    that ran it; the cost plan's corrected protocol uses them (the running page's block shows both protocols)."""
+    ratios = T.read_ratios(RATIOS)
+    assert ratios
+    for key, r in ratios.items():
+        script = ROOT / r.benchmark
+        assert script.is_file() and "--ratios-json" in script.read_text(encoding="utf-8"), key
+        assert r.command.startswith(f"python {r.benchmark} ") and "--ratios-json" in r.command, key
+    text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    assert "**Under the corrected protocol**" in text and "What a GPU user saves, by this plan" in text
+
+
+def test_script_takes_other_ratios(tmp_path):
+    f = tmp_path / "r.json"
+    T.record_ratios(f, {"estimator_efficiency/shapes-tiny/info_o": (2.0, "x")}, benchmark="b", command="c",
+                    sizes={}, reduced_size=True, machine_line="CPU", date="2026-01-01")
+    out = _run("--ratios-json", f)
+    assert out.returncode == 0 and "**Under the corrected protocol**" in out.stdout
+    assert "| 09_pid_two_words | beyond the paper" in out.stdout and "| 40,000 | 20,000 | 2.00× |" in out.stdout
+    r = _run("--ratios-json", tmp_path / "missing.json")
+    assert r.returncode != 0 and "no measured ratios" in r.stderr

@@ -23,6 +23,15 @@ sharded phase). Printing it is repository tooling, outside the package:
 ``tools/cost_plan.py`` renders it as a table with GPU-hours at an evaluations-per-second figure measured by
 ``benchmarks/sd21_throughput.py``, and ``scripts/cost_plan.py`` keeps docs/running.md's block up to date.
 
+:func:`corrected_plan` is the same plan under the corrected protocol with the fitted log-SNR sampling, precision
+targets and adaptive relation testing (issue 27): the expected evaluations at the accuracy of the faithful run.
+Each row names the part of its cost a measured ratio divides (:attr:`PlanRow.savable`, :attr:`PlanRow.saving`): the
+information estimates' draws by the variance reduction per evaluation of the best sampling scheme (with a precision
+target at the faithful run's standard error, an estimate stops after 1/ratio of the draws), relation testing by the
+adaptive rule's evaluations ratio at unchanged decisions. The ratios are data (measured on shapes-tiny by the
+benchmarks, read from benchmarks/measured_ratios.json by ``tools/cost_plan.py``), never constants here; a part
+without a measured ratio (attention passes, DAAM, the intervention's ODE solves, generation) keeps its count.
+
 This module imports only the standard library at the top (``scripts/cost_plan.py`` imports it without torch);
 the ``count_*`` functions import torch and the experiments when called (heavy, and only the tests count).
 """
@@ -44,6 +53,7 @@ __all__ = [
     "count_image_level", "count_pid", "count_generation",
     "NOTEBOOK_BATCH", "PID_PRESET", "largest_shard",
     "PlanRow", "paper_plan", "plan_total", "critical_path", "gpu_hours",
+    "SAVING_KEYS", "CorrectedRow", "corrected_plan", "corrected_total",
 ]
 
 #: Examples per dataset at the paper's scale (docs/protocol.md#data). The ARO counts are the ARO paper's test
@@ -67,6 +77,15 @@ NOTEBOOK_BATCH = 8
 #: Notebook 09 in the paper preset (notebooks/paper_parameters.yml): 4 gender × occupation prompts, 25 images
 #: generated per prompt (50 DDIM steps, guidance 7.5), 100 draws per image.
 PID_PRESET = {"prompts": 4, "images_per_prompt": 25, "generation_steps": 50, "guidance": True, "n_samples": 100}
+#: The measured ratios (keys of benchmarks/measured_ratios.json, in order of preference) that divide each kind of
+#: saving: relation testing per dataset by the adaptive rule on its ShapesWorld twin (the fitted proposal's run
+#: first), the heat maps' draws by the pixel CMI maps' best sampling, image-level values by image-level i^o's.
+SAVING_KEYS: dict[str, tuple[str, ...]] = {
+    **{f"relation_testing:{d}": (f"adaptive_relation_testing/fitted/{d}", f"adaptive_relation_testing/paper/{d}")
+       for d in ("vg-relation", "vg-attribution", "coco-order", "flickr-order")},
+    "pixel_maps": ("estimator_efficiency/shapes-tiny/pixel_info_o",),
+    "image_level": ("estimator_efficiency/shapes-tiny/info_o",),
+}
 
 def _n(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -279,11 +298,18 @@ class PlanRow:
     loops: tuple[int, ...] = ()  # rows of each sharded loop of this part, run one after another (): none
     per_row: int = 0    # evaluations per row of those loops; the rest of ``evaluations`` does not shard
     block: int = 1      # rows per aligned batch: what one process takes whole
+    savable: int = 0    # evaluations of this row that a measured ratio divides under the corrected protocol
+    saving: str = ""    # which saving (a key of SAVING_KEYS); "": none measured, the faithful count stays
 
     def __post_init__(self):
         if self.per_row * sum(self.loops) > self.evaluations:
             raise ValueError(f"{self.notebook}: the sharded loops ({self.per_row} × {sum(self.loops)}) exceed the "
                              f"row's {self.evaluations} evaluations")
+        if self.savable > self.evaluations or (self.savable > 0) != bool(self.saving):
+            raise ValueError(f"{self.notebook}: savable {self.savable} must be ≤ the row's {self.evaluations} "
+                             f"evaluations and come with a saving (got {self.saving!r})")
+        if self.saving and self.saving not in SAVING_KEYS:
+            raise ValueError(f"{self.notebook}: unknown saving {self.saving!r}; expected one of {list(SAVING_KEYS)}")
 
     @property
     def unsharded(self) -> int:
@@ -316,7 +342,8 @@ def paper_plan() -> list[PlanRow]:
         m = ARO_CANDIDATES[d]
         rows.append(PlanRow("02_relation_testing", f"{d}: {s[d]:,} examples × {m} captions, 100 draws",
                             relation_testing_evaluations(s[d], m, 100), f"{s[d]:,} × 100 × ({m} + 1)",
-                            loops=(s[d],), per_row=relation_testing_evaluations(1, m, 100)))
+                            loops=(s[d],), per_row=relation_testing_evaluations(1, m, 100),
+                            savable=relation_testing_evaluations(s[d], m, 100), saving=f"relation_testing:{d}"))
     vg = sum(relation_testing_evaluations(s[d], 2, 100) for d in ("vg-relation", "vg-attribution"))
     rows.append(PlanRow("03_relation_types", "VG-R + VG-A: the stores of notebook 02 (0 new evaluations after it)",
                         vg, f"({s['vg-relation']:,} + {s['vg-attribution']:,}) × 100 × 3", new=False,
@@ -324,12 +351,14 @@ def paper_plan() -> list[PlanRow]:
     n04 = s["coco100-it"] + s["coco-wl"]
     rows.append(PlanRow("04_mi_cmi_heatmaps", f"COCO100-IT + COCO-WL: {n04} rows, 100 draws, 100 attention passes",
                         heatmap_evaluations(n04, 100, 100), f"{n04} × (4 × 100 + 100)",
-                        loops=(s["coco100-it"], s["coco-wl"]), per_row=heatmap_evaluations(1, 100, 100), block=B))
+                        loops=(s["coco100-it"], s["coco-wl"]), per_row=heatmap_evaluations(1, 100, 100), block=B,
+                        savable=n04 * 4 * 100, saving="pixel_maps"))
     for n in LOCALIZATION_STEPS:
         rows.append(PlanRow("05_word_localization",
                             f"COCO-IT: {s['coco-it']:,} rows, N = {n} (CMI + MI draws, Attn+Info passes, DAAM steps)",
                             localization_evaluations(s["coco-it"], n, n, n), f"{s['coco-it']:,} × (4N + N + 2N)",
-                            loops=(s["coco-it"],), per_row=localization_evaluations(1, n, n, n), block=B))
+                            loops=(s["coco-it"],), per_row=localization_evaluations(1, n, n, n), block=B,
+                            savable=s["coco-it"] * 4 * n, saving="pixel_maps"))
     rows.append(PlanRow("06_prompt_intervention", f"COCO100-IT: {s['coco100-it']} images, 100 σ, 20 λ × 120 noise",
                         intervention_evaluations(s["coco100-it"], 100, 20, 120),
                         f"{s['coco100-it']} × (4 × 2 × 99 + 7 × 20 × 120)",
@@ -338,14 +367,15 @@ def paper_plan() -> list[PlanRow]:
                         f"COCO100-IT + COCO-WL: {n04} rows, 200 draws; C.2: 200 λ × 50 noise, one row",
                         image_level_evaluations(n04, 200, 200, 50), f"{n04} × 4 × 200 + 2 × 200 × 50",
                         loops=(s["coco-wl"], s["coco100-it"]), per_row=heatmap_evaluations(1, 200, attention=False),
-                        block=B))
+                        block=B, savable=n04 * 4 * 200, saving="image_level"))
     p = PID_PRESET
     n09 = p["prompts"] * p["images_per_prompt"]
     rows.append(PlanRow("09_pid_two_words",
                         f"beyond the paper: {p['prompts']} prompts × {p['images_per_prompt']} generated images, "
                         f"{p['n_samples']} draws, 4 conditions",
                         pid_evaluations(n09, p["n_samples"]), f"{n09} × 4 × {p['n_samples']}",
-                        loops=(n09,), per_row=pid_evaluations(1, p["n_samples"]), block=B))
+                        loops=(n09,), per_row=pid_evaluations(1, p["n_samples"]), block=B,
+                        savable=pid_evaluations(n09, p["n_samples"]), saving="image_level"))
     rows.append(PlanRow("09_pid_two_words",
                         f"generating those {n09} images: {p['generation_steps']} DDIM steps, guidance (every "
                         "process generates all)",
@@ -372,3 +402,39 @@ def gpu_hours(evaluations: int, evals_per_second: float) -> float:
             or not math.isfinite(evals_per_second) or evals_per_second <= 0:
         raise ValueError(f"evals_per_second must be a finite number > 0, got {evals_per_second!r}")
     return evaluations / float(evals_per_second) / 3600.0
+
+
+# ──────────────────────────────────────── the corrected protocol's plan ────────────────────────────────────────
+
+@dataclass(frozen=True)
+class CorrectedRow:
+    """One line of the corrected protocol's plan: a :class:`PlanRow` and its expected evaluations."""
+
+    row: PlanRow
+    evaluations: int          # expected UNet evaluations at the accuracy of the faithful run
+    ratio_key: str | None     # the measured ratio that divided ``row.savable`` (None: none measured)
+    ratio: float | None
+
+
+def corrected_plan(rows: Sequence[PlanRow], ratios: Mapping[str, float]) -> list[CorrectedRow]:
+    """Each row's expected evaluations under the corrected protocol: ``evaluations − savable + ⌈savable / r⌉``,
+    r the first ratio of ``SAVING_KEYS[row.saving]`` present in ``ratios`` (``{key: ratio}``, measured; see the
+    module's docstring), or the faithful count where none is. Ratios below 1 count as measured (a scheme that
+    costs more is not hidden)."""
+    out = []
+    for r in rows:
+        key = next((k for k in SAVING_KEYS.get(r.saving, ()) if k in ratios), None)
+        if key is None:
+            out.append(CorrectedRow(r, r.evaluations, None, None))
+            continue
+        ratio = ratios[key]
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio) or ratio <= 0:
+            raise ValueError(f"ratio {key!r} must be a finite number > 0, got {ratio!r}")
+        out.append(CorrectedRow(r, r.evaluations - r.savable + math.ceil(r.savable / float(ratio)), key,
+                                float(ratio)))
+    return out
+
+
+def corrected_total(rows: Sequence[CorrectedRow]) -> int:
+    """Expected evaluations of the rows that are new: every notebook once under the corrected protocol."""
+    return sum(c.evaluations for c in rows if c.row.new)

@@ -21,6 +21,13 @@ corrected = clip 3 and the posterior mean.
 ``batch_size`` whose randomness is seeded by the batch's number (:func:`batch_generator`), and under a
 multi-process launch each process takes its share of the batches (``run_sharded(..., aligned=True)``), so the
 stored maps are the same whatever the number of processes. :func:`stored_heatmaps` reads them back.
+
+Precision targets (issue 27, corrected protocol only): with ``target_stderr`` (nats) and/or ``relative_stderr`` (a
+fraction of the image-level estimate), each map draws in blocks of ``block`` log-SNRs
+(:func:`~infodecomp.estimators.information_to_precision`) until the standard error of its image-level value
+reaches the target, or ``n_samples`` draws (then the cap) are spent; the draws each map used and whether it met
+its target are kept per row (:func:`map_evaluations` sums them). The faithful protocol keeps the paper's fixed
+draws and refuses a target.
 """
 
 from __future__ import annotations
@@ -30,14 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from ..models.attention import record_cross_attention
 from ..editing import ddim_generate, ddim_invert
-from ..estimators import pointwise_information
+from ..estimators import information_to_precision, pointwise_information
 from ..logsnr import LogSNRSampling
-from ..checks import count
+from ..checks import count, real
 from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, run_sharded
 from ..results.sharding import aligned_batch
@@ -46,6 +54,40 @@ from .stores import store_path
 
 PROTOCOLS = ("faithful", "corrected")
 MI_CONDS = ("label", "word")
+
+
+def precision_block(n_samples: int) -> int:
+    """Draws per block under a precision target when none is given: the largest divisor of ``n_samples`` that is
+    at most ``max(2, n_samples // 4)`` (32 → 8, 50 → 10, 100 → 25, 200 → 50), so the cap ``n_samples`` is a whole
+    number of blocks and the first look has a few draws to estimate a standard error from."""
+    n = count(n_samples, "n_samples")
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(2, n // 4))
+
+
+def precision_settings(protocol: str, n_samples: int, target_stderr, relative_stderr, block) -> dict:
+    """The checked precision-target settings ``{"target_stderr", "relative_stderr", "block"}`` (``{}`` without a
+    target: the fixed draws), for a store's identity and :func:`word_heatmaps`. ``ValueError`` for a target under
+    the faithful protocol (it keeps the paper's fixed draws), a target that is not a number > 0, or a block that
+    does not divide ``n_samples`` (the cap)."""
+    if target_stderr is None and relative_stderr is None:
+        if block is not None:
+            raise ValueError(f"block ({block!r}) is the block of a precision target; give target_stderr or "
+                             "relative_stderr, or no block")
+        return {}
+    if protocol != "corrected":
+        raise ValueError(f"a precision target (target_stderr={target_stderr!r}, relative_stderr={relative_stderr!r}) "
+                         f"is an option of the corrected protocol; the {protocol!r} protocol keeps the paper's fixed "
+                         "n_samples draws (set PROTOCOL = \"corrected\", or the target to None)")
+    out = {}
+    for name, v in (("target_stderr", target_stderr), ("relative_stderr", relative_stderr)):
+        out[name] = None if v is None else real(v, name, above=0.0, hint="nats" if name == "target_stderr"
+                                                else "a fraction of the estimate")
+    n = count(n_samples, "n_samples")
+    out["block"] = precision_block(n) if block is None else count(block, "block")
+    if n % out["block"]:
+        raise ValueError(f"n_samples ({n}, the cap under a precision target) must be a multiple of block "
+                         f"({out['block']})")
+    return out
 
 
 def protocol_settings(protocol: str) -> dict:
@@ -67,6 +109,10 @@ class WordHeatmaps:
     cmi_stderr: Tensor     # [B] nats
     mi_stderr: Tensor      # [B] nats
     attention: Tensor | None  # [B, h, w] Attention+Information word map (None when not asked for)
+    cmi_samples: Tensor | None = None     # [B] int64 log-SNR draws of each CMI map (n_samples without a target)
+    mi_samples: Tensor | None = None      # [B] int64 log-SNR draws of each MI map
+    cmi_target_met: Tensor | None = None  # [B] bool: the CMI's standard error reached the target (None: no target)
+    mi_target_met: Tensor | None = None   # [B] bool: the MI's
 
 
 def joint_scale(*maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -225,13 +271,17 @@ def check_word_rows(tokenizer, rows: Sequence[dict]) -> None:
 
 def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol: str = "corrected",
                   mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None,
-                  generator: torch.Generator | None = None, sampling: LogSNRSampling | None = None) -> WordHeatmaps:
+                  generator: torch.Generator | None = None, sampling: LogSNRSampling | None = None,
+                  target_stderr: float | None = None, relative_stderr: float | None = None,
+                  block: int | None = None) -> WordHeatmaps:
     """MI and CMI maps (and optionally the Attention+Information map) for localization-format rows.
 
     rows: dicts with ``image``, ``caption``, ``word``, ``label``, ``context`` (CONTRACT). ``mi_cond``: "label"
     (the reference's choice) or "word" (the surface word, docs/protocol.md#b24). ``sampling``: the log-SNR distribution
     of the maps and of the attention passes (default: the protocol's, loc 1, scale 2, clip 3 or 4; the interactive probe
-    sets loc/scale/clip). Returns :class:`WordHeatmaps` ``[B, h, w]``.
+    sets loc/scale/clip). ``target_stderr`` (nats) / ``relative_stderr`` (fraction of the image-level value): a
+    precision target per map (corrected protocol only, :func:`precision_settings`), drawn in blocks of ``block``
+    (default :func:`precision_block`) with ``n_samples`` as the cap. Returns :class:`WordHeatmaps` ``[B, h, w]``.
     """
     if mi_cond not in MI_CONDS:
         raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
@@ -239,6 +289,7 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
         raise ValueError("no rows given")
     check_word_rows(getattr(model, "tokenizer", None), rows)
     st = protocol_settings(protocol)
+    precision = precision_settings(protocol, n_samples, target_stderr, relative_stderr, block)
     x = model.encode_images([r["image"] for r in rows], posterior=st["posterior"], generator=generator,
                             resize="bicubic", size=model.resolution)
     caps = [r["caption"] for r in rows]
@@ -250,16 +301,67 @@ def word_heatmaps(model, rows: Sequence[dict], *, n_samples: int = 32, protocol:
     if not isinstance(sampling, LogSNRSampling):
         raise TypeError(f"sampling must be an infodecomp.logsnr.LogSNRSampling or None, "
                         f"got {type(sampling).__name__}")
-    kw = dict(n_samples=n_samples, pixelwise=True, sampling=sampling, generator=generator)
-    cmi = pointwise_information(model.denoiser, x, full, ctx, **kw)
-    mi = pointwise_information(model.denoiser, x, word, null, **kw)
+    if precision:
+        kw = dict(target=precision["target_stderr"], relative=precision["relative_stderr"], block=precision["block"],
+                  max_samples=n_samples, pixelwise=True, sampling=sampling, generator=generator)
+        cmi = information_to_precision(model.denoiser, x, full, ctx, **kw)
+        mi = information_to_precision(model.denoiser, x, word, null, **kw)
+        counts = dict(cmi_samples=cmi.n_samples.cpu(), mi_samples=mi.n_samples.cpu(),
+                      cmi_target_met=cmi.target_met.cpu(), mi_target_met=mi.target_met.cpu())
+    else:
+        kw = dict(n_samples=n_samples, pixelwise=True, sampling=sampling, generator=generator)
+        cmi = pointwise_information(model.denoiser, x, full, ctx, **kw)
+        mi = pointwise_information(model.denoiser, x, word, null, **kw)
+        fixed = torch.full((B,), n_samples, dtype=torch.int64)
+        counts = dict(cmi_samples=fixed, mi_samples=fixed.clone())
     att = None
     if attention:
         att = attention_information_maps(model, x, caps, [r["word"] for r in rows],
                                          n_samples=attention_samples or n_samples, loc=sampling.loc,
                                          scale=sampling.scale, clip=sampling.clip, generator=generator)
     return WordHeatmaps(cmi=cmi.value, mi=mi.value, cmi_image=cmi.image_value, mi_image=mi.image_value,
-                        cmi_stderr=cmi.stderr, mi_stderr=mi.stderr, attention=att)
+                        cmi_stderr=cmi.stderr, mi_stderr=mi.stderr, attention=att, **counts)
+
+
+#: The per-row columns a store keeps under a precision target.
+PRECISION_COLUMNS = ("cmi_samples", "mi_samples", "cmi_target_met", "mi_target_met")
+
+
+def precision_columns(hm: WordHeatmaps, k: int) -> dict:
+    """Row ``k``'s draws and target flags (:data:`PRECISION_COLUMNS`) when ``hm`` was computed to a target, else
+    ``{}`` (a fixed run's rows keep the columns they had before targets existed, so old stores still resume)."""
+    if hm.cmi_target_met is None:
+        return {}
+    return {"cmi_samples": int(hm.cmi_samples[k]), "mi_samples": int(hm.mi_samples[k]),
+            "cmi_target_met": bool(hm.cmi_target_met[k]), "mi_target_met": bool(hm.mi_target_met[k])}
+
+
+def map_evaluations(source, n_samples: int) -> dict:
+    """What the CMI and MI maps of a run cost: ``{"evaluations": denoiser rows they used, "fixed": what
+    ``n_samples`` fixed draws use, "rows", "met": rows whose two maps both met the target (None: no target)}``.
+
+    source: :class:`WordHeatmaps`, a table with the columns of :data:`PRECISION_COLUMNS` (a merged store of
+    :func:`run_heatmaps` or of :func:`~infodecomp.experiments.localization.run_localization`, or the frame of
+    :func:`~infodecomp.experiments.image_level.run`), or a store; without those columns, a fixed run. Each draw
+    of a map evaluates its condition and its reference: 2 rows (attention passes are not counted)."""
+    n = count(n_samples, "n_samples")
+    if hasattr(source, "merge") and hasattr(source, "settings"):
+        source = source.merge(int(source.settings["n_rows"]), arrays=False)
+    if isinstance(source, WordHeatmaps):
+        rows = int(source.cmi_image.shape[0])
+        draws = int(source.cmi_samples.sum() + source.mi_samples.sum()) if source.cmi_samples is not None \
+            else 2 * n * rows
+        met = None if source.cmi_target_met is None else int((source.cmi_target_met & source.mi_target_met).sum())
+    elif isinstance(source, pd.DataFrame):
+        rows = len(source)
+        if all(c in source.columns for c in PRECISION_COLUMNS):
+            draws = int(source["cmi_samples"].sum() + source["mi_samples"].sum())
+            met = int((source["cmi_target_met"].astype(bool) & source["mi_target_met"].astype(bool)).sum())
+        else:
+            draws, met = 2 * n * rows, None
+    else:
+        raise TypeError(f"map_evaluations takes WordHeatmaps, a table or a store, got {type(source).__name__}")
+    return {"evaluations": 2 * draws, "fixed": 4 * n * rows, "rows": rows, "met": met}
 
 
 # ─────────────────────────────────────── a dataset's maps, sharded ───────────────────────────────────────
@@ -277,6 +379,7 @@ def _f16(t: Tensor) -> Tensor:
 def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int = 32, protocol: str = "corrected",
                  mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None, seed: int = 0,
                  batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
+                 target_stderr: float | None = None, relative_stderr: float | None = None, block: int | None = None,
                  progress: bool = True, state=None, process_index: int | None = None,
                  num_processes: int | None = None) -> ResultStore:
     """The MI / CMI maps (and the Attention+Information map when ``attention``) of every row of ``data``, in a
@@ -286,6 +389,8 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         model: an ``infodecomp.models.Model``; data: localization-format rows (:func:`word_heatmaps`).
         dataset: the dataset's name (the store's folder name and identity, e.g. ``"coco-wl"``).
         n_samples, protocol, mi_cond, attention, attention_samples: as :func:`word_heatmaps`.
+        target_stderr, relative_stderr, block: a precision target (corrected protocol only; ``n_samples`` is then
+            the cap), as :func:`word_heatmaps`; part of the store's identity when given.
         seed: aligned batch ``b`` draws from :func:`batch_generator` ``(seed, b)``.
         batch_size: rows per :func:`word_heatmaps` call and per write; part of the store's identity (it decides
             which rows share a generator).
@@ -294,12 +399,14 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         state, process_index, num_processes: the shard (default: from the launcher; see
             :func:`~infodecomp.results.run_sharded`).
     Each row: ``id``, ``word``, ``word_type``, ``cmi_image``, ``mi_image``, ``cmi_stderr``, ``mi_stderr`` (nats)
-    and the float16 ``[h, w]`` maps ``cmi``, ``mi`` and (with ``attention``) ``attention``. Returns the store.
+    and the float16 ``[h, w]`` maps ``cmi``, ``mi`` and (with ``attention``) ``attention``; under a target also
+    :data:`PRECISION_COLUMNS`. Returns the store.
     """
     protocol_settings(protocol)  # validates
     if mi_cond not in MI_CONDS:
         raise ValueError(f"mi_cond must be one of {MI_CONDS}; got {mi_cond!r}")
     n_samples, batch_size = count(n_samples, "n_samples"), count(batch_size, "batch_size")
+    precision = precision_settings(protocol, n_samples, target_stderr, relative_stderr, block)
     if attention_samples is not None:
         attention_samples = count(attention_samples, "attention_samples")
     if not isinstance(dataset, str) or not dataset:
@@ -311,7 +418,7 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
     settings = {"experiment": "heatmaps", "dataset": dataset, "n_rows": len(data), "n_samples": n_samples,
                 "protocol": protocol, "mi_cond": mi_cond, "attention": bool(attention),
                 "attention_samples": (attention_samples or n_samples) if attention else None,
-                "batch_size": batch_size}
+                "batch_size": batch_size, **precision}  # the target only when given: older stores keep their name
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, "heatmaps", dataset, settings, seed,
                                                           protocol=protocol)
@@ -321,7 +428,7 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         b, idx, rows = aligned_batch(data, todo, given, batch_size)
         hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
                            attention=attention, attention_samples=attention_samples,
-                           generator=batch_generator(seed, b))
+                           generator=batch_generator(seed, b), **precision)
         out = []
         for k, (i, r) in enumerate(zip(idx, rows)):
             if i not in todo:
@@ -329,7 +436,7 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
             row = {"id": r["id"], "word": r["word"], "word_type": r.get("word_type", ""),
                    "cmi_image": float(hm.cmi_image[k]), "mi_image": float(hm.mi_image[k]),
                    "cmi_stderr": float(hm.cmi_stderr[k]), "mi_stderr": float(hm.mi_stderr[k]),
-                   "cmi": _f16(hm.cmi[k]), "mi": _f16(hm.mi[k])}
+                   "cmi": _f16(hm.cmi[k]), "mi": _f16(hm.mi[k]), **precision_columns(hm, k)}
             if attention:
                 row["attention"] = _f16(hm.attention[k])
             out.append(row)
@@ -347,10 +454,16 @@ def stored_heatmaps(store: ResultStore, n_rows: int) -> WordHeatmaps:
     frame = store.merge(n_rows)
     maps = lambda col: torch.from_numpy(np.stack([np.asarray(m, np.float32) for m in frame[col]]))  # noqa: E731
     scalars = lambda col: torch.tensor(frame[col].to_numpy(np.float64))  # noqa: E731
+    col = lambda c, dt: torch.tensor(frame[c].to_numpy(dt)) if c in frame.columns else None  # noqa: E731
+    n = int(store.settings["n_samples"])
+    fixed = torch.full((len(frame),), n, dtype=torch.int64)
     return WordHeatmaps(cmi=maps("cmi"), mi=maps("mi"), cmi_image=scalars("cmi_image"),
                         mi_image=scalars("mi_image"), cmi_stderr=scalars("cmi_stderr"),
                         mi_stderr=scalars("mi_stderr"),
-                        attention=maps("attention") if "attention" in frame.columns else None)
+                        attention=maps("attention") if "attention" in frame.columns else None,
+                        cmi_samples=col("cmi_samples", np.int64) if "cmi_samples" in frame.columns else fixed,
+                        mi_samples=col("mi_samples", np.int64) if "mi_samples" in frame.columns else fixed.clone(),
+                        cmi_target_met=col("cmi_target_met", bool), mi_target_met=col("mi_target_met", bool))
 
 
 def run(model, data: Sequence[Mapping], *, dataset: str, **options) -> WordHeatmaps:

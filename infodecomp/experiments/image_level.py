@@ -19,22 +19,26 @@ from torch import Tensor
 
 from ..estimators import mmse_curve
 from ..metrics import pearson_bootstrap
-from .heatmaps import protocol_settings, run_heatmaps
+from .heatmaps import PRECISION_COLUMNS, protocol_settings, run_heatmaps
 
 
 def run(model, datasets: Mapping[str, Sequence[Mapping]], **options) -> pd.DataFrame:
     """App. C.1's values: the image-level MI and CMI (nats) of every row of each dataset (``{name: rows}``),
     from the maps of :func:`~infodecomp.experiments.heatmaps.run_heatmaps` without attention (one resumable store
     per dataset, sharded over the processes of a launch; ``options``: its ``n_samples``, ``protocol``, ``seed``,
-    ``batch_size``, ``store_root``, ...). Columns: ``dataset``, ``id``, ``word``, ``word_type``, ``mi``, ``cmi``,
-    ``mi_stderr``, ``cmi_stderr``; rows in the order of ``datasets`` and of each dataset."""
+    ``batch_size``, ``store_root``, and under the corrected protocol a precision target ``target_stderr`` /
+    ``relative_stderr``, ...). Columns: ``dataset``, ``id``, ``word``, ``word_type``, ``mi``, ``cmi``,
+    ``mi_stderr``, ``cmi_stderr``, and under a target the draws each value used and whether it met the target
+    (:data:`~infodecomp.experiments.heatmaps.PRECISION_COLUMNS`; ``heatmaps.map_evaluations`` sums them); rows in
+    the order of ``datasets`` and of each dataset."""
     parts = []
     for name, data in datasets.items():
         frame = run_heatmaps(model, data, dataset=name, attention=False, **options).merge(len(data), arrays=False)
         parts.append(pd.DataFrame({"dataset": name, "id": frame["id"], "word": frame["word"],
                                    "word_type": frame["word_type"], "mi": frame["mi_image"],
                                    "cmi": frame["cmi_image"], "mi_stderr": frame["mi_stderr"],
-                                   "cmi_stderr": frame["cmi_stderr"]}))
+                                   "cmi_stderr": frame["cmi_stderr"],
+                                   **{c: frame[c] for c in PRECISION_COLUMNS if c in frame.columns}}))
     return pd.concat(parts, ignore_index=True)
 
 

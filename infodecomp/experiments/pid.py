@@ -13,12 +13,18 @@ Rows come from ShapesWorld cases whose structure the world fixes (:func:`shapes_
 reads it back (:func:`results`). Rows are computed in aligned batches of ``batch_size`` whose draws are seeded by the
 batch's number, and under a multi-process launch (``accelerate launch``) each process takes the aligned batches
 ``p, p + P, …`` (``run_sharded(..., aligned=True)``), so the numbers do not depend on the number of processes.
+
+A precision target (issue 27; ``target_stderr`` nats and/or ``relative_stderr``, a fraction of the estimate): each
+row draws in blocks of ``block`` until the standard errors of its three informations i1, i2 and i12 (orthogonal
+estimator) all reach it, or ``n_samples`` draws (the cap) are spent (:func:`terms_to_precision`); each stored row
+then says how many draws it used and whether it met the target.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +38,12 @@ from .. import pid as P
 from ..checks import count
 from ..data import shapes
 from ..editing import sample
-from ..estimators import ESTIMATORS, information_terms
+from ..estimators import ESTIMATORS, InformationTerms, information_terms
 from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, run_sharded
 from ..results.sharding import aligned_batch
 from ..text import omit_word
+from .heatmaps import precision_settings
 from .stores import store_path
 
 #: ShapesWorld cases and the structure the world gives them.
@@ -128,8 +135,9 @@ class PIDRun:
     maps: dict                 # (estimator, redundancy) → {quantity: [B, h, w] per-pixel maps} for the first rows
     images: list               # the images of those rows
     rows: list                 # every row's id, prompt, words and kind (no images)
-    n_samples: int
-    evaluations: int           # denoiser evaluations (4 conditions × draws × rows)
+    n_samples: int             # draws per row (the cap under a precision target)
+    evaluations: int           # denoiser evaluations (4 conditions × draws, summed over rows)
+    target_met: int | None = None  # rows whose i1, i2, i12 met the precision target (None: fixed draws)
 
 
 #: What :func:`run_pid` keeps of a row besides its numbers.
@@ -147,8 +155,60 @@ def _key(estimator: str, redundancy: str, quantity: str) -> str:
     return f"{estimator}.{redundancy}.{quantity}"
 
 
+def _slice(t: InformationTerms, a: int) -> InformationTerms:
+    """Example ``a`` of a batch's terms, as a batch of one."""
+    pick = lambda v: None if v is None else v[a:a + 1]  # noqa: E731
+    return InformationTerms(orthogonal=t.orthogonal[a:a + 1], standard=t.standard[a:a + 1],
+                            pixel_orthogonal=pick(t.pixel_orthogonal), pixel_standard=pick(t.pixel_standard),
+                            groups=t.groups, n_samples=t.n_samples, sampling=t.sampling)
+
+
+def _join(parts: Sequence[InformationTerms]) -> InformationTerms:
+    """One example's blocks of terms as one set: the draws concatenated, the maps averaged by draws."""
+    K = sum(p.n_samples for p in parts)
+    mean = lambda f: None if getattr(parts[0], f) is None else sum(  # noqa: E731
+        getattr(p, f) * p.n_samples for p in parts) / K
+    return InformationTerms(orthogonal=torch.cat([p.orthogonal for p in parts], 1),
+                            standard=torch.cat([p.standard for p in parts], 1), pixel_orthogonal=mean(
+                                "pixel_orthogonal"), pixel_standard=mean("pixel_standard"),
+                            groups=sum(p.groups for p in parts), n_samples=K, sampling=parts[0].sampling)
+
+
+def terms_to_precision(denoiser, x, conds, ref, *, target: float | None, relative: float | None, block: int,
+                       max_samples: int, generator: torch.Generator | None = None
+                       ) -> tuple[list[InformationTerms], list[bool]]:
+    """Per example, the terms of :func:`~infodecomp.estimators.information_terms` (pixelwise) drawn in blocks of
+    ``block`` until the standard errors of its three informations (``conds`` [B, 3, ...] against ``ref``,
+    orthogonal estimator) are all ≤ ``target`` nats or ≤ ``relative`` · |value| (either), or ``max_samples``
+    draws are spent. The examples still going share each block's call (one generator: deterministic for a
+    batch). Returns (one :class:`~infodecomp.estimators.InformationTerms` of batch 1 per example, whether each
+    met its target)."""
+    B = x.shape[0]
+    parts: list[list[InformationTerms]] = [[] for _ in range(B)]
+    met = [False] * B
+    eye = torch.eye(3, dtype=torch.float64)
+    while True:
+        active = [b for b in range(B) if not met[b] and sum(p.n_samples for p in parts[b]) < max_samples]
+        if not active:
+            break
+        idx = torch.as_tensor(active, device=x.device)
+        t = information_terms(denoiser, x[idx], conds[idx], ref[idx], n_samples=block, pixelwise=True,
+                              generator=generator)
+        for a, b in enumerate(active):
+            parts[b].append(_slice(t, a))
+            joined = _join(parts[b])
+            ok = True
+            for j in range(3):
+                value, se = (float(v[0]) for v in joined.contrast(eye[j]))
+                ok &= math.isfinite(se) and ((target is not None and se <= target)
+                                             or (relative is not None and se <= relative * abs(value)))
+            met[b] = ok
+    return [_join(p) for p in parts], met
+
+
 def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int = 64, seed: int = 0,
             batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
+            target_stderr: float | None = None, relative_stderr: float | None = None, block: int | None = None,
             progress: bool = True, state=None, process_index: int | None = None,
             num_processes: int | None = None) -> ResultStore:
     """Decompose every row on ``model`` into a resumable store (corrected protocol: VAE posterior mean, log-SNR
@@ -163,12 +223,18 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
     (:data:`_META` and their ``source``), the seed and the model. Each stored row: ``id``, ``prompt``, ``word1``,
     ``word2``, ``kind``, ``"<estimator>.<redundancy>.<quantity>"`` and ``"….se"`` (nats) for every quantity of
     :class:`~infodecomp.pid.PIDEstimate`, and ``pixel_<estimator>`` (float32 ``[3, h, w]``: the maps of i1, i2,
-    i12)."""
+    i12).
+
+    ``target_stderr`` / ``relative_stderr`` / ``block``: a precision target (:func:`terms_to_precision`;
+    ``n_samples`` is the cap, ``block`` by default
+    :func:`~infodecomp.experiments.heatmaps.precision_block`), part of the store's identity when given; each row
+    then also holds ``n_samples`` (the draws it used) and ``target_met``."""
     if not rows:
         raise ValueError("run needs at least one row (an image, a prompt and two words)")
     n_samples, batch_size = count(n_samples, "n_samples"), count(batch_size, "batch_size")
+    precision = precision_settings("corrected", n_samples, target_stderr, relative_stderr, block)
     settings = {"experiment": "pid", "dataset": dataset, "n_rows": len(rows), "rows": _rows_digest(rows),
-                "n_samples": n_samples, "batch_size": batch_size, "protocol": "corrected"}
+                "n_samples": n_samples, "batch_size": batch_size, "protocol": "corrected", **precision}
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, "pid", dataset, settings, seed)
         store = ResultStore(path, settings, model=model_identity(model), seed=seed)
@@ -178,24 +244,39 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
         conds = [conditions(r["prompt"], r["word1"], r["word2"]) for r in chunk]
         x = model.encode_images([r["image"] for r in chunk], resize="bicubic")
         emb = [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
-        terms = information_terms(model.denoiser, x, torch.stack(emb[1:], 1), emb[0], n_samples=n_samples,
-                                  pixelwise=True, generator=torch.Generator().manual_seed(example_seed(seed, b)))
-        out = [{k: r[k] for k in _META} for r in chunk]
-        for estimator in ESTIMATORS:
-            maps = terms.pixel_orthogonal if estimator == "orthogonal" else terms.pixel_standard
-            for k, row in enumerate(out):
-                row[f"pixel_{estimator}"] = maps[k].detach().cpu().to(torch.float32)
-            for redundancy in P.REDUNDANCIES:
-                est = P.pid_from_terms(terms, estimator=estimator, redundancy=redundancy)
-                for name, values in est.values.items():
-                    for k, row in enumerate(out):
-                        row[_key(estimator, redundancy, name)] = float(values[k])
-                        row[_key(estimator, redundancy, name) + ".se"] = float(est.stderrs[name][k])
+        gen = torch.Generator().manual_seed(example_seed(seed, b))
+        if precision:
+            per_row, met = terms_to_precision(model.denoiser, x, torch.stack(emb[1:], 1), emb[0],
+                                              target=precision["target_stderr"], relative=precision["relative_stderr"],
+                                              block=precision["block"], max_samples=n_samples, generator=gen)
+            out = []
+            for r, t, ok in zip(chunk, per_row, met):
+                row = _decompose(t, [{k: r[k] for k in _META}])[0]
+                out.append({**row, "n_samples": t.n_samples, "target_met": bool(ok)})
+        else:
+            terms = information_terms(model.denoiser, x, torch.stack(emb[1:], 1), emb[0], n_samples=n_samples,
+                                      pixelwise=True, generator=gen)
+            out = _decompose(terms, [{k: r[k] for k in _META} for r in chunk])
         return [row for i, row in zip(idx, out) if i in todo]
 
     run_sharded(rows, fn_batch, store, batch_size, state=state, process_index=process_index,
                 num_processes=num_processes, with_indices=True, aligned=True, desc="PID", progress=progress)
     return store
+
+
+def _decompose(terms: InformationTerms, out: list[dict]) -> list[dict]:
+    """Fill the rows ``out`` (one per example of ``terms``) with every estimate and the maps."""
+    for estimator in ESTIMATORS:
+        maps = terms.pixel_orthogonal if estimator == "orthogonal" else terms.pixel_standard
+        for k, row in enumerate(out):
+            row[f"pixel_{estimator}"] = maps[k].detach().cpu().to(torch.float32)
+        for redundancy in P.REDUNDANCIES:
+            est = P.pid_from_terms(terms, estimator=estimator, redundancy=redundancy)
+            for name, values in est.values.items():
+                for k, row in enumerate(out):
+                    row[_key(estimator, redundancy, name)] = float(values[k])
+                    row[_key(estimator, redundancy, name) + ".se"] = float(est.stderrs[name][k])
+    return out
 
 
 def results(store: ResultStore, rows: Sequence[dict], *, keep_maps: int = 8) -> PIDRun:
@@ -222,8 +303,10 @@ def results(store: ResultStore, rows: Sequence[dict], *, keep_maps: int = 8) -> 
                                                  **P.atoms(pix[:, 0], pix[:, 1], pix[:, 2], redundancy)}
     n_samples = int(store.settings["n_samples"])
     meta = [{k: r[k] for k in _META} for r in rows]
+    draws = int(frame["n_samples"].sum()) if "n_samples" in frame.columns else n_samples * len(rows)
+    met = int(frame["target_met"].astype(bool).sum()) if "target_met" in frame.columns else None
     return PIDRun(table=pd.DataFrame(records), maps=maps, images=[r["image"] for r in rows[:take]], rows=meta,
-                  n_samples=n_samples, evaluations=4 * n_samples * len(rows))
+                  n_samples=n_samples, evaluations=4 * draws, target_met=met)
 
 
 def run(model, rows: Sequence[dict], *, keep_maps: int = 8, **options) -> PIDRun:
