@@ -6,12 +6,12 @@
 
 ``make dry-run`` runs the notebooks on pipelines of SD 2.1's *shapes* with channels ÷ 8; this runs the same code
 paths — the functions of :mod:`infodecomp.experiments` that the notebooks call, most through the UNet counts of
-:mod:`infodecomp.experiments.costs` — once each with the fewest draws and steps they accept, on SD 2.1-base's
+:mod:`infodecomp.experiments.cost_counts` — once each with the fewest draws and steps they accept, on SD 2.1-base's
 real UNet (:func:`infodecomp.testing.sd21_unet`: 320/640/1280/1280 channels, 64×64×4 latents, [77, 1024]
 conditioning, ε-prediction, SD 2.1's scheduler). The VAE and the text encoder are the narrow ones of
 :func:`infodecomp.testing.sd21_shaped_pipeline` (8× VAE, width-1024 encoder): the UNet is where the time goes.
 Items are ShapesWorld twin rows (32-px images resized to 512 px). Prints, per notebook, the wall time and the
-UNet evaluations (batch rows reaching the UNet, :class:`~infodecomp.experiments.costs.UNetCounter`), and checks
+UNet evaluations (batch rows reaching the UNet, :class:`~infodecomp.experiments.cost_counts.UNetCounter`), and checks
 every output is finite. Random weights: speed and code paths, never quality.
 
 Measured once on this project's CPU machine (2 cores, the other one busy with another job; ``OMP_NUM_THREADS=1``,
@@ -98,31 +98,32 @@ def run_item(number: str, model) -> int:
     """Run notebook ``number``'s item; return the UNet evaluations it made."""
     import torch
 
-    from infodecomp.experiments import costs, probe, word_reading
+    from infodecomp.experiments import cost_counts, probe, word_reading
     from infodecomp.experiments.intervention import load_intervention_dataset
     from infodecomp.experiments.localization import load_dataset as word_rows
     from infodecomp.experiments.relation_testing import load_dataset as aro_rows
 
     if number == "00":
-        with costs.UNetCounter(model) as c:
+        with cost_counts.UNetCounter(model) as c:
             out = word_reading.attention_mass(model, n=1, seed=0, logsnrs=(0.0,))
         _finite(out["overall"], "attention mass")
         return c.evaluations
     if number == "02":
-        return costs.count_relation_testing(model, aro_rows("vg-attribution", 1, seed=0), n_samples=1)
+        return cost_counts.count_relation_testing(model, aro_rows("vg-attribution", 1, seed=0), n_samples=1)
     if number == "04":
-        return costs.count_heatmaps(model, word_rows("coco-it", 1, seed=0), n_samples=1, attention_samples=1)
+        return cost_counts.count_heatmaps(model, word_rows("coco-it", 1, seed=0), n_samples=1, attention_samples=1)
     if number == "05":
-        return costs.count_localization(model, word_rows("coco-it", 1, seed=0), n_samples=1, attention_samples=1,
-                                        daam_steps=1, batch_size=1)
+        return cost_counts.count_localization(model, word_rows("coco-it", 1, seed=0), n_samples=1,
+                                              attention_samples=1, daam_steps=1, batch_size=1)
     if number == "06":
         rows = load_intervention_dataset("shapes:coco100-it", 7, seed=0)[:1]
-        return costs.count_intervention(model, rows, n_steps=2, n_logsnr=1, n_noise=1)
+        return cost_counts.count_intervention(model, rows, n_steps=2, n_logsnr=1, n_noise=1)
     if number == "07":
-        return costs.count_image_level(model, word_rows("coco-wl", 4, seed=0)[:1], n_samples=1, n_grid=1, n_noise=1)
+        return cost_counts.count_image_level(model, word_rows("coco-wl", 4, seed=0)[:1], n_samples=1, n_grid=1,
+                                             n_noise=1)
     if number == "08":
         row = probe.default_dataset(7, seed=0)[0]
-        with costs.UNetCounter(model) as c, torch.no_grad():
+        with cost_counts.UNetCounter(model) as c, torch.no_grad():
             res = probe.probe_word(model, row["image"], row["caption"], row["word"],
                                    probe.ProbeSettings(n_samples=2, attention_samples=2))
         _finite(res, "probe")

@@ -20,8 +20,14 @@ model's trained log-SNR range are refused, mostly outside warned). A wrong type 
 
 from __future__ import annotations
 
+import io
 import math
+import ntpath
 import numbers
+import os
+import posixpath
+import warnings
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = ["count", "real", "finite_tensor", "rgb_image"]
@@ -100,7 +106,7 @@ def real(value: Any, name: str, *, finite: bool = True, minimum: float | None = 
 
 def finite_tensor(t: Any, name: str) -> None:
     """``ValueError`` if the floating-point tensor ``t`` holds NaN or ±inf, saying how many and which kinds."""
-    import torch
+    import torch  # deferred: checks imports only the standard library (data/download.py runs without torch)
 
     if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):
         return
@@ -136,7 +142,7 @@ def flag(value: Any, name: str) -> bool:
 def generator(value: Any, name: str = "generator"):
     """``value`` if it is ``None`` or a ``torch.Generator``; a seed or anything else is refused (randomness is
     an argument, and a seed is not a generator: pass ``torch.Generator().manual_seed(seed)``)."""
-    import torch
+    import torch  # deferred: checks imports only the standard library (data/download.py runs without torch)
 
     if value is None or isinstance(value, torch.Generator):
         return value
@@ -248,8 +254,6 @@ def logsnr_coverage(support: tuple[float, float], inside: float, trained: tuple[
         raise ValueError(f"{given}, outside {expected}: every draw would be clamped to {end}, so the estimate "
                          "would measure one noise level, not the information. Expected a range overlapping it")
     if inside < 0.5:
-        import warnings
-
         warnings.warn(f"{given}: only {inside:.0%} of its draws fall inside {expected}; the other "
                       f"{1 - inside:.0%} are clamped to the end timesteps, so the estimate is mostly of the two "
                       "end noise levels", UserWarning, stacklevel=stacklevel)
@@ -268,8 +272,8 @@ def rgb_image(image, name: str = "image"):
     else raises ``ValueError`` naming ``name``, its mode and its value range. Alpha is dropped; palette, gray
     and CMYK images are converted as PIL does.
     """
-    import numpy as np
-    from PIL import Image
+    import numpy as np  # deferred: checks imports only the standard library (data/download.py needs no numpy)
+    from PIL import Image  # deferred, as numpy: only where an image is checked
 
     if not isinstance(image, Image.Image):
         raise TypeError(f"{name} must be a PIL image; got {type(image).__name__}")
@@ -310,10 +314,6 @@ def contained_path(root, rel: Any, what: str = "path"):
     may be a link to another disk); what is refused is data that names a place outside its own root. ``what``
     names the field in the message, e.g. ``"image_path of entry 3 in visual_genome_relation.json"``.
     """
-    import ntpath
-    import posixpath
-    from pathlib import Path, PurePosixPath
-
     if not isinstance(rel, str) or not rel.strip():
         raise ValueError(f"{what} must be a non-empty relative path (a str); got {_describe(rel)}")
     if "\0" in rel:
@@ -346,11 +346,7 @@ def load_image(source, name: str | None = None, *, max_pixels: int = MAX_IMAGE_P
     Raises ``ValueError`` naming the file (``name``, default: the path or ``"image"``) for empty bytes, a file
     that is not an image, a truncated one, or one too large.
     """
-    import io
-    import os
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError  # deferred: checks imports only the standard library
 
     max_pixels = count(max_pixels, "max_pixels")
     if isinstance(source, (bytes, bytearray, memoryview)):

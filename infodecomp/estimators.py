@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .checks import count, finite_tensor, flag, logsnr_coverage, nonempty
 from .checks import generator as check_generator
@@ -256,7 +257,6 @@ def _run(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, weight
 
     starts = range(0, n_items, items_per_call)
     if progress:
-        from tqdm.auto import tqdm
         starts = tqdm(starts, desc="denoiser calls", leave=False)
     for start in starts:
         idx = torch.arange(start, min(start + items_per_call, n_items), device=device)

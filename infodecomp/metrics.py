@@ -27,6 +27,7 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -518,8 +519,6 @@ def retrieval_accuracy(
             resampling examples within each group, ``numpy.random.default_rng(seed)``).
     """
     out = retrieval_outcomes(scores, true_index, tie_policy=tie_policy, tie_tol=tie_tol)
-    import pandas as pd
-
     n = len(out.correct)
     g = np.asarray(["<all>"] * n if groups is None else [str(x) for x in groups], dtype=object)
     if len(g) != n:

@@ -12,6 +12,9 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure  # not pyplot for the probe's figures: the probe may draw from a worker thread
+from matplotlib.patches import Patch
+from PIL import Image
 
 __all__ = ["convergence_plot", "variance_comparison", "pixel_maps", "mmse_curves", "save_figure"]
 
@@ -166,8 +169,8 @@ def word_heatmap_grid(images: Sequence, rows: Mapping[str, Sequence], titles: Se
     image for display); maps named in ``joint`` share one min–max per example (the paper's joint colour scale),
     the others are min–max normalised alone. Returns the figure.
     """
-    import torch
-    import torch.nn.functional as F
+    import torch  # deferred: plotting imports no torch (it draws arrays); torch only to resize a tensor map
+    import torch.nn.functional as F  # deferred, with torch
 
     n = len(images)
     fig, axes = plt.subplots(len(rows) + 1, n, figsize=(2.0 * n, 2.0 * (len(rows) + 1)), squeeze=False)
@@ -199,8 +202,8 @@ def word_heatmap_grid(images: Sequence, rows: Mapping[str, Sequence], titles: Se
 
 # -- prompt intervention (notebook 06): edit panels over the image, correlation scatter ----------------------
 def _overlay(ax, img, m, cmap="jet", alpha=0.5):
-    import torch
-    import torch.nn.functional as F
+    import torch  # deferred: plotting imports no torch (it draws arrays); torch only to resize a tensor map
+    import torch.nn.functional as F  # deferred, with torch
 
     img = np.asarray(img)
     m = _np(m).astype(np.float64)
@@ -359,8 +362,6 @@ def localization_plot(curves, table, *, labels: Mapping[str, str] | None = None,
     :func:`~infodecomp.experiments.localization.localization_table`; ``whole_image`` included). labels: display
     names by method.
     """
-    from matplotlib.patches import Patch
-
     rows = _rows(curves)
     if not rows or len(table) == 0:
         raise ValueError("no curves or no table rows to draw")
@@ -416,8 +417,6 @@ def _rgb_float(image) -> np.ndarray:
 
 def _resize(a: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray:
     """Resize a float array ``[h, w]`` or ``[h, w, 3]`` to ``size = (H, W)``: bilinear (``smooth``) or nearest."""
-    from PIL import Image
-
     if a.shape[:2] == tuple(size):
         return a
     resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
@@ -455,8 +454,6 @@ def heat_overlay(image, m, *, lo: float | None = None, hi: float | None = None, 
 def information_bars(values: Mapping[str, tuple[float, float]], *, title: str | None = None,
                      figsize: tuple[float, float] = (2.6, 2.2)) -> matplotlib.figure.Figure:
     """Image-level values with ±2 standard-error bars: ``{name: (value, stderr)}`` in nats."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=figsize)
     ax = fig.add_subplot()
     names = list(values)
@@ -478,8 +475,6 @@ def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.fi
     attention overlays with their image-level values, and, given an ``intervention``, the reconstruction, the
     edit and the latent change. ``result``: an :class:`infodecomp.experiments.probe.ProbeResult`;
     ``intervention``: a :class:`~infodecomp.experiments.probe.ProbeIntervention` of the same image."""
-    from matplotlib.figure import Figure
-
     lo = min(float(result.mi.min()), float(result.cmi.min()))
     hi = max(float(result.mi.max()), float(result.cmi.max()))
     panels = [("image", np.asarray(result.image), ""),
@@ -670,8 +665,6 @@ def probe_pair_figure(pair, *, redundancy: str = "ccs", estimator: str = "orthog
     scale symmetric about 0 (red positive, blue negative), each with its image-level value ± 1 standard error.
     ``pair``: an :class:`infodecomp.experiments.probe.ProbePair`; ``redundancy`` "ccs" or "mmi", ``estimator``
     "orthogonal" or "standard" (all four come from the same denoiser calls)."""
-    from matplotlib.figure import Figure  # not pyplot: the probe may draw from a worker thread
-
     maps, values = pair.maps[(estimator, redundancy)], pair.values[(estimator, redundancy)]
     bound = max(max(float(np.abs(_np(maps[a])).max()) for a in PID_ATOMS), 1e-12)
     panels = [("image", np.asarray(pair.image), "")]

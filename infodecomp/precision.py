@@ -76,7 +76,7 @@ def as_dtype(dtype: Any):
     """The ``torch.dtype`` for a ``torch.dtype`` or a name (:func:`dtype_name`); ``None`` stays ``None``."""
     if dtype is None:
         return None
-    import torch
+    import torch  # deferred: precision names dtypes without importing torch (see dtype_name)
 
     return getattr(torch, dtype_name(dtype))
 

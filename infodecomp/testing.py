@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .tokenizer import load_clip_tokenizer
+
 __all__ = [
     "RecordingDenoiser",
     "free_port",
@@ -102,7 +104,7 @@ class _seeded:
 def tiny_unet(*, seed: int = 0, cross_attention_dim: int = 32, sample_size: int = 8):
     """A ``UNet2DConditionModel`` with channels (32, 64), 1 layer per block, cross-attention in both down
     blocks, both up blocks and the mid-block (2, 4 and 4 heads), linear projections as SD 2.x."""
-    from diffusers import UNet2DConditionModel
+    from diffusers import UNet2DConditionModel  # heavy: only when one is built
 
     with _seeded(seed):
         return UNet2DConditionModel(
@@ -122,7 +124,7 @@ def tiny_unet(*, seed: int = 0, cross_attention_dim: int = 32, sample_size: int 
 
 def tiny_vae(*, seed: int = 0):
     """An ``AutoencoderKL`` with channels (8, 16): 4 latent channels, downsampling factor 2."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # heavy: only when one is built
 
     with _seeded(seed):
         return AutoencoderKL(
@@ -139,7 +141,7 @@ def tiny_vae(*, seed: int = 0):
 
 def tiny_text_encoder(*, seed: int = 0, hidden_size: int = 32):
     """A 2-layer ``CLIPTextModel`` of width ``hidden_size`` over CLIP's 49,408-token vocabulary, 77 positions."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel  # heavy: only when one is built
 
     config = CLIPTextConfig(
         vocab_size=49_408,
@@ -160,7 +162,7 @@ def tiny_text_encoder(*, seed: int = 0, hidden_size: int = 32):
 def sd_scheduler(prediction_type: str = "epsilon", kind: str = "ddim"):
     """A DDIM (or DDPM) scheduler with SD 2.1's schedule and the given ``prediction_type``
     (``"epsilon"`` or ``"v_prediction"``); trained log-SNR from +7.069 (t = 0) to −5.364 (t = 999)."""
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler  # heavy: only when one is built
 
     if kind == "ddim":
         return DDIMScheduler(**SD21_BETAS, prediction_type=prediction_type, clip_sample=False,
@@ -178,9 +180,7 @@ def tiny_pipeline(*, prediction_type: str = "epsilon", seed: int = 0, scheduler:
 
 def _assemble(vae, text_encoder, unet, scheduler):
     """A ``StableDiffusionPipeline`` of these parts with the bundled CLIP tokenizer, no safety checker, no bar."""
-    from diffusers import StableDiffusionPipeline
-
-    from .tokenizer import load_clip_tokenizer
+    from diffusers import StableDiffusionPipeline  # heavy: only when one is built
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(), unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
@@ -218,7 +218,7 @@ def sd21_unet(*, config: dict | None = None, sample_size: int | None = None, wid
             per block (5/10/20), cross-attention width 1024, linear projections — only each head gets narrower
             (64 / width_divisor channels). ``width_divisor=8`` is 15 M parameters: SD's layout in a CPU test.
     """
-    from diffusers import UNet2DConditionModel
+    from diffusers import UNet2DConditionModel  # heavy: only when one is built
 
     cfg = copy.deepcopy(SD21_BASE_UNET_CONFIG if config is None else config)
     if sample_size is not None:
@@ -280,7 +280,7 @@ _SD21_SHAPED = {"epsilon": (512, SD21_BASE_UNET_CONFIG), "v_prediction": (768, S
 def sd21_shaped_vae(*, seed: int = 0, sample_size: int = 512, block_out_channels=(8, 16, 32, 32)):
     """An ``AutoencoderKL`` with SD's layout (4 down/up blocks, 2 ResNets per block, 4 latent channels,
     8× down-sampling, scaling factor 0.18215) but narrow channels (default 8/16/32/32 instead of 128/256/512/512)."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # heavy: only when one is built
 
     if len(block_out_channels) != 4:
         raise ValueError(f"SD's VAE has 4 blocks (8× down-sampling); got block_out_channels={block_out_channels}")
@@ -303,7 +303,7 @@ def sd21_shaped_text_encoder(*, seed: int = 0, num_hidden_layers: int = 2, inter
     """A ``CLIPTextModel`` with SD 2.x's output shape — width 1024, 16 heads (64 channels each), 77 positions,
     GELU, over CLIP's 49,408-token vocabulary — but only ``num_hidden_layers`` layers (OpenCLIP ViT-H: 23 as
     diffusers ships it) and a narrow MLP. Conditioning is ``[N, 77, 1024]``."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel  # heavy: only when one is built
 
     config = CLIPTextConfig(
         vocab_size=49_408,

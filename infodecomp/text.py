@@ -82,7 +82,7 @@ def word_token_mask(input_ids, eos_token_id: int):
     True for the start token and the word tokens, False from the first end token (``<|endoftext|>``) on, so
     the end token and the padding are hidden. ``input_ids``: ``[N, L]`` padded ids (tensor or array). A row
     with no end token (a truncated prompt) keeps every position."""
-    import torch
+    import torch  # deferred: text is string work and imports no torch (data/coco.py reads its tables without it)
 
     ids = torch.as_tensor(input_ids)
     if ids.ndim != 2:

@@ -13,7 +13,9 @@ symbol per merge (the first 48,894 merges of the file), then ``<|startoftext|>``
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import inspect
 import json
 import zipfile
 from pathlib import Path
@@ -102,7 +104,7 @@ def write_tokenizer_files(bpe_gz: str | Path | bytes, out_dir: str | Path, *, mo
 
 def load_clip_tokenizer(path: str | Path | None = None, *, model_max_length: int | None = None):
     """A ``transformers.CLIPTokenizer`` from ``path`` (default: the copy bundled with the package)."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # heavy (transformers): tokenizer.py builds its files without it
 
     directory = Path(path) if path is not None else BUNDLED_DIR
     if not (directory / "vocab.json").exists():
@@ -144,15 +146,13 @@ def tiny_t5_tokenizer(*, model_max_length: int = 512):
     """A ``T5TokenizerFast`` built offline over :func:`tiny_t5_vocab` (a few hundred pieces): T5's conventions —
     whitespace split, "▁" word-start marker (Metaspace, prepended always), cased, no start token, ``</s>`` appended,
     ``<pad>`` = 0 — without downloading T5's 32k SentencePiece model. For tests and tiny pipelines only."""
-    import inspect
-
-    from transformers import T5TokenizerFast
+    from transformers import T5TokenizerFast  # heavy (transformers): only when the tiny T5 tokenizer is built
 
     vocab = tiny_t5_vocab()
     if "vocab" in inspect.signature(T5TokenizerFast.__init__).parameters:  # transformers >= 5
         return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
     from tokenizers import Tokenizer, decoders, pre_tokenizers, processors  # transformers 4: wrap a backend
-    from tokenizers.models import Unigram
+    from tokenizers.models import Unigram  # the same backend, for transformers 4 only
 
     tok = Tokenizer(Unigram(vocab, unk_id=2, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -164,8 +164,6 @@ def tiny_t5_tokenizer(*, model_max_length: int = 512):
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
     p = argparse.ArgumentParser(description="Build the CLIP tokenizer files from an open-clip-torch wheel or its BPE .gz")
     p.add_argument("source", help="open_clip_torch-*.whl, or bpe_simple_vocab_16e6.txt.gz")
     p.add_argument("out_dir")

@@ -1,4 +1,4 @@
-"""The cost plan (infodecomp/experiments/costs.py, tools/cost_plan.py, scripts/cost_plan.py,
+"""The cost plan (infodecomp/experiments/costs.py and cost_counts.py, tools/cost_plan.py, scripts/cost_plan.py,
 benchmarks/sd21_throughput.py).
 
 The counts run the experiments' own code paths on the tiny test UNet and count the rows that reach it; they must
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from infodecomp.experiments import cost_counts as CC
 from infodecomp.experiments import costs as C
 from tools import cost_plan as T
 
@@ -45,7 +46,7 @@ def test_relation_testing_count(model, dataset, n_candidates):
 
     rows = load_dataset(dataset, 2, seed=0)
     assert all(len(set(r["captions"])) == n_candidates for r in rows)
-    assert C.count_relation_testing(model, rows, n_samples=3) == C.relation_testing_evaluations(2, n_candidates, 3)
+    assert CC.count_relation_testing(model, rows, n_samples=3) == C.relation_testing_evaluations(2, n_candidates, 3)
     assert C.relation_testing_evaluations(2, n_candidates, 3) == 2 * 3 * (n_candidates + 1)
 
 
@@ -57,23 +58,23 @@ def test_identical_captions_are_counted_once(model):
     caps[0] = caps[1]  # two identical candidates: 4 distinct
     row["captions"] = caps
     row["id"] = "dup"
-    assert C.count_relation_testing(model, [row], n_samples=2) == C.relation_testing_evaluations(1, 4, 2) == 10
+    assert CC.count_relation_testing(model, [row], n_samples=2) == C.relation_testing_evaluations(1, 4, 2) == 10
 
 
 def test_heatmap_count(model, word_rows):
-    n = C.count_heatmaps(model, word_rows, n_samples=3, attention_samples=2)
+    n = CC.count_heatmaps(model, word_rows, n_samples=3, attention_samples=2)
     assert n == C.heatmap_evaluations(2, 3, 2) == 2 * (4 * 3 + 2)
-    assert C.count_heatmaps(model, word_rows, n_samples=2, attention=False) == C.heatmap_evaluations(
+    assert CC.count_heatmaps(model, word_rows, n_samples=2, attention=False) == C.heatmap_evaluations(
         2, 2, attention=False) == 16
 
 
 def test_localization_count_with_daam(model, word_rows):
-    n = C.count_localization(model, word_rows, n_samples=2, attention_samples=3, daam_steps=2, batch_size=1)
+    n = CC.count_localization(model, word_rows, n_samples=2, attention_samples=3, daam_steps=2, batch_size=1)
     assert n == C.localization_evaluations(2, 2, 3, 2) == 2 * (4 * 2 + 3 + 2 * 2)
 
 
 def test_image_level_count(model, word_rows):
-    n = C.count_image_level(model, word_rows, n_samples=2, n_grid=3, n_noise=2)
+    n = CC.count_image_level(model, word_rows, n_samples=2, n_grid=3, n_noise=2)
     assert n == C.image_level_evaluations(2, 2, 3, 2) == 2 * 4 * 2 + 2 * 3 * 2
 
 
@@ -81,7 +82,7 @@ def test_intervention_count(model):
     from infodecomp.data.shapes import twin
 
     rows = twin("coco100-it", 2, seed=0, groups=("circle", "red"))
-    n = C.count_intervention(model, rows, n_steps=3, n_logsnr=2, n_noise=3)
+    n = CC.count_intervention(model, rows, n_steps=3, n_logsnr=2, n_noise=3)
     assert n == C.intervention_evaluations(2, 3, 2, 3) == 2 * (4 * 2 * 2 + 7 * 2 * 3)
 
 
@@ -90,13 +91,13 @@ def test_counter_counts_rows_and_removes_its_hook(model):
     before = len(unet._forward_pre_hooks)
     z = torch.zeros(5, *model.latent_shape)
     cond = model.encode_prompts([""] * 5)
-    with C.UNetCounter(model) as c:
+    with CC.UNetCounter(model) as c:
         model.denoiser(z, torch.zeros(5), cond)
         model.denoiser(z[:2], torch.zeros(2), cond[:2])
     assert (c.calls, c.evaluations) == (2, 7)
     assert len(unet._forward_pre_hooks) == before
     with pytest.raises(TypeError, match="torch-module .unet"):
-        C.UNetCounter(object())
+        CC.UNetCounter(object())
 
 
 # ── the plan at the paper's sizes ─────────────────────────────────────────────────────────────────────────────
@@ -158,10 +159,10 @@ def test_pid_and_generation_counts(model):
     from infodecomp.experiments.pid import shapes_cases
 
     rows = shapes_cases(["colour-shape"], 3, seed=0)
-    assert C.count_pid(model, rows, n_samples=2, batch_size=2) == C.pid_evaluations(3, 2) == 3 * 4 * 2
+    assert CC.count_pid(model, rows, n_samples=2, batch_size=2) == C.pid_evaluations(3, 2) == 3 * 4 * 2
     cases = [("a red circle", "red", "circle")]
-    assert C.count_generation(model, cases, n_images=2, steps=3) == C.generation_evaluations(2, 3) == 2 * 3 * 2
-    assert C.count_generation(model, cases, n_images=1, steps=2, guidance_scale=1.0) == C.generation_evaluations(
+    assert CC.count_generation(model, cases, n_images=2, steps=3) == C.generation_evaluations(2, 3) == 2 * 3 * 2
+    assert CC.count_generation(model, cases, n_images=1, steps=2, guidance_scale=1.0) == C.generation_evaluations(
         1, 2, guidance=False) == 2
 
 

@@ -5,13 +5,19 @@ subpackages in it. Every import of the package (read with ``ast``: module-level 
 and absolute) is an edge between two of its modules. The tests fail when a module imports a module of a higher
 layer, when the imports form a circle, or when the map and the package disagree (a module in no layer, a name in
 the map that does not exist), so the document cannot go stale.
+
+Imports inside functions follow docs/architecture.md#layers: one defers a heavy optional dependency only, with a
+comment saying so (on its line or the line above), and never imports the package's own modules (that would hide a
+circle or an upward import from whoever reads the module's top).
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import re
 import sys
+import tokenize
 from functools import lru_cache
 from pathlib import Path
 
@@ -160,6 +166,47 @@ def import_cycles() -> list[list[str]]:
     return cycles
 
 
+
+def function_imports(path: Path) -> list[tuple[int, str, bool, bool]]:
+    """``[(line, statement, own, commented)]`` for every import statement inside a function of ``path`` (methods
+    and nested functions included): ``own`` when it imports a module of the package (relative, or absolute by the
+    package's name); ``commented`` when a comment stands on one of its lines or alone on the line above."""
+    text = path.read_text()
+    lines = text.splitlines()
+    comments = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                if tok.type == tokenize.COMMENT}
+    found: dict[int, tuple[int, str, bool, bool]] = {}
+    for fn in ast.walk(ast.parse(text, filename=str(path))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in found:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                own = bool(node.level) or (node.module or "").split(".")[0] == PACKAGE
+            else:
+                own = any(alias.name.split(".")[0] == PACKAGE for alias in node.names)
+            above = node.lineno - 1
+            commented = (any(n in comments for n in range(node.lineno, node.end_lineno + 1))
+                         or (above >= 1 and lines[above - 1].lstrip().startswith("#")))
+            found[node.lineno] = (node.lineno, lines[node.lineno - 1].strip(), own, commented)
+    return sorted(found.values())
+
+
+def function_import_problems() -> list[str]:
+    """``"path:line: statement (why)"`` for each import inside a function that breaks the rule: one of the package's
+    own modules, or any other import without a comment saying what it defers."""
+    problems = []
+    for path in package_modules().values():
+        where = path.relative_to(ROOT)
+        for line, statement, own, commented in function_imports(path):
+            if own:
+                problems.append(f"{where}:{line}: {statement} (the package's own module: import it at the top)")
+            elif not commented:
+                problems.append(f"{where}:{line}: {statement} (no comment on its line or the line above saying "
+                                f"which heavy or optional dependency it defers; else import it at the top)")
+    return problems
+
 def test_the_map_lists_every_module_and_only_modules_that_exist():
     problems = map_problems()
     assert not problems, "docs/architecture.md's layer map and the package disagree:\n" + "\n".join(sorted(problems))
@@ -207,3 +254,55 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
     finally:
         for cached in (layer_map, package_modules, import_edges):
             cached.cache_clear()
+
+
+def test_imports_inside_functions_only_defer_heavy_optional_dependencies():
+    problems = function_import_problems()
+    assert not problems, ("imports inside functions are for a heavy optional dependency only, with a comment "
+                          "saying so (docs/architecture.md#layers):\n" + "\n".join(problems))
+
+
+def test_the_function_import_rule_catches_a_violation(tmp_path, monkeypatch):
+    """On a toy package: the package's own modules imported inside a function (relative, absolute, in a method
+    or a nested function) and an uncommented import are caught; a commented deferral and module-level imports
+    (also under ``try``) are not."""
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low.py").write_text("import json\ntry:\n    import yaml\nexcept ImportError:\n    yaml = None\n")
+    (pkg / "high.py").write_text(
+        "def a():\n"
+        "    from .low import json\n"                                # own, relative
+        "\n"
+        "def b():\n"
+        "    import infodecomp.low  # heavy\n"                       # own, absolute: a comment does not excuse it
+        "\n"
+        "def c():\n"
+        "    import csv\n"                                           # no comment
+        "    s = '# not a comment'\n"
+        "\n"
+        "def d():\n"
+        "    import torch  # heavy: only when d runs\n"              # fine
+        "    # optional: spaCy, only here\n"
+        "    import spacy\n"                                         # fine: comment above
+        "    from PIL import (Image,\n"
+        "                     ImageOps)  # deferred with the rest\n"  # fine: comment on its second line
+        "\n"
+        "class K:\n"
+        "    def m(self):\n"
+        "        def inner():\n"
+        "            import os\n"                                    # no comment, nested in a method
+        "        return inner\n")
+    package_modules.cache_clear()
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    try:
+        assert function_imports(pkg / "high.py") == [
+            (2, "from .low import json", True, False), (5, "import infodecomp.low  # heavy", True, True),
+            (8, "import csv", False, False), (12, "import torch  # heavy: only when d runs", False, True),
+            (14, "import spacy", False, True), (15, "from PIL import (Image,", False, True),
+            (21, "import os", False, False)]
+        assert [p.split(" (")[0] for p in function_import_problems()] == [
+            "infodecomp/high.py:2: from .low import json", "infodecomp/high.py:5: import infodecomp.low  # heavy",
+            "infodecomp/high.py:8: import csv", "infodecomp/high.py:21: import os"]
+    finally:
+        package_modules.cache_clear()

@@ -10,7 +10,7 @@ import torch
 
 from infodecomp.data.shapes import twin
 from infodecomp.experiments import heatmaps, image_level, localization, pid
-from infodecomp.experiments.costs import UNetCounter
+from infodecomp.experiments.cost_counts import UNetCounter
 from shard_checks import assert_same_rows
 
 LOOSE, TIGHT = 1e6, 1e-9  # nats: met after the first block / never met

@@ -38,13 +38,17 @@ visual_genome_attribution.json, images/}``, ``ROOT/aro/coco/{coco_karpathy_test.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..checks import box, contained_path, count, load_image
 from ..digest import file_sha256
@@ -120,8 +124,8 @@ def spacy_tagger(model: str = "en_core_web_sm") -> Tagger:
     ``OSError`` saying so when either is missing. The returned callable has ``.name`` ("spacy:<model>").
     """
     try:
-        import spacy
-        from spacy.tokens import Doc
+        import spacy  # optional (the data extra): spaCy's tagger, only for the order sets' perturbations
+        from spacy.tokens import Doc  # optional, with spaCy
     except ImportError as err:
         raise ImportError(f"the default part-of-speech tagger needs spaCy and its {model} model: "
                           f"`pip install spacy && python -m spacy download {model}` (or pass tagger=, any callable "
@@ -145,8 +149,6 @@ def spacy_tagger(model: str = "en_core_web_sm") -> Tagger:
 
 def spacy_available(model: str = "en_core_web_sm") -> bool:
     """Whether spaCy and its ``model`` package are installed (nothing is loaded)."""
-    import importlib.util
-
     return importlib.util.find_spec("spacy") is not None and importlib.util.find_spec(model) is not None
 
 
@@ -202,9 +204,6 @@ def _read_json(path: Path):
 
 
 def _finite(v) -> bool:
-    import math
-    import numbers
-
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -268,8 +267,6 @@ def build_order_cases(annotation: str | os.PathLike, *, seed: int = 0, tagger: T
     ``en_core_web_sm`` — only loaded if the cache must be built) and ``max_words``; a cache whose key does not
     match raises ``ValueError`` unless ``regenerate=True`` (then it is rebuilt and overwritten).
     """
-    from tqdm.auto import tqdm
-
     annotation = Path(annotation)
     seed = count(seed, "seed", minimum=0)
     name = tagger_name(tagger)

@@ -41,7 +41,9 @@ Files are looked up under a data root laid out as :mod:`infodecomp.data.download
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
+import io
 import json
 import os
 import re
@@ -52,6 +54,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ..checks import contained_path, load_image
 from ..text import contains_word, omit_word, swap_words
@@ -150,9 +155,6 @@ def _read_csv_text(path: Path) -> str:
     the file and the line for bytes that are not UTF-8 (a latin-1 file, say), a quote left open, or a row
     whose number of fields differs from the header's (pandas would fail on more fields with a message that
     names no file, and pad fewer fields with empty cells without a word)."""
-    import csv
-    import io
-
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -219,13 +221,9 @@ def read_table(table: str | os.PathLike, root: str | os.PathLike | None = None):
     COCO-WL's column with "perp" read as "prep"). Raises ``ValueError`` for a file whose first five columns are
     not COCO-IT's.
     """
-    import pandas as pd
-
     path = table_path(table, root)
     # dtype=str + keep_default_na=False: every cell is the file's exact string (no NaN, no numeric parsing);
     # for the three reference files this equals the reference's pd.read_csv(...).fillna("") cell by cell.
-    import io
-
     raw = pd.read_csv(io.StringIO(_read_csv_text(path)), dtype=str, keep_default_na=False)
     if tuple(raw.columns[:5]) != RAW_COLUMNS:
         raise ValueError(f"{path}: expected the columns {list(RAW_COLUMNS)} first, got {list(raw.columns)}")
@@ -421,7 +419,7 @@ def instances_index(path: str | os.PathLike) -> _Instances:
 
 def annotation_mask(ann: Mapping, height: int, width: int) -> np.ndarray:
     """Binary mask ``[height, width]`` bool of one COCO annotation (polygons, uncompressed or compressed RLE)."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # deferred: a compiled extension, only for COCO's masks
 
     seg = ann["segmentation"]
     if isinstance(seg, list):  # polygons
@@ -560,8 +558,6 @@ class CocoLocalization(Sequence):
 
     def image_and_mask(self, image_id: int, label: str):
         """(PIL RGB image, bool mask [H, W], mask_valid) for an image id and a (clean) label, resized."""
-        from PIL import Image
-
         index = self.index()
         if image_id not in index.images:
             raise KeyError(f"image id {image_id} is not in {self.instances}")
@@ -682,12 +678,9 @@ def build_coco_it(instances, captions, *, plural=None, progress: bool = True):
     every substring occurrence of ``correct_obj`` removed. At most one row per (image, category); a category
     with no matching caption gives no row. Captions are kept raw (trailing spaces / newlines included).
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     if plural is None:
         try:
-            import inflect
+            import inflect  # heavy (seconds to import): only when COCO-IT is rebuilt without a plural=
         except ImportError as err:
             raise ImportError("rebuilding COCO-IT needs inflect (`pip install inflect`)") from err
         plural = inflect.engine().plural

@@ -58,6 +58,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..checks import contained_path
 # the archive limits are documented here too: re-exported for `download.MAX_ARCHIVE_FILES` and the like
 from .archives import (MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES, MAX_ARCHIVE_RATIO, RATIO_FLOOR,  # noqa: F401
@@ -285,8 +287,6 @@ Opener = Callable[..., object]
 
 
 def _progress(total: int | None, desc: str):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
 
 
@@ -328,7 +328,7 @@ def download_url(url: str, part: str | os.PathLike, *, expected_size: int | None
 def _gdrive_download(file_id: str, part: Path, *, opener: Opener = urllib.request.urlopen) -> Path:
     """A Google-Drive file into ``part``: with ``gdown`` when installed, else Drive's direct endpoint."""
     try:
-        import gdown
+        import gdown  # optional (the data extra): Drive's large-file confirmation; a plain request otherwise
     except ImportError:
         gdown = None
     if gdown is not None:

@@ -9,10 +9,11 @@ Two ways to the same number, and the tests hold them equal (tests/test_costs.py)
 * **closed forms** (``*_evaluations``), read off the experiment code: e.g. relation testing makes
   ``n_samples × (unique candidates + 1)`` evaluations per example (every candidate and the null prompt once per
   draw, docs/architecture.md#shared-noise);
-* **counts** (``count_*``), which run the experiments' own code paths (the functions the notebooks call) on a
-  small model and dataset and count the rows that reach ``model.unet`` (:class:`UNetCounter`, a forward
-  pre-hook). A count at small sizes equals the closed form at those sizes, so the closed form at the paper's sizes
-  is what the same code would spend on SD 2.1-base, without running it.
+* **counts** (``count_*`` of :mod:`infodecomp.experiments.cost_counts`), which run the experiments' own code
+  paths (the functions the notebooks call) on a small model and dataset and count the rows that reach
+  ``model.unet`` (``cost_counts.UNetCounter``, a forward pre-hook). A count at small sizes equals the closed
+  form at those sizes, so the closed form at the paper's sizes is what the same code would spend on SD 2.1-base,
+  without running it.
 
 :func:`paper_plan` evaluates the closed forms at the paper's sizes (dataset sizes of docs/protocol.md#data,
 draws and steps of each experiment's protocol section), and notebook 09's preset (beyond the paper). Each row also
@@ -32,25 +33,21 @@ adaptive rule's evaluations ratio at unchanged decisions. The ratios are data (m
 benchmarks, read from benchmarks/measured_ratios.json by ``tools/cost_plan.py``), never constants here; a part
 without a measured ratio (attention passes, DAAM, the intervention's ODE solves, generation) keeps its count.
 
-This module imports only the standard library at the top (``scripts/cost_plan.py`` imports it without torch);
-the ``count_*`` functions import torch and the experiments when called (heavy, and only the tests count).
+This module imports only the standard library (``scripts/cost_plan.py`` imports it without torch); the counts,
+which import torch and the experiments, are in :mod:`infodecomp.experiments.cost_counts`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "PAPER_SIZES", "ARO_CANDIDATES", "LOCALIZATION_STEPS",
     "relation_testing_evaluations", "heatmap_evaluations", "localization_evaluations",
     "intervention_evaluations", "image_level_evaluations", "pid_evaluations", "generation_evaluations",
-    "UNetCounter", "count_relation_testing", "count_heatmaps", "count_localization", "count_intervention",
-    "count_image_level", "count_pid", "count_generation",
     "NOTEBOOK_BATCH", "PID_PRESET", "largest_shard",
     "PlanRow", "paper_plan", "plan_total", "critical_path", "gpu_hours",
     "SAVING_KEYS", "CorrectedRow", "corrected_plan", "corrected_total",
@@ -146,129 +143,6 @@ def generation_evaluations(n_images: int, steps: int = 50, *, guidance: bool = T
     """Images generated for notebook 09's ``CASES`` (``pid.prompt_cases``, ``editing.sample``): ``steps`` DDIM
     steps per image, each 2 rows with classifier-free guidance (unconditional and conditional)."""
     return _n("n_images", n_images) * _n("steps", steps, 1) * (2 if guidance else 1)
-
-
-# ─────────────────────────────────────── counts on the real code paths ───────────────────────────────────────
-
-class UNetCounter:
-    """Counts what reaches ``model.unet`` inside a ``with`` block: ``evaluations`` (batch rows) and ``calls``.
-
-    A forward pre-hook on the UNet module, removed on exit (also on error). Every path of the experiments
-    (the denoiser adapter, DDIM, Heun, attention recording) calls the UNet module, so nothing is missed; a
-    second, nested counter on the same UNet counts the same rows."""
-
-    def __init__(self, model):
-        unet = getattr(model, "unet", model)
-        if not hasattr(unet, "register_forward_pre_hook"):
-            raise TypeError(f"UNetCounter needs a model with a torch-module .unet (or the UNet itself), "
-                            f"got {type(model).__name__}")
-        self.unet, self.calls, self.evaluations, self._handle = unet, 0, 0, None
-
-    def _hook(self, module, args, kwargs):
-        sample = args[0] if args else kwargs.get("sample")
-        if sample is None or not hasattr(sample, "shape"):
-            raise RuntimeError("UNetCounter: a UNet call without a sample tensor (first argument or sample=)")
-        self.calls += 1
-        self.evaluations += int(sample.shape[0])
-
-    def __enter__(self) -> "UNetCounter":
-        if self._handle is not None:
-            raise RuntimeError("this UNetCounter is already counting")
-        self._handle = self.unet.register_forward_pre_hook(self._hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
-        self._handle = None
-
-
-def count_relation_testing(model, rows: Sequence[Mapping], *, n_samples: int = 100, protocol: str = "faithful",
-                           seed: int = 0) -> int:
-    """UNet evaluations of ``relation_testing.score_rows`` (what ``relation_testing.run`` calls per batch) on
-    ``rows``."""
-    from .relation_testing import RelationSettings, score_rows
-
-    settings = RelationSettings(protocol=protocol, n_samples=n_samples)
-    with UNetCounter(model) as c:
-        score_rows(model, rows, settings, seed=seed)
-    return c.evaluations
-
-
-def count_heatmaps(model, rows: Sequence[Mapping], *, n_samples: int, attention_samples: int | None = None,
-                   attention: bool = True, protocol: str = "corrected", batch_size: int = 8, seed: int = 0) -> int:
-    """UNet evaluations of ``heatmaps.run_heatmaps`` (notebook 04; 07 without attention) on ``rows``, its store in
-    a temporary folder that is deleted afterwards."""
-    from .heatmaps import run_heatmaps
-
-    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
-        run_heatmaps(model, list(rows), dataset="count", n_samples=n_samples, attention_samples=attention_samples,
-                     attention=attention, protocol=protocol, batch_size=batch_size, seed=seed,
-                     store=Path(tmp) / "store", progress=False)
-    return c.evaluations
-
-
-def count_localization(model, rows: Sequence[Mapping], *, n_samples: int, attention_samples: int | None = None,
-                       daam_steps: int | None = None, protocol: str = "corrected", batch_size: int = 8,
-                       seed: int = 0) -> int:
-    """UNet evaluations of ``localization.run_localization`` (notebook 05) on ``rows``, its store in a temporary
-    folder that is deleted afterwards."""
-    from .localization import run_localization
-
-    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
-        run_localization(model, rows, Path(tmp) / "store", n_samples=n_samples, attention_samples=attention_samples,
-                         daam_steps=daam_steps, protocol=protocol, seed=seed, batch_size=batch_size)
-    return c.evaluations
-
-
-def count_intervention(model, rows: Sequence[Mapping], *, n_steps: int, n_logsnr: int, n_noise: int,
-                       seed: int = 0) -> int:
-    """UNet evaluations of ``intervention.intervention_row`` (what ``run_intervention`` calls per image) on
-    ``rows``. A row that fails raises (a count of a failed row would be too low)."""
-    from .intervention import InterventionSettings, intervention_row
-
-    settings = InterventionSettings(n_steps=n_steps, n_logsnr=n_logsnr, n_noise=n_noise)
-    with UNetCounter(model) as c:
-        for row in rows:
-            intervention_row(model, row, settings, seed=seed)
-    return c.evaluations
-
-
-def count_image_level(model, rows: Sequence[Mapping], *, n_samples: int, n_grid: int, n_noise: int,
-                      protocol: str = "corrected", seed: int = 0) -> int:
-    """UNet evaluations of notebook 07's two computations: ``image_level.run`` on ``rows`` (the maps without
-    attention, in a temporary store) and ``image_level.denoising_process`` of ``rows[0]`` on a grid of ``n_grid``
-    log-SNRs (decoding is the VAE)."""
-    import torch
-
-    from .image_level import denoising_process, run
-
-    gen = torch.Generator().manual_seed(seed)
-    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
-        run(model, {"count": list(rows)}, n_samples=n_samples, protocol=protocol, seed=seed, store_root=tmp,
-            progress=False)
-        denoising_process(model, rows[0], torch.linspace(-5.0, 7.0, n_grid), n_noise=n_noise, protocol=protocol,
-                          generator=gen, decode=False)
-    return c.evaluations
-
-
-def count_pid(model, rows: Sequence[Mapping], *, n_samples: int, batch_size: int = 8, seed: int = 0) -> int:
-    """UNet evaluations of ``pid.run`` (notebook 09's decomposition) on ``rows``, in a temporary store."""
-    from .pid import run
-
-    with tempfile.TemporaryDirectory(prefix="infodecomp-costs-") as tmp, UNetCounter(model) as c:
-        run(model, list(rows), n_samples=n_samples, batch_size=batch_size, seed=seed, store_root=tmp,
-            keep_maps=0, progress=False)
-    return c.evaluations
-
-
-def count_generation(model, cases: Sequence[Sequence[str]], *, n_images: int, steps: int,
-                     guidance_scale: float = 7.5, seed: int = 0) -> int:
-    """UNet evaluations of ``pid.prompt_cases`` (the images of notebook 09's ``CASES``)."""
-    from .pid import prompt_cases
-
-    with UNetCounter(model) as c:
-        prompt_cases(model, cases, n_images=n_images, steps=steps, guidance_scale=guidance_scale, seed=seed)
-    return c.evaluations
 
 
 # ─────────────────────────────────────────────── the plan ───────────────────────────────────────────────

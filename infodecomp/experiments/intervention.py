@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -48,7 +49,9 @@ from ..checks import count
 from ..models.attention import record_cross_attention
 from ..editing import generate, invert
 from ..estimators import information_scores
-from ..metrics import pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
+from ..data import coco
+from ..data.shapes import twin
+from ..metrics import bootstrap, pearson, pearson_bootstrap, pixel_pearson, pixel_pearson_bootstrap
 from ..precision import dtype_name
 from ..models.identity import model_dtype, model_identity
 from ..results import ResultStore, example_seed, run_sharded
@@ -322,8 +325,6 @@ def cmi_minus_attention(frame, *, change: str = "change_omit", seed: int = 0) ->
     "stderr", "ci_low", "ci_high", "n"}`` of corr(CMI, change) − corr(attention, change) — image level across
     images (``cmi_s`` and Σ attention vs Σ change), pixel level the mean over images of the per-image
     difference of the two map correlations (images where either map is constant are left out)."""
-    from ..metrics import bootstrap, pearson
-
     ok = frame[frame["ok"].astype(bool)] if "ok" in frame else frame
     total = ok[change].to_numpy(np.float64)
     c, a = ok["cmi_s"].to_numpy(np.float64), ok["attention_total"].to_numpy(np.float64)
@@ -350,28 +351,15 @@ def load_intervention_dataset(dataset: str, n_items: int, *, data_dir: str | Non
     block per word group) or ``"coco100-it"`` (the real COCO100-IT view of ``infodecomp.data.coco``, first
     ``n_items`` rows, images under ``data_dir``)."""
     if dataset.startswith("shapes:"):
-        from ..data.shapes import twin
-
         return twin(dataset.split(":", 1)[1], n_items, seed=seed)
     if dataset == "coco100-it":
-        try:
-            from ..data import coco
-        except ImportError as err:
-            raise ImportError("the real COCO100-IT loader (infodecomp.data.coco) is not available in this "
-                              f"checkout ({err}); use DATASET='shapes:coco100-it'") from err
-        loader = getattr(coco, "coco100_it_intervention", None) or getattr(coco, "intervention_dataset", None)
-        if loader is None:
-            raise ImportError("infodecomp.data.coco has no intervention view (expected coco100_it_intervention); "
-                              f"it provides {sorted(n for n in dir(coco) if not n.startswith('_'))}")
-        rows = loader(data_dir)
+        rows = coco.coco100_it_intervention(data_dir)
         return [rows[i] for i in range(min(n_items, len(rows)))]
     raise ValueError(f"unknown dataset {dataset!r}; expected 'shapes:coco100-it' or 'coco100-it'")
 
 
 def table4_frame(t4: Mapping, protocol: str) -> "pandas.DataFrame":
     """Table 4 as a DataFrame beside the paper's numbers: one row per (map, level)."""
-    import pandas as pd
-
     recs = []
     for name, levels in t4.items():
         for level, est in levels.items():

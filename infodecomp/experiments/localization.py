@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 
 from ..checks import count
+from ..data import coco
+from ..data.shapes import twin
 from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
 from ..models.identity import model_identity
 from ..results import ResultStore, run_sharded
@@ -356,11 +358,7 @@ def load_dataset(name: str, n: int | None, *, seed: int = 0, data_dir: str | Pat
             raise ValueError("a ShapesWorld twin needs a number of rows n (n=None means all rows of a real table)")
         if coco_options:
             raise TypeError(f"options {sorted(coco_options)} apply to real COCO data only (data_dir=None here)")
-        from ..data.shapes import twin
-
         return twin(name, n, seed)
-    from ..data import coco
-
     if name not in COCO_DATASETS:
         raise ValueError(f"unknown COCO localization dataset {name!r}; expected one of {list(COCO_DATASETS)} "
                          "(with data_dir=None: the ShapesWorld twins 'coco-it', 'coco-wl', 'coco100-it')")

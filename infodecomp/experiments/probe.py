@@ -37,7 +37,8 @@ import torch
 from .. import pid as _pid
 from ..checks import count, load_image
 from ..checks import word as checked_word
-from ..editing import sample
+from ..data.shapes import twin
+from ..editing import intervene, sample
 from ..estimators import ESTIMATORS, information_terms
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
@@ -258,8 +259,6 @@ def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None
     edit_prompt = omit_word(prompt, word) if swap is None else swap_word(prompt, word, swap)
     check_prompt_length(model.tokenizer, edit_prompt)
     t0 = time.perf_counter()
-    from ..editing import intervene
-
     x = model.encode_images(image, resize="bicubic")  # [1, C, h, w]
     out = intervene(model, x, prompt, word, omit=swap is None, swap=swap, steps=int(steps), progress=False)
     kind = "omit" if swap is None else "swap"
@@ -297,6 +296,4 @@ def read_image(data: bytes, name: str = "upload"):
 def default_dataset(n: int = 21, seed: int = 0) -> Sequence[dict]:
     """Rows with ``image``, ``caption``, ``word`` and ``swap_word``: the ShapesWorld twin of COCO100-IT (shape
     and colour words that can be omitted or swapped; n >= 7, one block of rows per word group)."""
-    from ..data.shapes import twin
-
     return twin("coco100-it", n, seed)

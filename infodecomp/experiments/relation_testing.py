@@ -55,7 +55,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import binomtest
 from torch import Tensor
 
 from ..data.shapes import ShapesTwin
@@ -522,8 +524,6 @@ def example_frame(raw, *, tie_policy: str = "against_true", dataset: str | None 
     raw: a DataFrame or list of dicts as :func:`score_rows` returns / the store holds. The frame's ``attrs`` keep
     ``tie_policy``, ``dataset`` and ``settings``.
     """
-    import pandas as pd
-
     if tie_policy not in TIE_POLICIES:
         raise ValueError(f"tie_policy must be one of {TIE_POLICIES}, got {tie_policy!r}")
     frame = raw.copy() if isinstance(raw, pd.DataFrame) else pd.DataFrame(list(raw))
@@ -590,8 +590,6 @@ def accuracy_tables(frame, *, methods: Sequence[str] = METHODS, tie_policy: str 
     min_group_size: groups with fewer examples are dropped from every number (the reference keeps VG-A pairs
     with ≥ 25). Intervals: Wilson for micro and per group; stratified bootstrap for the macros.
     """
-    import pandas as pd
-
     tie_policy = tie_policy or frame.attrs.get("tie_policy") or "against_true"
     exclude = None if exclude_groups is None else {str(g) for g in exclude_groups}
     if len(frame) == 0:
@@ -641,8 +639,6 @@ def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterab
     "p_mcnemar"}`` (stderr: the bootstrap standard deviation of the difference)
     (a_only = examples a gets right and b wrong; ties scored by the frame's tie policy).
     """
-    from scipy.stats import binomtest
-
     _check_method(a)
     _check_method(b)
     f = frame if groups is None else frame[frame["group"].astype(str).isin({str(g) for g in groups})]
@@ -703,8 +699,6 @@ def table1(tables: Mapping[str, RelationTables], *, aggregation: Mapping[str, st
     (e.g. OpenCLIP). Returns ``(wide, long)`` DataFrames; ``long`` has method (label), method_key (a name of
     :data:`METHODS`, None for extra rows), dataset, aggregate, accuracy, ci_low, ci_high, n (fractions, not %).
     """
-    import pandas as pd
-
     aggregation = dict(ARO_AGGREGATION if aggregation is None else aggregation)
     long = []
     for ds, t in tables.items():
@@ -743,8 +737,6 @@ def group_table(tables: RelationTables, *, method: str = "info_o", baseline: str
     relative or absolute is unknown (docs/protocol.md#relation-types). min_n: drop groups with fewer examples.
     Returns a DataFrame sorted by the change (largest gain first).
     """
-    import pandas as pd
-
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     pg = tables.per_group

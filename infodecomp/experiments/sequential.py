@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor
 
 from ..estimators import information_scores
@@ -136,8 +137,6 @@ class SequentialRule:
         """The t threshold at a look with ``n_units`` units among ``n_candidates`` candidates (inf when off)."""
         if self.alpha == 0 or n_candidates < 2:
             return math.inf
-        from scipy import stats
-
         level = self.alpha / (len(self.looks) * (n_candidates - 1))
         return float(stats.t.ppf(1.0 - level, n_units - 1))
 

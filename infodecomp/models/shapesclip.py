@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from ..data.shapes import IMAGE_SIZE
 from ..tokenizer import load_clip_tokenizer
@@ -95,7 +96,6 @@ class ShapesCLIP(nn.Module):
 
 def load_shapesclip(path: str | Path) -> ShapesCLIP:
     """A ShapesCLIP written by ``python -m infodecomp.training.shapesclip export``, in eval mode."""
-    from safetensors.torch import load_file
     from transformers import CLIPTextModel  # heavy: loaded with the model
 
     path = Path(path)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..data import shapes
 from ..digest import weights_digest
 from ..editing import sample
+from ..experiments import word_reading as wr
 from ..estimators import pointwise_information
 from ..metrics import binomial, upsample_bilinear
 from ..models import load_model
@@ -139,9 +140,6 @@ def cmi_mass_inside(model, n: int = 140, *, n_samples: int = 64, seed: int = 0, 
 def word_reading(model, *, n: int = 96, seed: int = 0, daam_steps: int = 50) -> dict:
     """The "does the model read its words?" battery (:mod:`infodecomp.experiments.word_reading`) at the
     model card's sizes: attention mass per token kind, the swap test, ε̂ sensitivity to edits, word maps."""
-    # The battery is an experiment, a layer above training: imported here, when the card is measured.
-    from ..experiments import word_reading as wr
-
     mass = wr.attention_mass(model, n=max(16, n // 3), seed=seed)
     return {
         "attention_mass": {"overall": mass["overall"], "n": mass["n"],

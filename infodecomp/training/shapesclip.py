@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..data import shapes
@@ -241,8 +242,6 @@ class ClipTrainer:
     def export(self, out: str | Path) -> Path:
         """Write the text encoder as a diffusers/transformers component (``out/text_encoder``, safetensors) and the
         rest of the model (projection, image tower) as ``out/shapesclip.safetensors`` with ``out/shapesclip.json``."""
-        from safetensors.torch import save_file
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.model.text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)

@@ -99,7 +99,7 @@ MODEL_SETTINGS_FILE = "infodecomp.json"
 def build_components(cfg: TrainConfig):
     # diffusers and transformers are heavy: imported when a model is built, not with the package
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel  # heavy, as diffusers above
 
     torch.manual_seed(cfg.seed)
     vae = AutoencoderKL(

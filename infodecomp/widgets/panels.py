@@ -11,6 +11,8 @@ import html
 import io
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 from ..experiments.probe import ProbeIntervention, ProbePair, ProbeResult
 from ..plotting import PID_ATOMS, heat_overlay, information_bars
@@ -29,8 +31,6 @@ PAIR_ALPHA = 0.75
 
 def png(array: np.ndarray) -> bytes:
     """uint8 ``[H, W, 3]`` → PNG bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
     return buf.getvalue()
@@ -38,8 +38,6 @@ def png(array: np.ndarray) -> bytes:
 
 def figure_png(fig, dpi: int = 100) -> bytes:
     """A ``matplotlib.figure.Figure`` (not pyplot: the probe draws from a worker thread) → PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -60,8 +58,6 @@ def value_html(name: str, value: float, stderr: float, unit: str = "nats") -> st
 def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     """``image`` uint8 ``[H, W, 3]`` with its longer side ``size`` pixels (nearest neighbours when enlarging,
     so small ShapesWorld images stay crisp; Lanczos when shrinking)."""
-    from PIL import Image
-
     H, W = image.shape[:2]
     f = size / max(H, W)
     new = (max(1, round(W * f)), max(1, round(H * f)))

@@ -55,7 +55,7 @@ class Probe:
                  settings: ProbeSettings | None = None, background: bool = True, display_size: int = 192,
                  intervention_steps: int = 20, generation_steps: int = 30, guidance_scale: float = 3.0,
                  max_cache: int = 128):
-        import ipywidgets as w
+        import ipywidgets as w  # optional (the notebooks extra): only when a probe is shown
 
         self.model = model
         self.background = bool(background)
@@ -482,7 +482,7 @@ class Probe:
 
     # -- prompt and settings ---------------------------------------------------------------------------------
     def _on_prompt(self, prompt: str) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # optional (the notebooks extra): only when a probe is shown
 
         buttons = []
         for word in prompt_words(prompt):

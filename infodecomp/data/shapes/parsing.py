@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from .scenes import COLOURS, NUMBERS, RELATIONS, SHAPES, SINGULARS, SIZES, Scene, relation, shape_template
 
@@ -142,8 +143,6 @@ def parse_scene(image, *, min_intensity: float = 0.5, min_cosine: float = 0.9, m
        mean of the shape's small and big areas.
     Returns objects sorted by (y0, x0). Exact (bbox, colour, shape, size) on every rendered scene.
     """
-    from scipy import ndimage  # local: scipy is only needed for parsing
-
     hue, cos, inten = _colour_evidence(image)
     labels = _labels(hue, cos, inten, min_intensity, min_cosine)  # = colour_labels(image, ...)
     out = []
