@@ -20,6 +20,8 @@ RUNS=runs/train/v3
 EVALS=${EVALS:-infodecomp/assets/shapes-tiny/ablations}
 VAE=runs/train/v1-pipeline
 VAE_COMMIT=${VAE_COMMIT:-a1ce1ff}   # shapes-tiny v1, whose VAE v2 and v3 keep
+V2=runs/train/v2-pipeline
+V2_COMMIT=${V2_COMMIT:-39fa29e}     # the last commit holding shapes-tiny v2 (H-warm starts from its UNet)
 CLIP_STEPS=${CLIP_STEPS:-6000}
 STEPS=${STEPS:-1200}
 EVAL_N=${EVAL_N:-96}
@@ -30,28 +32,36 @@ if [ ! -f "$VAE/vae/diffusion_pytorch_model.safetensors" ]; then
     git show "$VAE_COMMIT:infodecomp/assets/shapes-tiny/vae/$f" > "$VAE/vae/$f"
   done
 fi
+if [ ! -f "$V2/unet/diffusion_pytorch_model.safetensors" ]; then
+  mkdir -p "$V2"
+  git archive "$V2_COMMIT" infodecomp/assets/shapes-tiny | tar -x --strip-components=3 -C "$V2"
+fi
 
 declare -A NEGATIVES=([hard]=all [plain]=none)
 clip() {  # train (resumes), export and evaluate one ShapesCLIP recipe
   local name=$1 dir=$RUNS/shapesclip-$1
   local args="--work-dir $dir --negatives ${NEGATIVES[$1]} --steps $CLIP_STEPS"
   if [ ! -f "$dir/export/shapesclip.json" ]; then
-    OMP_NUM_THREADS=1 "$PY" -m infodecomp.shapesclip train $args --threads 1 > "$dir.log" 2>&1
-    OMP_NUM_THREADS=1 "$PY" -m infodecomp.shapesclip export $args --out "$dir/export" >> "$dir.log" 2>&1
+    OMP_NUM_THREADS=1 "$PY" -m infodecomp.training.shapesclip train $args --threads 1 > "$dir.log" 2>&1
+    OMP_NUM_THREADS=1 "$PY" -m infodecomp.training.shapesclip export $args --out "$dir/export" >> "$dir.log" 2>&1
   fi
   [ -f "$EVALS/shapesclip-$name.json" ] || \
-    OMP_NUM_THREADS=1 "$PY" -m infodecomp.shapesclip evaluate "$dir/export" --n 192 --seed 0 \
+    OMP_NUM_THREADS=1 "$PY" -m infodecomp.training.shapesclip evaluate "$dir/export" --n 192 --seed 0 \
       --out "$EVALS/shapesclip-$name.json" >> "$dir.log" 2>&1
   echo "done: shapesclip-$name"
 }
 
-COMMON="--seed 0 --vae-steps 0 --vae-from $VAE --unet-steps $STEPS --lr-decay cosine --lr-final 0.02 --threads 1"
+COMMON="--seed 0 --vae-steps 0 --unet-steps $STEPS --lr-decay cosine --lr-final 0.02 --threads 1"
+SCRATCH="--vae-from $VAE"   # a new UNet on v1's VAE
 RELATIONS="--relation-boost 0.2 --counterfactual 1.0"
 declare -A RECIPE=(
-  [C-joint]="--text-mask words $RELATIONS"   # v2's recipe (text encoder trained jointly), at these steps
-  [E-plain]="--text-mask words $RELATIONS --text-encoder-from $RUNS/shapesclip-plain/export"
-  [F-hard]="--text-mask words $RELATIONS --text-encoder-from $RUNS/shapesclip-hard/export"
-  [G-hard-nomask]="$RELATIONS --text-encoder-from $RUNS/shapesclip-hard/export"
+  [C-joint]="$SCRATCH --text-mask words $RELATIONS"   # v2's recipe (text encoder trained jointly), at these steps
+  [E-plain]="$SCRATCH --text-mask words $RELATIONS --text-encoder-from $RUNS/shapesclip-plain/export"
+  [F-hard]="$SCRATCH --text-mask words $RELATIONS --text-encoder-from $RUNS/shapesclip-hard/export"
+  [G-hard-nomask]="$SCRATCH $RELATIONS --text-encoder-from $RUNS/shapesclip-hard/export"
+  # F-hard, its UNet started from v2's (which draws single objects) instead of from scratch: the cross-attention
+  # must learn the new encoder's features, the rest already draws ShapesWorld
+  [H-warm]="--text-mask words $RELATIONS --text-encoder-from $RUNS/shapesclip-hard/export --init-from $V2"
 )
 unet() {  # train (resumes), export and evaluate one UNet recipe
   local name=$1 dir=$RUNS/$1
@@ -71,6 +81,6 @@ fi
 clip hard
 unet F-hard & clip plain & wait
 unet E-plain & unet G-hard-nomask & wait
-unet C-joint
-"$PY" -m infodecomp.training compare "$RUNS"/{C-joint,E-plain,F-hard,G-hard-nomask}/pipeline --n "$EVAL_N" --seed 1 \
+unet C-joint && unet H-warm
+"$PY" -m infodecomp.training compare "$RUNS"/{C-joint,E-plain,F-hard,G-hard-nomask,H-warm}/pipeline --n "$EVAL_N" --seed 1 \
   --out "$EVALS/ablations.json"
