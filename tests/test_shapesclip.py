@@ -169,8 +169,23 @@ def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninter
     folder = tmp_path / "pipe"
     shutil.copytree(tiny_pipeline_dir, folder)
     assert clip_baseline.twin_clip(load_model(str(folder))) is None  # no shapesclip/ beside it: no CLIP row
-    uninterrupted.export(folder / clip_baseline.SHAPESCLIP_DIR)
+    export = uninterrupted.export(tmp_path / "clip")
+    with pytest.raises(ValueError, match="is not the text tower"):  # the tiny pipeline's encoder is another one
+        sc.ship(export, folder)
+    uninterrupted.model.text_encoder.to(torch.float16).save_pretrained(folder / "text_encoder")
+    uninterrupted.model.text_encoder.float()
+    (tmp_path / "eval.json").write_text(json.dumps(sc.evaluate(uninterrupted.model.eval(), n=2, seed=0)))
+    shipped = sc.ship(export, folder, evaluation=tmp_path / "eval.json")
+    assert not (shipped / "text_encoder").exists()  # the pipeline's text encoder is the only copy
+    from infodecomp.training.card import _shapesclip_text
+
+    section = _shapesclip_text(folder)  # the model card's section names the recipe and the shipped evaluation
+    assert "## The text encoder: ShapesCLIP" in section and "relation flip, swap, attribute swap, shuffle" in section
+    assert "| shipped | " in section and "seed 0, n = 2 rows each" in section
     clip = clip_baseline.twin_clip(load_model(str(folder)))
+    with torch.no_grad():  # loaded with the pipeline's float16 text encoder: the embeddings agree to its rounding
+        caps = ["a red circle left of a blue square"]
+        assert torch.allclose(clip.embed_text(caps), uninterrupted.model.eval().embed_text(caps), atol=2e-2)
     rows = shapes.twin("vg-relation", 5, seed=0)
     scores = clip_baseline.shapesclip_scores(clip, rows)
     assert scores.shape == (5, 2) and np.all(np.abs(scores) <= 1 + 1e-6)

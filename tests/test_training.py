@@ -133,6 +133,15 @@ def test_init_from_continues_an_exported_pipeline(uninterrupted, tmp_path):
     assert ("--init-from runs/train/shapes-tiny-phase1/pipeline" in card
             and "--no-ema --out runs/train/shapes-tiny-phase1/pipeline" in card)
     assert "--guidance 2.0 --seed 0" in card and "50.0% ± 10.0 (n = 4)" in card
+    # a third phase carries both earlier records: the card tells three phases, each started from the one before
+    third = Trainer(replace(TINY, vae_steps=0, unet_steps=1, seed=4, init_from=str(tmp_path / "pipe2")),
+                    tmp_path / "third")
+    third.train()
+    third.export(tmp_path / "pipe3")
+    card3 = write_model_card(tmp_path / "pipe3", quality).read_text()
+    assert all(f"Phase {k} (seed {s})" in card3 for k, s in ((1, 3), (2, 3), (3, 4))) and "Phase 4" not in card3
+    assert "--init-from runs/train/shapes-tiny-phase2/pipeline" in card3
+    assert card3.count("The VAE, UNet and text encoder of phase") == 2
     rec = json.loads(record_quality(quality, tmp_path / "pipe2", root=tmp_path / "figures").read_text())
     prov = rec["_provenance"]
     assert prov["revision"].startswith("sha256:") and rec["generation_single_object"]["value"] == 0.5
@@ -292,3 +301,18 @@ def test_model_card_takes_a_transcribed_ablation_table_and_refuses_an_empty_reco
     record.write_text(json.dumps({"n": 96, "seed": 1, "steps": 50, "guidance": 3.0, "entries": []}))
     with pytest.raises(ValueError, match="needs 'entries'.*or a 'table'"):
         write_model_card(tmp_path / "pipe", _full_quality())
+
+
+def test_the_card_says_when_a_phase_swaps_in_a_frozen_text_encoder():
+    from infodecomp.training.card import _phase_start
+
+    base = {"init_from": "p", "vae_steps": 0}
+    frozen = {**base, "text_encoder_from": "clip/export"}
+    joint = _phase_start(base, {"config": {}}, 2)
+    swap = _phase_start(frozen, {"config": {}}, 2)
+    same = _phase_start(frozen, {"config": {"text_encoder_from": "clip/export"}}, 2)
+    assert joint.startswith("The VAE, UNet and text encoder of phase 2")
+    assert "its text encoder replaced by the text encoder of the ShapesCLIP in `clip/export`, frozen" in swap
+    assert "on the same frozen text encoder" in same and "replaced" not in same
+    scratch = _phase_start({"vae_steps": 0, "vae_from": "v1", "text_encoder_from": "clip/export"}, None, 0)
+    assert "UNet from scratch on the text encoder of the ShapesCLIP in `clip/export`, frozen" in scratch

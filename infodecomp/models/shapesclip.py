@@ -21,7 +21,7 @@ from ..data.shapes import IMAGE_SIZE
 from ..tokenizer import load_clip_tokenizer
 
 __all__ = ["ClipArchitecture", "ImageTower", "ShapesCLIP", "load_shapesclip", "shapesclip_scores", "image_batch",
-           "WEIGHTS_FILE", "CONFIG_FILE"]
+           "WEIGHTS_FILE", "CONFIG_FILE", "text_encoder_dir"]
 
 WEIGHTS_FILE = "shapesclip.safetensors"  # the projection and the image tower (the text encoder is text_encoder/)
 CONFIG_FILE = "shapesclip.json"
@@ -94,6 +94,17 @@ class ShapesCLIP(nn.Module):
         return self.text_encoder(self.tokens(captions)).last_hidden_state
 
 
+def text_encoder_dir(path: str | Path) -> Path:
+    """Where a ShapesCLIP's text tower lives: its own ``text_encoder/``, or, shipped beside a pipeline whose UNet
+    conditions on it (``<pipeline>/shapesclip/``), the pipeline's ``text_encoder/`` (one copy of the weights, not two)."""
+    path = Path(path)
+    for candidate in (path / "text_encoder", path.parent / "text_encoder"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no text_encoder/ there or beside it (in {path.parent}); a ShapesCLIP export "
+                            "holds one, and one shipped inside a pipeline shares the pipeline's")
+
+
 def load_shapesclip(path: str | Path) -> ShapesCLIP:
     """A ShapesCLIP written by ``python -m infodecomp.training.shapesclip export``, in eval mode."""
     from transformers import CLIPTextModel  # heavy: loaded with the model
@@ -103,7 +114,7 @@ def load_shapesclip(path: str | Path) -> ShapesCLIP:
         raise FileNotFoundError(f"{path}: no {CONFIG_FILE} there; expected a folder written by "
                                 "`python -m infodecomp.training.shapesclip export`")
     model = ShapesCLIP(ClipArchitecture.of(json.loads((path / CONFIG_FILE).read_text())["config"]))
-    model.text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder")
+    model.text_encoder = CLIPTextModel.from_pretrained(text_encoder_dir(path)).float()  # a pipeline stores float16
     rest = load_file(str(path / WEIGHTS_FILE))
     missing = model.load_state_dict(rest, strict=False).missing_keys
     if any(not k.startswith("text_encoder.") for k in missing):

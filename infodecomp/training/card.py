@@ -15,7 +15,7 @@ from ..data import shapes
 from .evaluate import bar_rows
 from .train import TrainConfig
 
-__all__ = ["ABLATION_COLUMNS", "ablation_table", "recipe_text", "seed_of", "write_model_card"]
+__all__ = ["ABLATION_COLUMNS", "ablation_table", "recipe_text", "seed_of", "training_phases", "write_model_card"]
 
 
 def recipe_text(cfg: dict) -> str:
@@ -128,23 +128,44 @@ def _optional_rows(gen: dict) -> str:
     return "".join(f"| {what} | {_fmt(d)} | — |\n" for what, d in rows if d)
 
 
+def training_phases(info: dict) -> list[dict]:
+    """The training records of a pipeline, oldest first: each export keeps the record of the pipeline it started
+    from (``init_training``), so a model continued from another carries its whole history."""
+    chain = []
+    while info:
+        chain.append(info)
+        info = info.get("init_training")
+    return chain[::-1]
+
+
+def _phase_start(c: dict, previous: dict | None, k: int) -> str:
+    """What a phase starts from, in words (``k``: the previous phase's number)."""
+    frozen = c.get("text_encoder_from")
+    encoder = f"the text encoder of the ShapesCLIP in `{frozen}`, frozen" if frozen else ""
+    if not c.get("init_from"):
+        vae = (f"VAE: not trained here, taken from the pipeline in `{c['vae_from']}` (its weights as they were "
+               "exported). " if c.get("vae_from") and not c["vae_steps"] else
+               f"Stage 1, VAE: {c['vae_steps']} steps, batch {c['vae_batch']}, AdamW lr {c['vae_lr']}, MSE + "
+               f"{c['vae_kl_weight']} · KL. Stage 2, ")
+        return vae + (f"UNet from scratch on {encoder}: " if frozen else "UNet and text encoder jointly from scratch: ")
+    if not frozen:
+        return ("The VAE, UNet and text encoder of phase {k} (its exported float16 weights), the UNet and text encoder "
+                "trained further with a fresh optimiser and a new data stream: ").format(k=k)
+    if previous is not None and previous["config"].get("text_encoder_from") == frozen:
+        return (f"The VAE and UNet of phase {k} (its exported float16 weights) on the same frozen text encoder, the "
+                "UNet trained further with a fresh optimiser and a new data stream: ")
+    return (f"The VAE and UNet of phase {k} (its exported float16 weights); its text encoder replaced by {encoder}; "
+            "the UNet trained further with a fresh optimiser and a new data stream: ")
+
+
 def _training_text(info: dict, quality: dict) -> str:
-    """The model card's Training section: one phase, or a first phase from scratch and its continuation."""
-    cfg, first = info["config"], info.get("init_training")
-    phases = [first, info] if first else [info]
+    """The model card's Training section: every phase, from the first from scratch to the exported one."""
+    phases = training_phases(info)
     lines = []
     for k, ph in enumerate(phases):
         c = ph["config"]
         head = (f"Phase {k + 1}" if len(phases) > 1 else "Training") + f" (seed {c['seed']}). "
-        if not c.get("init_from") and c.get("vae_from") and not c["vae_steps"]:
-            body = (f"VAE: not trained here, taken from the pipeline in `{c['vae_from']}` (its weights as they "
-                    f"were exported). UNet and text encoder jointly from scratch: ")
-        elif not c.get("init_from"):
-            body = (f"Stage 1, VAE: {c['vae_steps']} steps, batch {c['vae_batch']}, AdamW lr {c['vae_lr']}, "
-                    f"MSE + {c['vae_kl_weight']} · KL. Stage 2, UNet and text encoder jointly from scratch: ")
-        else:
-            body = ("The VAE, UNet and text encoder of phase 1 (its exported float16 weights), the UNet and text "
-                    "encoder trained further with a fresh optimiser and a new data stream: ")
+        body = _phase_start(c, phases[k - 1] if k else None, k)
         body += (f"{c['unet_steps']} steps, batch {c['unet_batch']}, AdamW peak lr {c['unet_lr']} "
                  f"({_schedule_text(c)}), ε-prediction loss with uniform timesteps, the caption replaced by the null "
                  f"prompt \"\" with probability {c['p_uncond']} (classifier-free training); exported weights: "
@@ -156,13 +177,14 @@ def _training_text(info: dict, quality: dict) -> str:
         lines.append(head + body)
     lines.append("Data: fresh ShapesWorld draws for every batch (`infodecomp.data.shapes.training_batch`), from a "
                  "generator seeded by (seed, stage, step), so a resumed run sees the batches an uninterrupted one would.")
-    work = ["runs/train/shapes-tiny-phase1", "runs/train/shapes-tiny"] if first else ["runs/train/shapes-tiny"]
+    n = len(phases)
+    work = [f"runs/train/shapes-tiny-phase{k + 1}" for k in range(n - 1)] + ["runs/train/shapes-tiny"]
     cmds = []
     for k, (ph, w) in enumerate(zip(phases, work)):
         c = dict(ph["config"])
-        if k == 1:
-            c["init_from"] = "runs/train/shapes-tiny-phase1/pipeline"
-        out = "runs/train/shapes-tiny-phase1/pipeline" if k + 1 < len(phases) else "infodecomp/assets/shapes-tiny"
+        if k:
+            c["init_from"] = f"{work[k - 1]}/pipeline"
+        out = f"{w}/pipeline" if k + 1 < n else "infodecomp/assets/shapes-tiny"
         cmds.append(_train_cmd(c, w))
         cmds.append(_train_cmd(c, w).replace(" train ", " export ", 1)
                     + ("" if ph.get("weights") == "ema" else " --no-ema") + f" --out {out}")
@@ -174,6 +196,48 @@ def _training_text(info: dict, quality: dict) -> str:
                  "work directories every 250 steps, and rerunning a command resumes it):\n\n```bash\n"
                  + "\n".join(cmds) + "\n```")
     return "\n\n".join(lines)
+
+
+def _clip_row(name: str, e: dict) -> str:
+    r, t = e["retrieval"], e["text_change"]["ratio_relation"]
+    return (f"| {name} | " + " | ".join(_pct(r[k]) for k in ("vg-relation", "vg-attribution", "coco-order",
+                                                              "flickr-order"))
+            + f" | {_num(t, 3)} |")
+
+
+def _shapesclip_text(model_dir: Path) -> str:
+    """The card's ShapesCLIP section: the contrastive model whose text tower the UNet conditions on, when shipped."""
+    folder = model_dir / "shapesclip"
+    if not (folder / "shapesclip.json").is_file():
+        return ""
+    meta = json.loads((folder / "shapesclip.json").read_text())
+    c = meta["config"]
+    negs = ", ".join(n.replace("_", " ") for n in c["negatives"]) or "none"
+    text = ["## The text encoder: ShapesCLIP", "",
+            "As Stable Diffusion 2.1 conditions on OpenCLIP's text encoder, pretrained contrastively and frozen, this "
+            "UNet conditions on the text tower of ShapesCLIP, a small image–text contrastive model trained on "
+            "ShapesWorld (`infodecomp.models.shapesclip`, trained by `python -m infodecomp.training.shapesclip`). Its "
+            "image tower and projection ship in `shapesclip/` (the text tower is this pipeline's `text_encoder/`), so "
+            "notebook 02 adds the twins' CLIP row to Table 1 — the paper's comparison of SD with the CLIP whose text "
+            "encoder it shares.", "",
+            f"Training: {meta['steps']} steps, batch {c['batch']} images with their captions, AdamW lr {c['lr']} "
+            f"(warm-up {c['warmup']}), seed {c['seed']}, a symmetric InfoNCE loss with temperature 1/{c['logit_scale']:g}; "
+            f"{100 * c['relation_boost']:.0f}% of the examples two-object relational captions, the rest ShapesWorld's natural "
+            f"mix; hard negatives (extra captions each image "
+            f"must rank below its own): {negs}. Wall time: {meta['wall_seconds'] / 60:.0f} minutes on 1 CPU thread."]
+    evals = {p.stem.removeprefix("shapesclip-"): json.loads(p.read_text())
+             for p in sorted((model_dir / "ablations").glob("shapesclip-*.json"))}
+    if (folder / "evaluation.json").is_file():
+        evals.setdefault("shipped", json.loads((folder / "evaluation.json").read_text()))
+    if evals:
+        n = next(iter(evals.values()))["n"]
+        text += ["", f"Retrieval by cosine similarity on the ARO twins (held-out seed "
+                 f"{next(iter(evals.values()))['seed']}, n = {n} rows each, ± one standard error), and how far a "
+                 "relation flip moves the text encoder's token states against a colour change (summed over tokens):",
+                 "", "| recipe | VG-Relation % | VG-Attribution % | COCO-Order % | Flickr-Order % | text relation flip "
+                 "/ colour change |", "|---|---|---|---|---|---|"]
+        text += [_clip_row(name, e) for name, e in evals.items()]
+    return "\n".join(text) + "\n\n"
 
 
 def _reading_text(quality: dict) -> str:
@@ -240,7 +304,7 @@ def _ablation_text(model_dir: Path) -> str:
     if not path.exists():
         return "No ablations recorded for this model."
     a = json.loads(path.read_text())
-    head = (f"Short runs from scratch on the same data seed, each measured by `python -m infodecomp.training compare` "
+    head = (f"Short runs on the same data seed, each measured by `python -m infodecomp.training compare` "
             f"on held-out seed {a['seed']} (n = {a['n']} prompts or scenes per measurement; generation: "
             f"{a['steps']} DDIM steps, guidance {a['guidance']}; ± one standard error). "
             + a.get("note", ""))
@@ -289,7 +353,7 @@ Weights are stored in float16 (safetensors) and load as float32 unless another d
 
 {_stock_text(quality)}
 
-## Training
+{_shapesclip_text(model_dir)}## Training
 
 {_training_text(info, quality)}
 

@@ -3,6 +3,7 @@
     python -m infodecomp.training.shapesclip train --work-dir runs/train/shapesclip-hard [--negatives all --steps 6000]
     python -m infodecomp.training.shapesclip export --work-dir runs/train/shapesclip-hard --out infodecomp/assets/shapesclip
     python -m infodecomp.training.shapesclip evaluate infodecomp/assets/shapesclip [--n 192 --seed 0]
+    python -m infodecomp.training.shapesclip ship EXPORT PIPELINE [--evaluation FILE]   # beside the UNet trained on it
 
 Stable Diffusion's text encoder was pretrained contrastively (OpenCLIP) and frozen while the UNet learned; the
 paper's Table 1 compares SD 2.1 with that same CLIP. shapes-tiny v1/v2 trained their text encoder jointly with the
@@ -30,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..data import shapes
@@ -253,6 +255,32 @@ class ClipTrainer:
         return out
 
 
+def ship(export_dir: str | Path, pipeline_dir: str | Path, *, evaluation: str | Path | None = None) -> Path:
+    """Put a ShapesCLIP beside the pipeline whose UNet conditions on its text tower: ``<pipeline>/shapesclip/`` gets
+    the image tower, projection and config (and ``evaluation.json`` if given); the text tower is the pipeline's own
+    ``text_encoder/`` (:func:`infodecomp.models.shapesclip.text_encoder_dir`), so its weights are stored once. Refuses
+    a pipeline whose text encoder is not this ShapesCLIP's (beyond the pipeline's float16 rounding)."""
+    export_dir, pipeline_dir = Path(export_dir), Path(pipeline_dir)
+    ours = load_file(str(export_dir / "text_encoder" / "model.safetensors"))
+    files = sorted((pipeline_dir / "text_encoder").glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{pipeline_dir}: no text_encoder/*.safetensors; expected an exported pipeline")
+    theirs = load_file(str(files[0]))
+    differ = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape
+              or not torch.allclose(theirs[k].float(), ours[k].float(), rtol=2e-3, atol=1e-4)]
+    if differ:
+        raise ValueError(f"{pipeline_dir}/text_encoder is not the text tower of the ShapesCLIP in {export_dir} "
+                         f"({len(differ)} of {len(ours)} tensors differ, e.g. {differ[0]!r}): ship a ShapesCLIP "
+                         "only beside the pipeline trained on its frozen text encoder")
+    out = pipeline_dir / "shapesclip"
+    out.mkdir(exist_ok=True)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        shutil.copyfile(export_dir / name, out / name)
+    if evaluation is not None:
+        shutil.copyfile(evaluation, out / "evaluation.json")
+    return out
+
+
 def _config_dict(cfg: ClipConfig) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
 
@@ -330,12 +358,19 @@ def main(argv=None):
         q.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
         if name == "export":
             q.add_argument("--out", required=True)
+    sh = sub.add_parser("ship", help="put an export beside the pipeline trained on its text encoder")
+    sh.add_argument("export_dir")
+    sh.add_argument("pipeline_dir")
+    sh.add_argument("--evaluation", help="an `evaluate` result to ship with it")
     e = sub.add_parser("evaluate")
     e.add_argument("path")
     e.add_argument("--n", type=int, default=192)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="write the evaluation as JSON here (default: <path>/evaluation.json)")
     args = p.parse_args(argv)
+    if args.cmd == "ship":
+        print(ship(args.export_dir, args.pipeline_dir, evaluation=args.evaluation))
+        return
     if args.cmd == "evaluate":
         res = evaluate(load_shapesclip(args.path), args.n, seed=args.seed)
         target = Path(args.out or Path(args.path) / "evaluation.json")
