@@ -53,6 +53,7 @@ def main(argv=None):
     c.add_argument("--n", type=int, default=96, help="prompts / scenes per measurement")
     c.add_argument("--seed", type=int, default=1, help="held-out seed (the model card measures on seed 0)")
     c.add_argument("--out", default=None, help="write the entries as JSON here")
+    c.add_argument("--note", default="", help="what the table shows, in words (the model card prints it above)")
     w = sub.add_parser("sweep", help="generation accuracy at several guidance scales (to choose the card's guidance "
                                      "on a seed other than the card's)")
     w.add_argument("model_dir")
@@ -102,7 +103,7 @@ def main(argv=None):
             print(f"recorded {record_quality(quality, a.model_dir)}")
         return
     if a.cmd == "compare":
-        print(ablation_table(compare_recipes(a.pipeline_dirs, n=a.n, seed=a.seed, out=a.out)))
+        print(ablation_table(compare_recipes(a.pipeline_dirs, n=a.n, seed=a.seed, out=a.out, note=a.note)))
         return
     if a.cmd == "sweep":
         model = load_model(a.model_dir)

@@ -175,9 +175,10 @@ def evaluate(model_dir: str | Path, *, n: int = 192, steps: int = 50, guidance: 
 
 
 def compare_recipes(pipeline_dirs: list[str], *, n: int = 96, seed: int = 1, steps: int = 50,
-                    guidance: float = 3.0, out: str | Path | None = None) -> list[dict]:
+                    guidance: float = 3.0, out: str | Path | None = None, note: str = "") -> list[dict]:
     """Evaluate exported pipelines side by side (same prompts, seeds and settings), caching each result in
-    ``<dir>/evaluation-seed<seed>-n<n>.json``; write the list to ``out`` (JSON) if given."""
+    ``<dir>/evaluation-seed<seed>-n<n>.json``; write the list to ``out`` (JSON) if given, with ``note`` (what the
+    table shows, in words; the model card prints it above the table)."""
     entries = []
     for d in pipeline_dirs:
         d = Path(d)
@@ -195,7 +196,7 @@ def compare_recipes(pipeline_dirs: list[str], *, n: int = 96, seed: int = 1, ste
         print(f"evaluated {d} ({quality['seconds']:.0f} s)", flush=True)
     if out is not None:
         Path(out).write_text(json.dumps({"n": n, "seed": seed, "steps": steps, "guidance": guidance,
-                                         "entries": entries}, indent=1))
+                                         "note": note, "entries": entries}, indent=1))
     return entries
 
 
