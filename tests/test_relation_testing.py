@@ -262,6 +262,71 @@ def test_example_frame_and_tables_on_known_scores():
     assert len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) == 3  # intervals only where we have them
 
 
+def _known_frame(tie_policy="against_true"):
+    """Six examples in two groups, two candidates each (the true one second): i^o right on rows 0-3."""
+    raw = [{"id": f"r{k}", "index": k, "group": "on" if k < 4 else "near", "true_index": 1,
+            "info_o": [0.0, 1.0] if k < 4 else [1.0, 0.0], "info_s": [0.0, 0.0], "mmse": [5.0, 4.0]}
+           for k in range(6)]
+    return rt.example_frame(raw, tie_policy=tie_policy)
+
+
+def test_an_external_scorer_is_paired_with_io_on_the_same_examples():
+    """The CLIP's correctness as one more method of the frame: a known paired difference, its discordant
+    examples and McNemar's p; the rows follow the frame's index column; the table's excluded groups are left out."""
+    frame = _known_frame()
+    # a CLIP right on rows 0, 1, 4 and 5 and wrong on 2 and 3: i^o 4/6, CLIP 4/6, discordant 2 and 2
+    clip = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.3, 0.5], [0.0, 0.2]])
+    f = rt.add_scores(frame, "clip", clip)
+    assert list(f["correct_clip"]) == [1, 1, 0, 0, 1, 1] and list(f["pred_clip"]) == [1, 1, 0, 0, 1, 1]
+    assert "correct_clip" not in frame.columns  # a copy
+    cmp = rt.compare_methods(f, "info_o", "clip", n_bootstrap=500)
+    assert (cmp["n"], cmp["acc_a"], cmp["acc_b"], cmp["diff"]) == (6, 4 / 6, 4 / 6, 0.0)
+    assert (cmp["a_only"], cmp["b_only"]) == (2, 2) and cmp["p_mcnemar"] == 1.0
+    assert cmp["ci_low"] < 0 < cmp["ci_high"] and cmp["stderr"] > 0
+    # the table's filter: without the "near" rows i^o is right on all 4, the CLIP on 2
+    cmp = rt.compare_methods(f, "info_o", "clip", exclude_groups={"near"}, n_bootstrap=500)
+    assert (cmp["n"], cmp["diff"], cmp["a_only"], cmp["b_only"]) == (4, 0.5, 2, 0)
+    # rows stored out of order are matched to the dataset's rows by their index
+    shuffled = rt.add_scores(frame.iloc[::-1].reset_index(drop=True), "clip", clip)
+    assert list(shuffled["correct_clip"]) == [1, 1, 0, 0, 1, 1][::-1]
+    # the frame's tie policy: a tied CLIP counts against the true caption (faithful) or 1/2 (corrected)
+    tied = np.array([[0.5, 0.5]] * 6)
+    assert rt.add_scores(frame, "clip", tied)["correct_clip"].eq(0).all()
+    assert rt.add_scores(_known_frame("fractional"), "clip", tied)["correct_clip"].eq(0.5).all()
+
+
+@pytest.mark.parametrize("name, scores, match", [
+    ("clip", np.zeros((5, 2)), r"N = 6"),                         # a row missing
+    ("clip", np.zeros((6, 3)), "3 candidates per example"),       # another dataset's captions
+    ("clip", np.zeros(6), r"\[N, M\]"),
+    ("clip", np.full((6, 2), np.nan), "NaN"),
+    ("info_o", np.zeros((6, 2)), "identifier other than"),         # would overwrite a method of the frame
+    ("the clip", np.zeros((6, 2)), "identifier other than"),
+])
+def test_external_scores_that_do_not_fit_the_frame_are_refused(name, scores, match):
+    with pytest.raises(ValueError, match=match):
+        rt.add_scores(_known_frame(), name, scores)
+
+
+def test_compare_methods_refuses_a_method_the_frame_does_not_have():
+    with pytest.raises(ValueError, match="unknown method 'clip'"):
+        rt.compare_methods(_known_frame(), "info_o", "clip")
+    broken = _known_frame()
+    broken["index"] = [0, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="not a permutation"):
+        rt.add_scores(broken, "clip", np.zeros((6, 2)))
+
+
+def test_without_a_shipped_shapesclip_or_open_clip_no_clip_row_runs(tiny_pipeline_dir):
+    """A tiny pipeline without shapesclip/ (and no open_clip here): no CLIP to pair with, each reason said."""
+    from infodecomp.models import load_model
+
+    clips, why = clip_baseline.shared_encoder_clips(load_model(str(tiny_pipeline_dir)))
+    assert why[0] == "ShapesCLIP row left out: the model ships no shapesclip/" and len(why) == 2
+    if not clip_baseline.openclip_status()[0]:
+        assert clips == [] and why[1].startswith("OpenCLIP row left out: ")
+
+
 def test_load_dataset_and_relation_list(tmp_path):
     data = rt.load_dataset("vg-relation", 3, seed=0)
     assert len(data) == 3 and data[0]["true_index"] == 1

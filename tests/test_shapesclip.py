@@ -183,6 +183,8 @@ def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninter
     assert "## The text encoder: ShapesCLIP" in section and "relation flip, swap, attribute swap, shuffle" in section
     assert "| shipped | " in section and "seed 0, n = 2 rows each" in section
     clip = clip_baseline.twin_clip(load_model(str(folder)))
+    shared, _ = clip_baseline.shared_encoder_clips(load_model(str(folder)))  # paired with i^o: the shipped one
+    assert (shared[0].key, shared[0].name) == ("shapesclip", "ShapesCLIP")
     with torch.no_grad():  # loaded with the pipeline's float16 text encoder: the embeddings agree to its rounding
         caps = ["a red circle left of a blue square"]
         assert torch.allclose(clip.embed_text(caps), uninterrupted.model.eval().embed_text(caps), atol=2e-2)
@@ -193,5 +195,6 @@ def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninter
         want = float(clip.embed_text(rows[0]["captions"][:1])[0] @ clip.embed_images(
             sc.image_batch([rows[0]]))[0])
     assert scores[0, 0] == pytest.approx(want, abs=1e-6)
+    np.testing.assert_allclose(shared[0].score(rows), scores)
     acc, lo, hi = clip_baseline.scores_accuracy(scores, rows)
     assert 0 <= lo <= acc <= hi <= 1

@@ -3,7 +3,9 @@ under OpenCLIP (the CLIP whose text encoder SD 2.1 shares) or, for shapes-tiny, 
 text encoder shapes-tiny v3 shares, shipped beside its pipeline in ``shapesclip/``) on the relation-testing rows
 (:mod:`infodecomp.experiments.relation_data`), and the accuracy of such external scores, aggregated as relation
 testing aggregates its own: the paper's comparison "Stable Diffusion improves over OpenCLIP with the same text
-encoder".
+encoder". :func:`shared_encoder_clips` says which CLIPs can run for a model, the one whose text encoder it shares
+first; pair i^o with it on the same examples by :func:`~infodecomp.experiments.relation_testing.add_scores` and
+:func:`~infodecomp.experiments.relation_testing.compare_methods`.
 
 ``open_clip`` (open-clip-torch, which needs torchvision) is an optional dependency, imported only when the baseline
 runs; :func:`openclip_status` says whether it can run here, without downloading anything.
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,8 @@ from ..metrics import retrieval_accuracy
 from ..models.shapesclip import ShapesCLIP, load_shapesclip, shapesclip_scores
 from .relation_data import check_rows
 
-__all__ = ["openclip_scores", "openclip_status", "scores_accuracy", "twin_clip", "shapesclip_scores"]
+__all__ = ["ClipBaseline", "openclip_scores", "openclip_status", "scores_accuracy", "shared_encoder_clips", "twin_clip",
+           "shapesclip_scores"]
 
 #: Where a pipeline folder keeps the ShapesCLIP whose text encoder it conditions on.
 SHAPESCLIP_DIR = "shapesclip"
@@ -111,3 +115,37 @@ def twin_clip(model) -> ShapesCLIP | None:
     if not source or not (Path(source) / SHAPESCLIP_DIR / "shapesclip.json").is_file():
         return None
     return load_shapesclip(Path(source) / SHAPESCLIP_DIR)
+
+
+@dataclass(frozen=True)
+class ClipBaseline:
+    """One CLIP row of Table 1: a scorer of relation-testing rows by image–caption cosine similarity."""
+
+    key: str     # "shapesclip" | "openclip": the infix of its recorded accuracies
+    name: str    # what it is, recorded beside the paired difference (e.g. "ShapesCLIP", "OpenCLIP ViT-H/14")
+    label: str   # its row label in Table 1
+    score: Callable[[Sequence[Mapping]], np.ndarray]  # rows -> [N, M] cosine similarities (higher = better)
+
+
+def shared_encoder_clips(model, *, device=None) -> tuple[list[ClipBaseline], list[str]]:
+    """The CLIP rows of Table 1 that can run here, and one line per CLIP saying why it is in or left out.
+
+    The first row is the CLIP whose text encoder ``model`` shares, the one the paper's comparison "Stable Diffusion
+    improves over OpenCLIP with the same text encoder" pairs i^o with: the ShapesCLIP shipped beside the model
+    (:func:`twin_clip`) when there is one, else OpenCLIP ViT-H/14 (SD 2.1's) when :func:`openclip_status` says it
+    can run. An empty list: no CLIP here (e.g. a tiny test pipeline without ``shapesclip/``, and no ``open_clip``).
+    """
+    clips, why = [], []
+    twin = twin_clip(model)
+    if twin is not None:
+        clips.append(ClipBaseline("shapesclip", "ShapesCLIP", "ShapesCLIP (its text encoder's CLIP)",
+                                  lambda rows: shapesclip_scores(twin, rows)))
+        why.append("ShapesCLIP row included: the model ships it in shapesclip/")
+    else:
+        why.append("ShapesCLIP row left out: the model ships no shapesclip/")
+    ok, reason = openclip_status()
+    if ok:
+        clips.append(ClipBaseline("openclip", "OpenCLIP ViT-H/14", "OpenCLIP ViT-H/14",
+                                  lambda rows: openclip_scores(rows, device=device)))
+    why.append(("OpenCLIP row included: " if ok else "OpenCLIP row left out: ") + reason)
+    return clips, why

@@ -73,8 +73,8 @@ from .sequential import SequentialRule, sequential_scores
 __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
-    "example_frame",
-    "accuracy_tables", "min_group_size", "compare_methods", "table1", "PAPER_TABLE1", "paper_rows", "group_table",
+    "example_frame", "accuracy_tables", "min_group_size", "add_scores", "compare_methods", "table1", "PAPER_TABLE1",
+    "paper_rows", "group_table",
     "load_dataset", "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
 ]
 
@@ -629,19 +629,60 @@ def min_group_size(dataset: str, data_dir: str | Path | None) -> int:
     return 25 if dataset == "vg-attribution" and data_dir is not None else 1
 
 
+def add_scores(frame, name: str, scores) -> pd.DataFrame:
+    """The per-example table with an external scorer's outcomes as one more method: ``pred_<name>``,
+    ``correct_<name>`` and ``tied_<name>``, under the frame's tie policy, so that :func:`compare_methods` pairs it
+    with i^o, i^s or −MMSE on the same examples (e.g. the CLIP whose text encoder the model shares,
+    :mod:`~infodecomp.experiments.clip_baseline`).
+
+    frame: the per-example table (:func:`run` / :func:`example_frame`) of ``N`` examples. name: the new method's
+    name (not one of :data:`METHODS`, e.g. "clip"). scores: ``[N, M]`` one score per candidate caption, higher =
+    better (e.g. cosine similarity), row ``i`` for the dataset's row ``i`` (the frame's ``index`` column, when it
+    has one, says which row each example is). Returns a copy; raises ``ValueError`` on a shape that does not fit.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name in METHODS:
+        raise ValueError(f"name must be an identifier other than {METHODS}; got {name!r}")
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(frame)
+    if s.ndim != 2 or s.shape[0] != n:
+        raise ValueError(f"scores must be [N, M] with N = {n} (the frame's examples); got shape {s.shape}")
+    order = np.arange(n)
+    if "index" in frame.columns:
+        order = frame["index"].to_numpy(np.int64)
+        if sorted(order.tolist()) != list(range(n)):
+            raise ValueError(f"the frame's index column is not a permutation of 0..{n - 1}: the scores' rows cannot "
+                             "be matched to its examples")
+    sizes = frame["info_o"].map(len).to_numpy() if n else np.zeros(0, dtype=np.int64)
+    if n and np.any(sizes != s.shape[1]):
+        raise ValueError(f"scores have {s.shape[1]} candidates per example; the frame's examples have "
+                         f"{sorted(set(sizes.tolist()))}")
+    tie_policy = frame.attrs.get("tie_policy") or "against_true"
+    out = retrieval_outcomes(s[order], frame["true_index"].to_numpy(), tie_policy=tie_policy)
+    f = frame.copy()
+    f[f"pred_{name}"], f[f"correct_{name}"], f[f"tied_{name}"] = out.prediction, out.correct, out.tied
+    return f
+
+
 def compare_methods(frame, a: str = "info_o", b: str = "mmse", *, groups: Iterable[str] | None = None,
-                    n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
+                    exclude_groups: Iterable[str] | None = None, n_bootstrap: int = 2000, seed: int = 0,
+                    confidence: float = 0.95) -> dict:
     """Paired comparison of two methods on the same examples: accuracy difference a − b (micro) with a
     percentile bootstrap interval over examples, and McNemar's exact test on the discordant examples.
 
-    groups: restrict to these groups (e.g. the VG-R relations kept after the symmetric filter).
+    a, b: names of :data:`METHODS`, or of an external scorer added by :func:`add_scores`.
+    groups: restrict to these groups (e.g. the VG-R relations kept after the symmetric filter); exclude_groups:
+    leave these out (the table's filter, e.g. ARO's symmetric relations).
     Returns ``{"a", "b", "n", "acc_a", "acc_b", "diff", "stderr", "ci_low", "ci_high", "a_only", "b_only",
     "p_mcnemar"}`` (stderr: the bootstrap standard deviation of the difference)
     (a_only = examples a gets right and b wrong; ties scored by the frame's tie policy).
     """
-    _check_method(a)
-    _check_method(b)
+    for m in (a, b):
+        if m not in METHODS and f"correct_{m}" not in frame.columns:
+            raise ValueError(f"unknown method {m!r}; expected one of {METHODS} or a scorer added by add_scores "
+                             f"(columns correct_*: {sorted(c[8:] for c in frame.columns if c.startswith('correct_'))})")
     f = frame if groups is None else frame[frame["group"].astype(str).isin({str(g) for g in groups})]
+    if exclude_groups is not None:
+        f = f[~f["group"].astype(str).isin({str(g) for g in exclude_groups})]
     ca, cb = f[f"correct_{a}"].to_numpy(np.float64), f[f"correct_{b}"].to_numpy(np.float64)
     keep = ~(np.isnan(ca) | np.isnan(cb))
     ca, cb = ca[keep], cb[keep]
