@@ -84,3 +84,40 @@ def test_weights_version_is_the_models_version(tmp_path):
     assert weights_version(tmp_path) != before
     with pytest.raises(ValueError, match="holds no weight files"):
         weights_version(tmp_path / "unet" / "missing")
+
+
+def test_the_clip_rows_read_the_paired_difference_and_name_the_clip(tmp_path):
+    """Table 1's "SD vs the CLIP whose text encoder it shares": the recorded i^o − CLIP difference decides the row,
+    and the "measured with" column says which CLIP it was (notebook 02's provenance ``clip_baseline_name``)."""
+    root = tmp_path / "figures"
+    R.Recorder("02_relation_testing", "shapes-tiny", root=root, protocol="faithful", seed=0, n_items=200,
+               revision="sha256:abc", clip_baseline_name="ShapesCLIP").record_many(
+        {"vg-relation_info_o_minus_clip": (0.15, 0.05), "coco-order_info_o_minus_clip": (-0.2, 0.05),
+         "vg-relation_info_o_minus_mmse": (0.2, 0.05)})
+    verdicts = C.evaluate_claims(root / "shapes-tiny")
+    v = {x.claim.key: x for x in verdicts}
+    assert {k for k in v if k.endswith("_minus_clip")} == {f"{d}_info_o_minus_clip" for d in
+                                                            ("vg-attribution", "vg-relation", "coco-order",
+                                                             "flickr-order")}
+    assert v["vg-relation_info_o_minus_clip"].verdict == "holds"
+    assert v["coco-order_info_o_minus_clip"].verdict == "fails"
+    assert v["vg-attribution_info_o_minus_clip"].value is None  # not recorded for this set: inconclusive
+    assert v["vg-attribution_info_o_minus_clip"].verdict == "inconclusive"
+    md = C.claims_markdown(verdicts, "shapes-tiny").splitlines()
+    row = next(line for line in md if "VG-Relation" in line and "CLIP" in line)
+    assert "| 69.1 vs 51.4 % (+17.7) | +15.0 ± 5.0 [+5.2, +24.8] points | **holds** |" in row
+    assert row.endswith("sha256:abc, faithful, seed 0, n = 200, against ShapesCLIP |")
+    # only the CLIP rows name the CLIP
+    assert "against" not in next(line for line in md if "VG-Relation" in line and "MMSE" in line)
+
+
+def test_the_clip_rows_are_not_recorded_where_no_clip_ran(tmp_path):
+    """A model with no CLIP to pair with (no shipped ShapesCLIP, no open_clip): notebook 02 records the rest with
+    ``clip_baseline_name`` None, and every CLIP row is inconclusive, "not recorded", naming no CLIP."""
+    root = tmp_path / "figures"
+    R.Recorder("02_relation_testing", "shapes-tiny", root=root, protocol="faithful", seed=0,
+               clip_baseline_name=None).record_many({"vg-relation_info_o_minus_mmse": (0.2, 0.05)})
+    verdicts = [v for v in C.evaluate_claims(root / "shapes-tiny") if v.claim.key.endswith("_minus_clip")]
+    assert len(verdicts) == 4 and all(v.value is None and v.verdict == "inconclusive" for v in verdicts)
+    md = C.claims_markdown(verdicts, "shapes-tiny")
+    assert md.count("| not recorded | inconclusive |") == 4 and "against" not in md
