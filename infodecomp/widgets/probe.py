@@ -35,7 +35,8 @@ class Probe:
         dataset: rows with ``image`` and ``caption`` (and optionally ``swap_word``) to pick from; default the
             ShapesWorld twin of COCO100-IT (:func:`infodecomp.experiments.probe.default_dataset`).
         image, prompt: a starting image (PIL, uint8 ``[H, W, 3]``) and prompt; default: dataset item 0.
-        settings: the starting :class:`ProbeSettings` (number of samples, log-SNR loc / scale / clip, seed).
+        settings: the starting :class:`ProbeSettings` (number of samples, precision target, log-SNR loc / scale /
+            clip, seed).
         background: ``True``: a click returns at once while the work runs in a background thread (the notebook
             stays responsive); ``False``: a click returns when its maps are shown (headless use, tests).
         display_size: side of each displayed panel in pixels.
@@ -46,7 +47,7 @@ class Probe:
     Programmatic use mirrors the buttons: ``probe.prompt.value = "..."``, ``probe.word_buttons[i].click()`` or
     :meth:`show_word`, :meth:`intervene`, :meth:`load_item`, :meth:`load_image_bytes`, :meth:`generate`; in the
     two-word mode (``probe.mode.value = "two"``) word clicks or :meth:`show_pair`, and ``probe.redundancy.value``
-    ("ccs" / "mmi"); then :meth:`wait`. The results shown are ``probe.result``
+    ("ccs" / "mmi"); ``probe.target.value = "10%"`` for a precision target; then :meth:`wait`. The results shown are ``probe.result``
     (:class:`~infodecomp.experiments.probe.ProbeResult`), ``probe.intervention`` and ``probe.pair_result``
     (:class:`~infodecomp.experiments.probe.ProbePair`); ``probe.n_computed`` / ``n_pairs`` count map and
     decomposition computations (cache hits do not count), ``probe.n_discarded`` results dropped as no longer
