@@ -36,7 +36,7 @@ from .logsnr import LogSNRSampling
 __all__ = [
     "ESTIMATORS", "InformationEstimate", "InformationScores", "InformationTerms", "MMSECurve",
     "pointwise_information", "information_scores", "information_terms", "mmse_curve", "variable_shape",
-    "PrecisionEstimate", "information_to_precision",
+    "PrecisionEstimate", "PrecisionTerms", "information_to_precision", "terms_to_precision",
 ]
 
 ESTIMATORS = ("orthogonal", "standard")
@@ -525,8 +525,10 @@ def mmse_curve(denoiser, x: Tensor, conds: Tensor, ref: Tensor, logsnr: Tensor, 
 
 
 # ─────────────────────────────────────── precision targets ────────────────────────────────────────
-# Issue 27 item 2: draw in blocks until a target standard error is reached, per example. A new function beside
-# pointwise_information (same draws and denoiser calls, block by block), so a caller pays what each example needs.
+# Issue 27 item 2: draw in blocks until a target standard error is reached, per example, so a caller pays what each
+# example needs. One block loop (:func:`terms_to_precision`) over :func:`information_terms` serves every quantity
+# that is a linear combination of candidates' informations (one information and its map, a PID's three, a contrast);
+# :func:`information_to_precision` is its one-condition reading.
 
 @dataclass(frozen=True)
 class PrecisionEstimate:
@@ -545,14 +547,130 @@ class PrecisionEstimate:
     sampling: LogSNRSampling
 
 
+@dataclass(frozen=True)
+class PrecisionTerms:
+    """Result of :func:`terms_to_precision`: every draw each example took, and what it cost."""
+
+    terms: tuple[InformationTerms, ...]  # per example, its draws as a batch of one: orthogonal, standard
+    #                                      [1, n_samples[b], M]; pixel maps [1, M, *V] averaged over its draws
+    n_samples: Tensor      # [B] int64 log-SNR draws each example took (a multiple of ``block``)
+    n_evaluations: Tensor  # [B] int64 denoiser rows: n_samples · noise_per_logsnr · (M + 1)
+    target_met: Tensor     # [B] bool: every watched quantity's stderr reached the target (False: stopped at the cap)
+    value: Tensor          # [B, Q] nats, the watched quantities (coef · informations) at the stop
+    stderr: Tensor         # [B, Q] nats, their standard errors
+
+
 def _target_reached(mean: Tensor, se: Tensor, target: float | None, relative: float | None) -> Tensor:
-    """[B] bool: the standard error is at or below the absolute target, or the relative one × |mean| (either)."""
+    """[...] bool: the standard error is at or below the absolute target, or the relative one × |mean| (either)."""
     ok = torch.zeros_like(se, dtype=torch.bool)
     if target is not None:
         ok |= se <= target
     if relative is not None:
         ok |= se <= relative * mean.abs()
     return ok & torch.isfinite(se)
+
+
+def _example_terms(t: InformationTerms, a: int) -> InformationTerms:
+    """Example ``a`` of a batch's terms, as a batch of one."""
+    pick = lambda v: None if v is None else v[a:a + 1]  # noqa: E731
+    return InformationTerms(orthogonal=t.orthogonal[a:a + 1], standard=t.standard[a:a + 1],
+                            pixel_orthogonal=pick(t.pixel_orthogonal), pixel_standard=pick(t.pixel_standard),
+                            groups=t.groups, n_samples=t.n_samples, sampling=t.sampling)
+
+
+def _join_terms(parts: list[InformationTerms]) -> InformationTerms:
+    """One example's blocks as one set of draws: the per-draw terms concatenated (each block its own replicate
+    groups), the maps averaged with each block weighted by its draws (so the map still sums to the mean)."""
+    if len(parts) == 1:
+        return parts[0]
+    K = sum(p.n_samples for p in parts)
+    mean = lambda f: None if getattr(parts[0], f) is None else sum(  # noqa: E731
+        getattr(p, f) * p.n_samples for p in parts) / K
+    return InformationTerms(orthogonal=torch.cat([p.orthogonal for p in parts], 1),
+                            standard=torch.cat([p.standard for p in parts], 1),
+                            pixel_orthogonal=mean("pixel_orthogonal"), pixel_standard=mean("pixel_standard"),
+                            groups=sum(p.groups for p in parts), n_samples=K, sampling=parts[0].sampling)
+
+
+def _check_target(target, relative) -> None:
+    if target is None and relative is None:
+        raise ValueError("give a precision target: target (nats) and/or relative (a fraction of the estimate)")
+    for name, v in (("target", target), ("relative", relative)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
+            raise ValueError(f"{name} must be a number > 0, got {v!r}")
+
+
+def _check_blocks(block, max_samples, sampling: LogSNRSampling) -> tuple[int, int]:
+    block = _check_int("block", block)
+    max_samples = _check_int("max_samples", max_samples)
+    if max_samples % block:
+        raise ValueError(f"max_samples ({max_samples}) must be a multiple of block ({block})")
+    if sampling.n_groups(block) < 2 and sampling.is_qmc:
+        raise ValueError(f"a block of {block} draws holds one replicate of {sampling.rule!r}: no standard error; "
+                         "use a block with at least two replicates")
+    return block, max_samples
+
+
+def terms_to_precision(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, target: float | None = None,
+                       relative: float | None = None, block: int = 20, max_samples: int = 1000,
+                       coef: Tensor | None = None, estimator: str = "orthogonal", pixelwise: bool = False,
+                       sampling: LogSNRSampling | None = None, noise_per_logsnr: int = 1, antithetic: bool = False,
+                       chunk_size: int = _DEFAULT_CHUNK, generator: torch.Generator | None = None
+                       ) -> PrecisionTerms:
+    """The terms of :func:`information_terms` (M candidates ``conds`` [B, M, *C] against ``ref`` [B, *C], on shared
+    draws), drawn in blocks of ``block`` log-SNR draws per example until every watched quantity's standard error is
+    ≤ ``target`` nats or ≤ ``relative`` · |its value| (either, when both are given), or ``max_samples`` draws.
+
+    The watched quantities are the rows of ``coef`` [Q, M] (default the identity: each candidate's information
+    i(x; cond_m ‖ ref)) under ``estimator``, e.g. ``[[1, 0, 0], [0, 1, 0], [0, 0, 1]]`` for a PID's i1, i2, i12 or
+    ``[[1, −1]]`` for a margin between two captions; their standard errors are paired (same draws). An example that
+    has met its target takes no further draws; those still going share each block's denoiser calls (one generator:
+    deterministic for a batch). Stopping on an estimated standard error biases the estimate by a small fraction of
+    its standard error (tests/test_proposals.py). ``sampling``: any :class:`~infodecomp.logsnr.LogSNRSampling`;
+    for a QMC or stratified rule ``block`` must hold at least two replicates. pixelwise: each example's maps
+    ``[1, M, *V]`` average its blocks' maps by draws, so they still sum to its image-level values.
+    Returns :class:`PrecisionTerms`.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+    _check_target(target, relative)
+    if not isinstance(conds, Tensor) or conds.ndim < 2:
+        raise ValueError(f"conds must be a tensor [B, M, ...] of M candidate conditions per example, got "
+                         f"{tuple(conds.shape) if isinstance(conds, Tensor) else type(conds).__name__}")
+    _check_inputs(x, conds, ref, "conds")
+    M = conds.shape[1]
+    coef = torch.eye(M, dtype=torch.float64) if coef is None else torch.as_tensor(coef, dtype=torch.float64)
+    finite_tensor(coef, "coef")
+    if coef.ndim != 2 or coef.shape[1] != M or coef.shape[0] < 1:
+        raise ValueError(f"coef must have shape [Q, {M}] (one row of weights over the {M} candidates per watched "
+                         f"quantity), got {tuple(coef.shape)}")
+    sampling = _resolve_sampling(sampling, "logistic", 1.0, 2.0, 3.0)
+    block, max_samples = _check_blocks(block, max_samples, sampling)
+    B, Q = x.shape[0], coef.shape[0]
+    parts: list[list[InformationTerms]] = [[] for _ in range(B)]
+    n_samples = torch.zeros(B, dtype=torch.int64)
+    done = torch.zeros(B, dtype=torch.bool)
+    value = torch.zeros(B, Q, dtype=torch.float64)
+    se = torch.full((B, Q), math.nan, dtype=torch.float64)
+    while True:
+        active = [b for b in range(B) if not done[b] and n_samples[b] < max_samples]
+        if not active:
+            break
+        idx = torch.as_tensor(active, device=x.device)
+        t = information_terms(denoiser, x[idx], conds[idx], ref[idx], n_samples=block, pixelwise=pixelwise,
+                              sampling=sampling, noise_per_logsnr=noise_per_logsnr, antithetic=antithetic,
+                              chunk_size=chunk_size, generator=generator)
+        for a, b in enumerate(active):
+            parts[b].append(_example_terms(t, a))
+            n_samples[b] += block
+            joined = _join_terms(parts[b])
+            for q in range(Q):
+                v, s = joined.contrast(coef[q], estimator)
+                value[b, q], se[b, q] = v[0], s[0]
+            done[b] = bool(_target_reached(value[b], se[b], target, relative).all())
+    return PrecisionTerms(terms=tuple(_join_terms(p) for p in parts), n_samples=n_samples,
+                          n_evaluations=n_samples * noise_per_logsnr * (M + 1), target_met=done.clone(),
+                          value=value, stderr=se)
 
 
 def information_to_precision(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, target: float | None = None,
@@ -563,68 +681,36 @@ def information_to_precision(denoiser, x: Tensor, cond: Tensor, ref: Tensor, *, 
                              generator: torch.Generator | None = None) -> PrecisionEstimate:
     """i(x; cond ‖ ref) as :func:`pointwise_information`, drawn in blocks of ``block`` log-SNR draws until the
     image-level standard error of each example is ≤ ``target`` nats or ≤ ``relative`` · |estimate| (either, when
-    both are given), or ``max_samples`` draws are reached.
+    both are given), or ``max_samples`` draws are reached: :func:`terms_to_precision` with one condition.
 
     x: [B, *X]; cond, ref: [B, *C]. An example that has met its target takes no further draws (the others go on
     in smaller batches). ``sampling``: any :class:`~infodecomp.logsnr.LogSNRSampling` (the paper's by default; a
     fitted proposal of :mod:`infodecomp.proposals` works unchanged); for a QMC or stratified rule ``block`` must be a
     multiple of its replicates (each block adds that many independent replicates). Stopping on an estimated
     standard error biases the estimate by a small fraction of its standard error (the first block has ≥ 2
-    replicates; tests/test_estimators.py). Returns :class:`PrecisionEstimate` with the draws and denoiser rows
-    each example used, and whether it met its target.
+    replicates; tests/test_proposals.py). pixelwise: the per-variable map of the draws taken; the target is on its
+    sum (the image-level value). Returns :class:`PrecisionEstimate` with the draws and denoiser rows each example
+    used, and whether it met its target.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
-    if target is None and relative is None:
-        raise ValueError("give a precision target: target (nats) and/or relative (a fraction of the estimate)")
-    for name, v in (("target", target), ("relative", relative)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
-            raise ValueError(f"{name} must be a number > 0, got {v!r}")
-    block = _check_int("block", block)
-    max_samples = _check_int("max_samples", max_samples)
-    if max_samples % block:
-        raise ValueError(f"max_samples ({max_samples}) must be a multiple of block ({block})")
+    _check_target(target, relative)
     if not isinstance(cond, Tensor):
         raise TypeError(f"cond must be a tensor batch-aligned with x, got {type(cond).__name__}")
     _check_inputs(x, cond[:, None], ref, "cond")
     sampling = _resolve_sampling(sampling, "logistic", 1.0, 2.0, 3.0)
-    groups = sampling.n_groups(block)
-    if groups < 2 and sampling.is_qmc:
-        raise ValueError(f"a block of {block} draws holds one replicate of {sampling.rule!r}: no standard error; "
-                         "use a block with at least two replicates")
-    B = x.shape[0]
-    key = "orthogonal" if estimator == "orthogonal" else "standard"
-    terms: list[list[Tensor]] = [[] for _ in range(B)]  # per example: [K_block] per-draw terms, block by block
-    maps: list[Tensor | None] = [None] * B               # per example: Σ_blocks block · map
-    n_samples = torch.zeros(B, dtype=torch.int64)
-    done = torch.zeros(B, dtype=torch.bool)
-    mean = torch.zeros(B, dtype=torch.float64)
-    se = torch.full((B,), math.nan, dtype=torch.float64)
-    while True:
-        active = [b for b in range(B) if not done[b] and n_samples[b] < max_samples]
-        if not active:
-            break
-        idx = torch.as_tensor(active, device=x.device)
-        t = information_terms(denoiser, x[idx], cond[idx][:, None], ref[idx], n_samples=block,
-                              pixelwise=pixelwise, sampling=sampling, noise_per_logsnr=noise_per_logsnr,
-                              antithetic=antithetic, chunk_size=chunk_size, generator=generator)
-        per_draw = getattr(t, key)[:, :, 0]  # [A, block]
-        pix = None if not pixelwise else (t.pixel_orthogonal if key == "orthogonal" else t.pixel_standard)[:, 0]
-        for a, b in enumerate(active):
-            terms[b].append(per_draw[a])
-            if pix is not None:
-                maps[b] = block * pix[a] if maps[b] is None else maps[b] + block * pix[a]
-            n_samples[b] += block
-            k = torch.cat(terms[b])[None, :, None]  # [1, K, 1]
-            m, s = _mean_stderr(k, groups * len(terms[b]))
-            mean[b], se[b] = m[0, 0], s[0, 0]
-        done |= _target_reached(mean, se, target, relative)
+    _check_blocks(block, max_samples, sampling)  # before any draw, with this function's names
+    p = terms_to_precision(denoiser, x, cond[:, None], ref, target=target, relative=relative, block=block,
+                           max_samples=max_samples, estimator=estimator, pixelwise=pixelwise, sampling=sampling,
+                           noise_per_logsnr=noise_per_logsnr, antithetic=antithetic, chunk_size=chunk_size,
+                           generator=generator)
     dt = _acc_dtype(x)
+    mean, se = p.value[:, 0], p.stderr[:, 0]
     value = mean.to(device=x.device, dtype=dt)
     if pixelwise:
-        value = torch.stack([maps[b] / float(n_samples[b]) for b in range(B)]).to(dt)
+        key = "pixel_orthogonal" if estimator == "orthogonal" else "pixel_standard"
+        value = torch.cat([getattr(t, key)[:, 0] for t in p.terms]).to(dt)
     return PrecisionEstimate(
         value=value, stderr=se.to(device=x.device, dtype=dt), image_value=mean.to(device=x.device, dtype=dt),
-        estimator=estimator, n_samples=n_samples, n_evaluations=n_samples * noise_per_logsnr * 2,
-        target_met=_target_reached(mean, se, target, relative), target=target, relative=relative,
-        sampling=sampling)
+        estimator=estimator, n_samples=p.n_samples, n_evaluations=p.n_evaluations, target_met=p.target_met,
+        target=target, relative=relative, sampling=sampling)

@@ -1,4 +1,5 @@
-"""Fitted log-SNR proposals (infodecomp.proposals) and precision targets (estimators.information_to_precision).
+"""Fitted log-SNR proposals (infodecomp.proposals) and precision targets (estimators.information_to_precision and
+terms_to_precision, its block loop).
 
 Unbiasedness: on the analytic worlds the estimate with a fitted proposal agrees with the exact truncated answer
 (infodecomp.analytic) within 4 of its own standard errors, for i^o and i^s, i.i.d. and stratified, and the fitted
@@ -200,3 +201,52 @@ def test_precision_target_bad_input(gworld):
     with pytest.raises(ValueError, match="one replicate"):
         E.information_to_precision(gworld, x, cond, ref, target=0.1, block=10,
                                    sampling=LogSNRSampling(rule="logistic_qmc", replicates=1))
+
+
+def _square_and_whole(world, seed):
+    """One image twice: conditioned on y seen on the weak square only (an easy, low-variance map) and everywhere
+    (the strong disc too: a hard one). ``(x [2, C, H, W], cond [2, C+1, H, W], ref [2, C+1, H, W])``."""
+    x, y = world.sample(1, generator=gen(seed))
+    cond = torch.cat([world.condition(y, region=world.gain == 0.7), world.condition(y)])
+    return x.expand(2, *x.shape[1:]).clone(), cond, world.null(2)
+
+
+def test_terms_to_precision_gives_an_easier_map_fewer_draws(iworld):
+    x, cond, ref = _square_and_whole(iworld, 71)
+    r = E.terms_to_precision(iworld, x, cond[:, None], ref, target=1.0, block=8, max_samples=800, pixelwise=True,
+                             generator=gen(72))
+    assert bool(r.target_met.all()) and bool((r.stderr <= 1.0).all())  # met when reported met
+    assert r.n_samples[0] < r.n_samples[1] and bool((r.n_samples % 8 == 0).all())
+    assert torch.equal(r.n_evaluations, 2 * r.n_samples)
+    exact = iworld.truncated_pixel_pointwise(x, cond, ref, LO, HI)[1].sum((-2, -1))
+    assert bool(((r.value[:, 0] - exact).abs() < 4 * r.stderr[:, 0]).all())
+    for b, t in enumerate(r.terms):  # each example's maps are those of its own draws, and sum to its value
+        assert t.n_samples == int(r.n_samples[b]) and t.orthogonal.shape == (1, int(r.n_samples[b]), 1)
+        assert float(t.pixel_orthogonal[0, 0].sum()) == pytest.approx(float(r.value[b, 0]), rel=1e-6)
+
+
+def test_terms_to_precision_watches_every_quantity_and_respects_the_cap(iworld):
+    x, cond, ref = _square_and_whole(iworld, 81)
+    both = cond[None]  # one image, two candidates: the square and everything
+    r = E.terms_to_precision(iworld, x[:1], both, ref[:1], relative=0.1, block=8, max_samples=400,
+                             generator=gen(82))
+    assert r.value.shape == r.stderr.shape == (1, 2) and torch.equal(r.n_evaluations, 3 * r.n_samples)
+    assert bool(r.target_met[0]) and bool((r.stderr <= 0.1 * r.value.abs()).all())  # both, not either
+    margin = E.terms_to_precision(iworld, x[:1], both, ref[:1], target=1e-6, block=8, max_samples=24,
+                                  coef=[[-1.0, 1.0]], generator=gen(83))
+    assert margin.n_samples.tolist() == [24] and not bool(margin.target_met.any())  # the cap, and it says so
+    assert margin.value.shape == (1, 1) and float(margin.value[0, 0]) > 0  # the disc tells more than the square
+
+
+def test_terms_to_precision_bad_input(iworld):
+    x, cond, ref = _square_and_whole(iworld, 91)
+    with pytest.raises(ValueError, match="precision target"):
+        E.terms_to_precision(iworld, x, cond[:, None], ref)
+    with pytest.raises(ValueError, match="relative must be a number > 0"):
+        E.terms_to_precision(iworld, x, cond[:, None], ref, relative=0.0)
+    with pytest.raises(ValueError, match=r"max_samples \(30\) must be a multiple of block \(8\)"):
+        E.terms_to_precision(iworld, x, cond[:, None], ref, target=0.1, block=8, max_samples=30)
+    with pytest.raises(ValueError, match=r"coef must have shape \[Q, 1\]"):
+        E.terms_to_precision(iworld, x, cond[:, None], ref, target=0.1, coef=[1.0, 1.0])
+    with pytest.raises(ValueError, match="conds must be a tensor"):
+        E.terms_to_precision(iworld, x, cond[:, 0, 0, 0], ref, target=0.1)

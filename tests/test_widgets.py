@@ -193,6 +193,39 @@ def test_values_change_when_settings_change(probe):
     assert probe.n_computed == 4
 
 
+def test_a_precision_target_is_a_control_and_the_status_says_what_a_click_took(probe):
+    word = probe.dataset[0]["word"]
+    probe.show_word(word)
+    assert probe.target.value == "off" and probe.n_samples.description == "samples"
+    assert "4 draws per map; 20 denoiser evaluations" in html.unescape(probe.status.value)
+    probe.target.value = "1e6"  # met after one block (of 2 draws): the shown word is recomputed to the target
+    res = probe.result
+    assert res.settings.target_stderr == 1e6 and res.settings.relative_stderr is None
+    assert (res.mi_samples, res.cmi_samples) == (2, 2) and res.target_met and probe.n_computed == 2
+    assert probe.n_samples.description == "max draws"
+    cost = html.unescape(probe.status.value)
+    assert "target s.e. 1e+06: MI 2 ✓, CMI 2 ✓ of at most 4 draws; 12 denoiser evaluations" in cost, cost
+    probe.target.value = "1e-9 nats"  # never met: the cap, said
+    assert (probe.result.mi_samples, probe.result.cmi_samples) == (4, 4) and probe.result.target_met is False
+    assert "(target not met)" in html.unescape(probe.status.value) and probe.n_computed == 3
+    shown = probe.result
+    probe.target.value = "ten percent"  # refused with a message; the maps shown stay, nothing runs
+    assert "precision target 'ten percent' not understood" in _message(probe) and "such as 10%" in _message(probe)
+    assert probe.result is shown and probe.n_computed == 3
+    _button(probe, word).click()  # a click with the bad target is refused too
+    assert "not understood" in _message(probe) and probe.n_computed == 3
+    probe.target.value = "10%"  # fixed: the message goes, the word is recomputed
+    assert probe.message.value == "" and probe.result.settings.relative_stderr == 0.1 and probe.n_computed == 4
+    probe.target.value = "off"
+    assert probe.n_samples.description == "samples" and probe.result.settings.precision == {}
+    assert probe.result.cmi_samples == 4 and probe.n_computed == 4  # the fixed draws again: from the cache
+    probe.mode.value = "two"
+    probe.target.value = "1e6"
+    probe.show_pair("blue", "circle")
+    assert probe.pair_result.n_samples == 2 and probe.pair_result.target_met
+    assert "2 of at most 4 draws ✓; 8 denoiser evaluations" in html.unescape(probe.status.value)
+
+
 def test_a_cache_hit_does_not_recompute(probe, monkeypatch):
     calls = []
     real = probe_exp.probe_word

@@ -21,12 +21,21 @@ What :class:`infodecomp.widgets.Probe` runs when a word is clicked; usable witho
 * :func:`generate_image`: an image from a prompt (DDIM through the denoiser), to probe the model's own output.
 * :func:`read_image`: bytes of an uploaded file → an RGB image, with an error that says what was wrong.
 
+**Precision targets** (issue 27; :class:`ProbeSettings` ``target_stderr`` / ``relative_stderr``): instead of a fixed
+``n_samples`` draws, each map draws in blocks until the standard error of its sum (the image-level information) is
+at most the target, with ``n_samples`` as the cap, so a click costs what the image needs
+(:func:`~infodecomp.estimators.terms_to_precision`). The results say how many draws each map took, whether it met
+its target, and how many denoiser evaluations the click used. :func:`target_from_text` reads a target typed as
+"off", "10%" or "0.05" (nats).
+
 Every input is checked before any model call, so a word not in the prompt or a prompt over the tokenizer's
 limit fails at once with a ``ValueError`` naming what was given and what is expected.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,28 +48,95 @@ from ..checks import count, load_image
 from ..checks import word as checked_word
 from ..data.shapes import twin
 from ..editing import intervene, sample
-from ..estimators import ESTIMATORS, information_terms
+from ..estimators import ESTIMATORS, information_terms, terms_to_precision
 from ..logsnr import LogSNRSampling
 from ..text import check_prompt_length, omit_word, swap_word, token_positions
-from .heatmaps import word_heatmaps
+from .heatmaps import precision_settings, word_heatmaps
 from .intervention import latent_change
 from .pid import conditions as pair_conditions
 
 __all__ = ["ProbeSettings", "ProbeResult", "ProbePair", "ProbeIntervention", "probe_word", "probe_pair",
-           "probe_intervention", "generate_image", "read_image", "default_dataset", "check_word", "check_pair"]
+           "probe_intervention", "generate_image", "read_image", "default_dataset", "check_word", "check_pair",
+           "probe_block", "target_from_text", "target_text"]
 
 #: Default number of log-SNR draws per map: a click on shapes-tiny stays well under 3 s on 2 CPU cores
 #: (``benchmarks/probe_latency.py``).
 DEFAULT_SAMPLES = 16
+#: Most draws per block under a precision target: small blocks let an easy image stop early, and 8 draws still give
+#: the first look a standard error to go on.
+MAX_BLOCK = 8
+
+
+def probe_block(n_samples: int) -> int:
+    """Draws per block under a precision target when none is given: the largest divisor of the cap ``n_samples``
+    that is at most ``max(2, min(MAX_BLOCK, n_samples // 4))`` (16 → 4, 32 → 8, 256 → 8), so the cap is a whole
+    number of blocks, an image can stop after a few draws, and a click looks at its standard error at most
+    ``n_samples / block`` times."""
+    n = count(n_samples, "n_samples", minimum=2)
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(2, min(MAX_BLOCK, n // 4)))
+
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
+_TARGET_HINT = ("type off (the fixed draws), a percentage of the map's total such as 10%, or an absolute standard "
+                "error in nats such as 0.05 (or both, as 10%, 0.05: either one stops)")
+
+
+def target_from_text(text: str) -> tuple[float | None, float | None]:
+    """A precision target typed in the probe → ``(target_stderr, relative_stderr)``: "off" or "" → ``(None, None)``
+    (the fixed draws); "10%" → ``(None, 0.1)``; "0.05" or "0.05 nats" → ``(0.05, None)``; "10%, 0.05" → both.
+    Raises ``ValueError`` saying what was typed and what is expected for anything else (a word, a number ≤ 0,
+    two percentages)."""
+    if not isinstance(text, str):
+        raise ValueError(f"the precision target must be text; got {type(text).__name__}; {_TARGET_HINT}")
+    given = text.strip().lower()
+    if given in ("", "off", "none", "no", "fixed"):
+        return None, None
+    absolute = relative = None
+    for part in (p.strip() for p in re.split(r",|\bor\b", given)):
+        m = re.fullmatch(rf"({_NUMBER})\s*(%|nats?)?", part)
+        if not m or not 0 < float(m.group(1)) < math.inf:
+            raise ValueError(f"precision target {text!r} not understood: {part!r} is not a number > 0; "
+                             f"{_TARGET_HINT}")
+        value = float(m.group(1))
+        if (relative if m.group(2) == "%" else absolute) is not None:
+            what = "percentages" if m.group(2) == "%" else "values in nats"
+            raise ValueError(f"precision target {text!r} gives two {what}; {_TARGET_HINT}")
+        if m.group(2) == "%":
+            relative = value / 100.0
+        else:
+            absolute = value
+    return absolute, relative
+
+
+def target_text(target_stderr: float | None, relative_stderr: float | None) -> str:
+    """The text :func:`target_from_text` reads back as ``(target_stderr, relative_stderr)``."""
+    parts = ([] if relative_stderr is None else [f"{100.0 * relative_stderr:g}%"]) + \
+            ([] if target_stderr is None else [f"{target_stderr:g}"])
+    return ", ".join(parts) or "off"
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
     """What changes the maps of one click (part of the probe's cache key).
 
-    n_samples: log-SNR draws per MI / CMI map (the paper: 100). attention_samples: denoiser passes for the
-    attention map (None: ``n_samples``). loc, scale, clip: the truncated logistic over log-SNR, range
-    loc ± clip·scale in nats (paper: 1, 2, 3 → [−5, 7]). seed: seeds the draws, so a setting gives one answer.
+    n_samples: log-SNR draws per MI / CMI map (the paper: 100); under a precision target, the most draws per map.
+    attention_samples: denoiser passes for the attention map (None: ``n_samples``; under a target, where
+    ``n_samples`` is only the cap, ``min(n_samples, DEFAULT_SAMPLES)``: the attention map is not an estimate with a
+    standard error, and its passes must not grow with the cap). loc, scale, clip: the truncated logistic over
+    log-SNR, range loc ± clip·scale in nats (paper: 1, 2, 3 → [−5, 7]). seed: seeds the draws, so a setting gives one
+    answer.
+
+    target_stderr (nats) / relative_stderr (a fraction, 0.1 = 10 %): a precision target (None, None: off, the fixed
+    draws). Each map (MI, CMI; in the two-word mode i1, i2 and i12) draws in blocks of ``block`` (default
+    :func:`probe_block`) until the standard error of its **sum**, the image-level information, is at most
+    ``target_stderr`` or ``relative_stderr`` × |the sum| (either, when both are given), or ``n_samples`` draws. The
+    sum, not a per-pixel error, because (1) a map is the decomposition of that sum (Eq. 6) and every pixel is
+    estimated from the same draws, so the draws that pin the sum pin the map's overall level, which the colour scale
+    shows; (2) most pixels of a map hold almost no information, and a per-pixel relative error there is noise over
+    ≈ 0: a mean of such ratios is dominated by the pixels nobody reads and may never be met; (3) it is the standard
+    error the estimator already reports from paired per-draw terms, so the target costs no extra memory (a per-pixel
+    error would keep every draw's map). A relative target suits a map read on its own colour scale; a word that
+    tells ≈ 0 nats never meets one and stops at the cap (an absolute target stops it).
     """
 
     n_samples: int = DEFAULT_SAMPLES
@@ -69,6 +145,9 @@ class ProbeSettings:
     clip: float = 3.0
     seed: int = 0
     attention_samples: int | None = None
+    target_stderr: float | None = None
+    relative_stderr: float | None = None
+    block: int | None = None
 
     def __post_init__(self):
         for name in ("n_samples", "attention_samples"):
@@ -81,6 +160,33 @@ class ProbeSettings:
         sampling = self.sampling  # validates loc, scale, clip: finite, a range within ±32 nats, not degenerate
         for name in ("loc", "scale", "clip"):
             object.__setattr__(self, name, getattr(sampling, name))
+        for name, v in self.precision.items():  # checked, and numpy scalars made Python numbers (a cache key)
+            if name != "block":
+                object.__setattr__(self, name, v)
+        if self.block is not None:
+            object.__setattr__(self, "block", self.precision["block"])
+
+    @property
+    def precision(self) -> dict:
+        """The precision target as :func:`~infodecomp.experiments.heatmaps.word_heatmaps` takes it:
+        ``{"target_stderr", "relative_stderr", "block"}``, or ``{}`` (off). ``ValueError`` for a target that is not
+        a number > 0, or a block without a target or that does not divide ``n_samples``."""
+        block = self.block
+        if block is None and (self.target_stderr is not None or self.relative_stderr is not None):
+            block = probe_block(self.n_samples)
+        return precision_settings("corrected", self.n_samples, self.target_stderr, self.relative_stderr, block)
+
+    @property
+    def targeted(self) -> bool:
+        """Whether a precision target is set (else every map takes ``n_samples`` draws)."""
+        return self.target_stderr is not None or self.relative_stderr is not None
+
+    @property
+    def attention_passes(self) -> int:
+        """Denoiser passes of the attention map (see the class docstring)."""
+        if self.attention_samples is not None:
+            return self.attention_samples
+        return min(self.n_samples, DEFAULT_SAMPLES) if self.targeted else self.n_samples
 
     @property
     def sampling(self) -> LogSNRSampling:
@@ -110,6 +216,16 @@ class ProbeResult:
     cmi_stderr: float      # nats
     settings: ProbeSettings
     seconds: float         # wall time of the computation
+    mi_samples: int        # log-SNR draws the MI map took (settings.n_samples without a target)
+    cmi_samples: int       # log-SNR draws the CMI map took
+    mi_target_met: bool | None   # the MI's standard error reached the target (None: no target)
+    cmi_target_met: bool | None  # the CMI's
+    evaluations: int       # denoiser rows of the click: 2 per MI and CMI draw, 1 per attention pass
+
+    @property
+    def target_met(self) -> bool | None:
+        """Both maps met the precision target (None: no target)."""
+        return None if self.cmi_target_met is None else bool(self.cmi_target_met and self.mi_target_met)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +248,9 @@ class ProbePair:
     maps: dict             # (estimator, redundancy) → {quantity: [h, w] ndarray} in nats per latent pixel
     settings: ProbeSettings
     seconds: float         # wall time of the computation
+    n_samples: int         # log-SNR draws taken (settings.n_samples without a target)
+    target_met: bool | None  # i1, i2 and i12 (i^o) all met the precision target (None: no target)
+    evaluations: int       # denoiser rows: 4 per draw (the four conditions)
 
     def atoms(self, redundancy: str = "ccs", estimator: str = "orthogonal") -> dict[str, tuple[float, float]]:
         """``{atom: (value, stderr)}`` for the four atoms, in lattice order (R, U1, U2, S)."""
@@ -188,8 +307,10 @@ def probe_pair(model, image, prompt: str, word1: str, word2: str,
                settings: ProbeSettings | None = None) -> ProbePair:
     """Partial information decomposition of ``word1`` and ``word2`` of ``prompt`` for one image: every quantity
     of :class:`ProbePair` from ``4 · settings.n_samples`` denoiser evaluations (the four conditions on the same
-    (λ, ε) draws, seeded by ``settings.seed``, log-SNR as :class:`ProbeSettings`). ``image`` as for
-    :func:`probe_word`. Raises ``ValueError`` (before any model call) for a bad prompt or word, or one word twice.
+    (λ, ε) draws, seeded by ``settings.seed``, log-SNR as :class:`ProbeSettings`). Under a precision target the
+    draws go on in blocks until the standard errors of i1, i2 and i12 (estimator i^o, the one the atoms are read
+    from by default) all reach it, or ``n_samples`` draws. ``image`` as for :func:`probe_word`. Raises
+    ``ValueError`` (before any model call) for a bad prompt or word, or one word twice.
     """
     settings = settings or ProbeSettings()
     conds = check_pair(model.tokenizer, prompt, word1, word2)
@@ -200,8 +321,16 @@ def probe_pair(model, image, prompt: str, word1: str, word2: str,
     x = model.encode_images(pixels)  # [1, C, h, w], the VAE posterior mean
     emb = model.encode_prompts(list(conds)).to(x.device)  # [4, L, D]: c, c+y1, c+y2, c+y1+y2
     g = torch.Generator().manual_seed(int(settings.seed))
-    terms = information_terms(model.denoiser, x, emb[None, 1:], emb[:1], n_samples=int(settings.n_samples),
-                              pixelwise=True, sampling=settings.sampling, generator=g)
+    precision, met = settings.precision, None
+    if precision:
+        p = terms_to_precision(model.denoiser, x, emb[None, 1:], emb[:1], target=precision["target_stderr"],
+                               relative=precision["relative_stderr"], block=precision["block"],
+                               max_samples=settings.n_samples, pixelwise=True, sampling=settings.sampling,
+                               generator=g)
+        terms, met = p.terms[0], bool(p.target_met[0])
+    else:
+        terms = information_terms(model.denoiser, x, emb[None, 1:], emb[:1], n_samples=int(settings.n_samples),
+                                  pixelwise=True, sampling=settings.sampling, generator=g)
     values, maps = {}, {}
     for estimator in ESTIMATORS:  # every reading comes from the same terms: no further denoiser call
         for redundancy in _pid.REDUNDANCIES:
@@ -210,7 +339,8 @@ def probe_pair(model, image, prompt: str, word1: str, word2: str,
                                                for k, v in est.values.items()}
             maps[(estimator, redundancy)] = {k: m[0].detach().float().cpu().numpy() for k, m in est.pixel.items()}
     return ProbePair(image=_uint8(pixels)[0], prompt=prompt, word1=word1, word2=word2, conditions=conds,
-                     values=values, maps=maps, settings=settings, seconds=time.perf_counter() - t0)
+                     values=values, maps=maps, settings=settings, seconds=time.perf_counter() - t0,
+                     n_samples=terms.n_samples, target_met=met, evaluations=4 * terms.n_samples)
 
 
 def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | None = None) -> ProbeResult:
@@ -219,7 +349,8 @@ def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | N
     model: an :class:`infodecomp.models.Model`. image: a PIL image, uint8 array ``[H, W, 3]`` or float tensor
     ``[3, H, W]`` in [0, 1], resized (bicubic) to the model's resolution. Latents are the VAE posterior mean.
     Raises ``ValueError`` (before any model call) for an empty prompt, a prompt over the token limit, or a word
-    that does not occur in the prompt.
+    that does not occur in the prompt. Under a precision target (:class:`ProbeSettings`) each map draws until the
+    standard error of its sum reaches it; the result says the draws each took and the denoiser rows used.
     """
     settings = settings or ProbeSettings()
     context = check_word(model.tokenizer, prompt, word)
@@ -231,7 +362,10 @@ def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | N
     row = {"image": seen, "caption": prompt, "word": word, "label": word, "context": context}
     g = torch.Generator().manual_seed(int(settings.seed))
     hm = word_heatmaps(model, [row], n_samples=int(settings.n_samples), protocol="corrected", mi_cond="word",
-                       attention_samples=settings.attention_samples, generator=g, sampling=settings.sampling)
+                       attention_samples=settings.attention_passes, generator=g, sampling=settings.sampling,
+                       **settings.precision)
+    mi_n, cmi_n = int(hm.mi_samples[0]), int(hm.cmi_samples[0])
+    met = (None, None) if hm.cmi_target_met is None else (bool(hm.mi_target_met[0]), bool(hm.cmi_target_met[0]))
 
     def arr(t):
         return t[0].detach().float().cpu().numpy()
@@ -239,7 +373,9 @@ def probe_word(model, image, prompt: str, word: str, settings: ProbeSettings | N
     return ProbeResult(image=seen, prompt=prompt, word=word, context=context, mi=arr(hm.mi),
                        cmi=arr(hm.cmi), attention=arr(hm.attention), mi_image=float(hm.mi_image[0]),
                        mi_stderr=float(hm.mi_stderr[0]), cmi_image=float(hm.cmi_image[0]),
-                       cmi_stderr=float(hm.cmi_stderr[0]), settings=settings, seconds=time.perf_counter() - t0)
+                       cmi_stderr=float(hm.cmi_stderr[0]), settings=settings, seconds=time.perf_counter() - t0,
+                       mi_samples=mi_n, cmi_samples=cmi_n, mi_target_met=met[0], cmi_target_met=met[1],
+                       evaluations=2 * (mi_n + cmi_n) + settings.attention_passes)
 
 
 def probe_intervention(model, image, prompt: str, word: str, *, swap: str | None = None,

@@ -11,7 +11,9 @@
 Choose an image (a dataset item, an uploaded file, or one generated from the prompt), edit the prompt, click a word:
 the pixel MI i^o_j(x; y*), the pixel CMI i^o_j(x; y*|c) (MI and CMI share one colour scale, as in the paper's
 Fig. 2) and the word's Attention+Information map appear side by side over the image, with the image-level
-values and their standard errors. "intervene" regenerates the image from its inversion with the word omitted
+values and their standard errors. A precision target ("target s.e.": off, "10%" of each map's sum, or "0.05" nats)
+draws each map until the standard error of its sum reaches it, with "samples" as the cap, and the status line says
+the draws and denoiser evaluations a click took (docs/probe.md#precision-targets). "intervene" regenerates the image from its inversion with the word omitted
 (or swapped for the word typed beside it) and shows the change beside the CMI map (Figs. 1 and 3).
 
 **Two words** (beyond the paper, :mod:`infodecomp.pid`): in the "two words" mode, click two words y1, y2 of the

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from ..experiments.probe import ProbeIntervention, ProbePair, ProbeResult
+from ..experiments.probe import ProbeIntervention, ProbePair, ProbeResult, target_text
 from ..plotting import PID_ATOMS, heat_overlay, information_bars
 
 Panel = tuple[bytes, str, "str | None"]
@@ -55,6 +55,35 @@ def value_html(name: str, value: float, stderr: float, unit: str = "nats") -> st
             f"<span class='probe-stderr'>{stderr:.3f}</span> {unit} <small>(± 1 s.e.)</small>")
 
 
+def _met(met: bool | None) -> str:
+    return "" if met is None else (" ✓" if met else " (target not met)")
+
+
+def cost_html(res: ProbeResult | ProbePair) -> str:
+    """What a result cost, for the status line: the draws each map took (under a precision target: of the cap,
+    and whether it met the target) and the denoiser evaluations, in a span the tests read (``probe-cost``)."""
+    s = res.settings
+    if isinstance(res, ProbePair):
+        draws = (f"{res.n_samples} of at most {s.n_samples} draws{_met(res.target_met)}" if s.targeted
+                 else f"{res.n_samples} draws")
+    elif s.targeted:
+        draws = (f"MI {res.mi_samples}{_met(res.mi_target_met)}, CMI {res.cmi_samples}{_met(res.cmi_target_met)}"
+                 f" of at most {s.n_samples} draws")
+    else:
+        draws = f"{s.n_samples} draws per map"
+    target = "" if not s.targeted else f"target s.e. {html.escape(target_text(s.target_stderr, s.relative_stderr))}: "
+    return f"<span class='probe-cost'>{target}{html.escape(draws)}; {res.evaluations} denoiser evaluations</span>"
+
+
+def draws_label(res: ProbeResult | ProbePair) -> str:
+    """The draws behind a bar chart: ``16 draws``, or ``MI 8, CMI 16 draws`` when the maps stopped apart."""
+    if isinstance(res, ProbePair):
+        return f"{res.n_samples} draws"
+    if res.mi_samples == res.cmi_samples:
+        return f"{res.cmi_samples} draws"
+    return f"MI {res.mi_samples}, CMI {res.cmi_samples} draws"
+
+
 def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     """``image`` uint8 ``[H, W, 3]`` with its longer side ``size`` pixels (nearest neighbours when enlarging,
     so small ShapesWorld images stay crisp; Lanczos when shrinking)."""
@@ -84,7 +113,7 @@ def word_panels(res: ProbeResult, size: int) -> tuple[dict[str, Panel], bytes]:
     }
     bars = figure_png(information_bars({"MI": (res.mi_image, res.mi_stderr),
                                         "CMI": (res.cmi_image, res.cmi_stderr)},
-                                       title=f"“{res.word}”, {res.settings.n_samples} draws"))
+                                       title=f"“{res.word}”, {draws_label(res)}"))
     return panels, bars
 
 
@@ -120,7 +149,7 @@ def pair_panels(res: ProbePair, size: int, *, redundancy: str = "ccs", estimator
     est = "i^o" if estimator == "orthogonal" else "i^s"
     bars = figure_png(information_bars(
         {PID_ATOMS[a]: values[a] for a in PID_ATOMS},
-        title=f"{redundancy.upper()}, {est}, {res.settings.n_samples} draws"))  # the words: in the panels
+        title=f"{redundancy.upper()}, {est}, {draws_label(res)}"))  # the words: in the panels
     terms = "; ".join(f"{html.escape(name)} = {values[q][0]:.3f} ± {values[q][1]:.3f}"
                       for name, q in (("i(x; y1|c)", "i1"), ("i(x; y2|c)", "i2"), ("i(x; y1, y2|c)", "i12"),
                                       ("co-information", "coinformation")))

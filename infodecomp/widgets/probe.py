@@ -14,10 +14,12 @@ import numpy as np
 
 from ..checks import rgb_image
 from ..experiments import probe as _probe
-from ..experiments.probe import ProbeIntervention, ProbePair, ProbeResult, ProbeSettings
+from ..experiments.probe import (ProbeIntervention, ProbePair, ProbeResult, ProbeSettings, target_from_text,
+                                 target_text)
 from ..plotting import probe_figure, probe_pair_figure
 from ..text import check_prompt_length, prompt_words
-from .panels import PAIR_PANELS, Panel, enlarge, intervention_panels, pair_panels, png, title, word_panels
+from .panels import (PAIR_PANELS, Panel, cost_html, enlarge, intervention_panels, pair_panels, png, title,
+                     word_panels)
 
 __all__ = ["Probe", "ProbeSettings"]
 
@@ -33,7 +35,8 @@ class Probe:
         dataset: rows with ``image`` and ``caption`` (and optionally ``swap_word``) to pick from; default the
             ShapesWorld twin of COCO100-IT (:func:`infodecomp.experiments.probe.default_dataset`).
         image, prompt: a starting image (PIL, uint8 ``[H, W, 3]``) and prompt; default: dataset item 0.
-        settings: the starting :class:`ProbeSettings` (number of samples, log-SNR loc / scale / clip, seed).
+        settings: the starting :class:`ProbeSettings` (number of samples, precision target, log-SNR loc / scale /
+            clip, seed).
         background: ``True``: a click returns at once while the work runs in a background thread (the notebook
             stays responsive); ``False``: a click returns when its maps are shown (headless use, tests).
         display_size: side of each displayed panel in pixels.
@@ -44,7 +47,7 @@ class Probe:
     Programmatic use mirrors the buttons: ``probe.prompt.value = "..."``, ``probe.word_buttons[i].click()`` or
     :meth:`show_word`, :meth:`intervene`, :meth:`load_item`, :meth:`load_image_bytes`, :meth:`generate`; in the
     two-word mode (``probe.mode.value = "two"``) word clicks or :meth:`show_pair`, and ``probe.redundancy.value``
-    ("ccs" / "mmi"); then :meth:`wait`. The results shown are ``probe.result``
+    ("ccs" / "mmi"); ``probe.target.value = "10%"`` for a precision target; then :meth:`wait`. The results shown are ``probe.result``
     (:class:`~infodecomp.experiments.probe.ProbeResult`), ``probe.intervention`` and ``probe.pair_result``
     (:class:`~infodecomp.experiments.probe.ProbePair`); ``probe.n_computed`` / ``n_pairs`` count map and
     decomposition computations (cache hits do not count), ``probe.n_discarded`` results dropped as no longer
@@ -137,7 +140,16 @@ class Probe:
         self.clip = w.FloatSlider(value=settings.clip, min=0.5, max=5.0, step=0.25, description="clip", **slider)
         self.seed = w.BoundedIntText(value=int(settings.seed), min=0, max=2**31 - 1, description="seed",
                                      layout=w.Layout(width="150px"))
+        # The precision target (issue 27): "off" = the fixed draws; "10%" or "0.05" (nats) = draw each map in blocks
+        # until the standard error of its sum reaches it, "samples" being then the cap. Read on Enter or leaving.
+        self.target = w.Text(value=target_text(settings.target_stderr, settings.relative_stderr),
+                             placeholder="off", description="target s.e.", continuous_update=False,
+                             tooltip="off: a fixed number of draws; 10%: until each map's total has a standard "
+                                     "error of 10% of it; 0.05: of 0.05 nats (samples: the most draws)",
+                             style={"description_width": "initial"}, layout=w.Layout(width="190px"))
+        self.target.add_class("probe-target")
         self._attention_samples = settings.attention_samples
+        self._block = settings.block
         self.range_label = w.HTML()
         self._trained = (lo, hi)
         # -- status ---------------------------------------------------------------------------------------
@@ -199,7 +211,7 @@ class Probe:
             w.HBox([self.item, self.upload, self.generate_button]),
             self.prompt,
             w.HBox([self.mode, w.HTML("&nbsp;<b>click a word:</b>&nbsp;"), self.words_box]),
-            w.HBox([self.n_samples, self.seed, self.range_label]),
+            w.HBox([self.n_samples, self.target, self.seed, self.range_label]),
             w.HBox([self.loc, self.scale, self.clip]),
             w.HBox([self.progress, self.status]),
             self.message,
@@ -213,7 +225,7 @@ class Probe:
         self.upload.observe(self._on_upload, names="value")
         self.generate_button.on_click(lambda _: self._guard(self.generate))
         self.prompt.observe(lambda ch: self._guard(self._on_prompt, ch["new"]), names="value")
-        for c in (self.n_samples, self.loc, self.scale, self.clip, self.seed):
+        for c in (self.n_samples, self.target, self.loc, self.scale, self.clip, self.seed):
             c.observe(lambda ch: self._guard(self._on_settings, ch), names="value")
         self.intervene_button.on_click(lambda _: self._guard(self.intervene))
         self.mode.observe(lambda ch: self._guard(self._on_mode, ch["new"]), names="value")
@@ -221,6 +233,7 @@ class Probe:
             c.observe(lambda _ch: self._guard(self._redraw_pair), names="value")
 
         self._update_range()
+        self._update_target()
         if image is not None:
             self.set_image(image, prompt=prompt if prompt is not None else "")
         else:
@@ -241,10 +254,13 @@ class Probe:
     # -- state -----------------------------------------------------------------------------------------------
     @property
     def settings(self) -> ProbeSettings:
-        """The settings the controls show now."""
+        """The settings the controls show now. ``ValueError`` (with what is expected) for a target that is not
+        "off", a percentage or nats."""
+        target, relative = target_from_text(self.target.value)
         return ProbeSettings(n_samples=int(self.n_samples.value), loc=float(self.loc.value),
                              scale=float(self.scale.value), clip=float(self.clip.value), seed=int(self.seed.value),
-                             attention_samples=self._attention_samples)
+                             attention_samples=self._attention_samples, target_stderr=target,
+                             relative_stderr=relative, block=self._block if target or relative else None)
 
     def _snapshot(self, mode: str, words: tuple) -> tuple:
         """The state a job starts from and its result belongs to: (image, prompt, mode, words, settings)."""
@@ -514,8 +530,23 @@ class Probe:
         self.range_label.value = (f"log-SNR range [{lo:.2f}, {hi:.2f}] nats; the model was trained on "
                                   f"[{tlo:.2f}, {thi:.2f}]{warn}")
 
+    def _update_target(self) -> bool:
+        """Check the typed target (an error is a message, and nothing is recomputed); name the draws control
+        for what it is now: the draws, or the most draws under a target. Returns whether the target is valid."""
+        try:
+            target, relative = target_from_text(self.target.value)
+        except ValueError as err:
+            self._fail(err)
+            return False
+        self.n_samples.description = "max draws" if target or relative else "samples"
+        if self.message.value and "precision target" in self.message.value:
+            self._say("")  # the earlier bad target is fixed
+        return True
+
     def _on_settings(self, _change) -> None:
         self._update_range()
+        if not self._update_target():
+            return  # a bad target: said, and the maps shown stay as they were
         if self.mode.value == "two":
             if len(self.pair) == 2:  # recompute the shown pair with the new settings
                 self.show_pair(*self.pair)
@@ -566,7 +597,9 @@ class Probe:
               settings: ProbeSettings) -> tuple[ProbeResult, bool]:
         """The maps of one click and whether they came from the cache."""
         def compute():
-            self._step(0.1, f"computing MI, CMI and attention of “{word}” ({settings.n_samples} log-SNR draws)…")
+            draws = (f"up to {settings.n_samples} log-SNR draws, to the target" if settings.targeted
+                     else f"{settings.n_samples} log-SNR draws")
+            self._step(0.1, f"computing MI, CMI and attention of “{word}” ({draws})…")
             res = _probe.probe_word(self.model, image, prompt, word, settings)
             self.n_computed += 1
             return res
@@ -606,7 +639,7 @@ class Probe:
                 self.last_latency = time.perf_counter() - t0
                 self.status.value = (f"<span class='probe-done'>“{html.escape(word)}”: shown "
                                      f"{'from the cache ' if cached else ''}{self.last_latency:.2f} s after the "
-                                     "click</span>")
+                                     f"click</span>; {cost_html(res)}")
 
         self._submit(job)
 
@@ -652,7 +685,9 @@ class Probe:
         what = f"the decomposition of “{word1}” + “{word2}”"
 
         def compute():
-            self._step(0.1, f"decomposing “{word1}” + “{word2}”: 4 conditions × {settings.n_samples} draws…")
+            draws = f"up to {settings.n_samples} draws, to the target" if settings.targeted else \
+                f"{settings.n_samples} draws"
+            self._step(0.1, f"decomposing “{word1}” + “{word2}”: 4 conditions × {draws}…")
             res = _probe.probe_pair(self.model, image, prompt, word1, word2, settings)
             self.n_pairs += 1
             return res
@@ -668,7 +703,7 @@ class Probe:
                 self.last_latency = time.perf_counter() - t0
                 self.status.value = (f"<span class='probe-done'>“{html.escape(word1)}” + “{html.escape(word2)}”"
                                      f": shown {'from the cache ' if cached else ''}{self.last_latency:.2f} s "
-                                     "after the click</span>")
+                                     f"after the click</span>; {cost_html(res)}")
 
         self._submit(job)
 
