@@ -16,15 +16,15 @@ batch's number, and under a multi-process launch (``accelerate launch``) each pr
 
 A precision target (issue 27; ``target_stderr`` nats and/or ``relative_stderr``, a fraction of the estimate): each
 row draws in blocks of ``block`` until the standard errors of its three informations i1, i2 and i12 (orthogonal
-estimator) all reach it, or ``n_samples`` draws (the cap) are spent (:func:`terms_to_precision`); each stored row
-then says how many draws it used and whether it met the target.
+estimator) all reach it, or ``n_samples`` draws (the cap) are spent
+(:func:`~infodecomp.estimators.terms_to_precision`); each stored row then says how many draws it used and whether it
+met the target.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from .. import pid as P
 from ..checks import count
 from ..data import shapes
 from ..editing import sample
-from ..estimators import ESTIMATORS, InformationTerms, information_terms
+from ..estimators import ESTIMATORS, InformationTerms, information_terms, terms_to_precision
 from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, run_sharded
 from ..results.sharding import aligned_batch
@@ -155,57 +155,6 @@ def _key(estimator: str, redundancy: str, quantity: str) -> str:
     return f"{estimator}.{redundancy}.{quantity}"
 
 
-def _slice(t: InformationTerms, a: int) -> InformationTerms:
-    """Example ``a`` of a batch's terms, as a batch of one."""
-    pick = lambda v: None if v is None else v[a:a + 1]  # noqa: E731
-    return InformationTerms(orthogonal=t.orthogonal[a:a + 1], standard=t.standard[a:a + 1],
-                            pixel_orthogonal=pick(t.pixel_orthogonal), pixel_standard=pick(t.pixel_standard),
-                            groups=t.groups, n_samples=t.n_samples, sampling=t.sampling)
-
-
-def _join(parts: Sequence[InformationTerms]) -> InformationTerms:
-    """One example's blocks of terms as one set: the draws concatenated, the maps averaged by draws."""
-    K = sum(p.n_samples for p in parts)
-    mean = lambda f: None if getattr(parts[0], f) is None else sum(  # noqa: E731
-        getattr(p, f) * p.n_samples for p in parts) / K
-    return InformationTerms(orthogonal=torch.cat([p.orthogonal for p in parts], 1),
-                            standard=torch.cat([p.standard for p in parts], 1), pixel_orthogonal=mean(
-                                "pixel_orthogonal"), pixel_standard=mean("pixel_standard"),
-                            groups=sum(p.groups for p in parts), n_samples=K, sampling=parts[0].sampling)
-
-
-def terms_to_precision(denoiser, x, conds, ref, *, target: float | None, relative: float | None, block: int,
-                       max_samples: int, generator: torch.Generator | None = None
-                       ) -> tuple[list[InformationTerms], list[bool]]:
-    """Per example, the terms of :func:`~infodecomp.estimators.information_terms` (pixelwise) drawn in blocks of
-    ``block`` until the standard errors of its three informations (``conds`` [B, 3, ...] against ``ref``,
-    orthogonal estimator) are all ≤ ``target`` nats or ≤ ``relative`` · |value| (either), or ``max_samples``
-    draws are spent. The examples still going share each block's call (one generator: deterministic for a
-    batch). Returns (one :class:`~infodecomp.estimators.InformationTerms` of batch 1 per example, whether each
-    met its target)."""
-    B = x.shape[0]
-    parts: list[list[InformationTerms]] = [[] for _ in range(B)]
-    met = [False] * B
-    eye = torch.eye(3, dtype=torch.float64)
-    while True:
-        active = [b for b in range(B) if not met[b] and sum(p.n_samples for p in parts[b]) < max_samples]
-        if not active:
-            break
-        idx = torch.as_tensor(active, device=x.device)
-        t = information_terms(denoiser, x[idx], conds[idx], ref[idx], n_samples=block, pixelwise=True,
-                              generator=generator)
-        for a, b in enumerate(active):
-            parts[b].append(_slice(t, a))
-            joined = _join(parts[b])
-            ok = True
-            for j in range(3):
-                value, se = (float(v[0]) for v in joined.contrast(eye[j]))
-                ok &= math.isfinite(se) and ((target is not None and se <= target)
-                                             or (relative is not None and se <= relative * abs(value)))
-            met[b] = ok
-    return [_join(p) for p in parts], met
-
-
 def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int = 64, seed: int = 0,
             batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
             target_stderr: float | None = None, relative_stderr: float | None = None, block: int | None = None,
@@ -225,9 +174,9 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
     :class:`~infodecomp.pid.PIDEstimate`, and ``pixel_<estimator>`` (float32 ``[3, h, w]``: the maps of i1, i2,
     i12).
 
-    ``target_stderr`` / ``relative_stderr`` / ``block``: a precision target (:func:`terms_to_precision`;
-    ``n_samples`` is the cap, ``block`` by default
-    :func:`~infodecomp.experiments.heatmaps.precision_block`), part of the store's identity when given; each row
+    ``target_stderr`` / ``relative_stderr`` / ``block``: a precision target
+    (:func:`~infodecomp.estimators.terms_to_precision`, watching i1, i2 and i12; ``n_samples`` is the cap, ``block``
+    by default :func:`~infodecomp.experiments.heatmaps.precision_block`), part of the store's identity when given; each row
     then also holds ``n_samples`` (the draws it used) and ``target_met``."""
     if not rows:
         raise ValueError("run needs at least one row (an image, a prompt and two words)")
@@ -246,11 +195,12 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
         emb = [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
         gen = torch.Generator().manual_seed(example_seed(seed, b))
         if precision:
-            per_row, met = terms_to_precision(model.denoiser, x, torch.stack(emb[1:], 1), emb[0],
-                                              target=precision["target_stderr"], relative=precision["relative_stderr"],
-                                              block=precision["block"], max_samples=n_samples, generator=gen)
+            # i1, i2, i12 (the identity rows over the three conditions) must all reach the target
+            p = terms_to_precision(model.denoiser, x, torch.stack(emb[1:], 1), emb[0],
+                                   target=precision["target_stderr"], relative=precision["relative_stderr"],
+                                   block=precision["block"], max_samples=n_samples, pixelwise=True, generator=gen)
             out = []
-            for r, t, ok in zip(chunk, per_row, met):
+            for r, t, ok in zip(chunk, p.terms, p.target_met.tolist()):
                 row = _decompose(t, [{k: r[k] for k in _META}])[0]
                 out.append({**row, "n_samples": t.n_samples, "target_met": bool(ok)})
         else:
