@@ -470,6 +470,22 @@ def information_bars(values: Mapping[str, tuple[float, float]], *, title: str | 
     return fig
 
 
+def _draws_note(taken: Mapping[str, int], cap: int, met: Mapping[str, bool] | None) -> tuple[str, str]:
+    """A probe title's account of its draws: ``(draws, verdict)``, e.g. ``("16 log-SNR draws", "")`` for fixed
+    draws, ``("MI 8, CMI 32 of at most 32 log-SNR draws", ", target met by MI, not CMI")`` under a precision
+    target, where ``cap`` (the settings' ``n_samples``) is only the maximum. ``taken``: {map: draws it took};
+    ``met``: {map or maps: whether the target was met}, None without a target."""
+    counts = set(taken.values())
+    draws = str(counts.pop()) if len(counts) == 1 else ", ".join(f"{k} {n}" for k, n in taken.items())
+    if met is None:
+        return f"{draws} log-SNR draws", ""
+    hit = [k for k, ok in met.items() if ok]
+    miss = [k for k, ok in met.items() if not ok]
+    verdict = ("target met" if not miss else "target not met at the cap" if not hit
+               else f"target met by {', '.join(hit)}, not {', '.join(miss)}")
+    return f"{draws} of at most {cap} log-SNR draws", f", {verdict}"
+
+
 def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.figure.Figure:
     """What the probe shows for one click, as a figure for saving: the image, MI, CMI (joint colour scale) and
     attention overlays with their image-level values, and, given an ``intervention``, the reconstruction, the
@@ -498,8 +514,10 @@ def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.fi
         ax.set_yticks([])
     s = result.settings
     lam_lo, lam_hi = s.logsnr_range
-    fig.suptitle(f"“{result.prompt}”: word “{result.word}” ({s.n_samples} log-SNR draws on "
-                 f"[{lam_lo:.1f}, {lam_hi:.1f}], ± 1 s.e.)", fontsize=9)
+    met = None if result.target_met is None else {"MI": result.mi_target_met, "CMI": result.cmi_target_met}
+    draws, verdict = _draws_note({"MI": result.mi_samples, "CMI": result.cmi_samples}, s.n_samples, met)
+    fig.suptitle(f"“{result.prompt}”: word “{result.word}” ({draws} on [{lam_lo:.1f}, {lam_hi:.1f}]{verdict}, "
+                 "± 1 s.e.)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -686,8 +704,10 @@ def probe_pair_figure(pair, *, redundancy: str = "ccs", estimator: str = "orthog
     s = pair.settings
     lo, hi = s.logsnr_range
     est = "i^o" if estimator == "orthogonal" else "i^s"
+    draws, verdict = _draws_note({"all": pair.n_samples}, s.n_samples,
+                                 None if pair.target_met is None else {"i1, i2, i12": pair.target_met})
     fig.suptitle(f"“{pair.prompt}”: “{pair.word1}” + “{pair.word2}”, c = “{pair.conditions[0]}” "
-                 f"({redundancy.upper()}, {est}, {s.n_samples} draws on [{lo:.1f}, {hi:.1f}]; colour ± {bound:.3g} "
+                 f"({redundancy.upper()}, {est}, {draws} on [{lo:.1f}, {hi:.1f}]{verdict}; colour ± {bound:.3g} "
                  "nats per latent pixel)", fontsize=8)
     fig.tight_layout()
     return fig
