@@ -35,8 +35,8 @@ from ..metrics import binomial, iou_per_threshold, mean_se, select_threshold, up
 from ..text import token_positions
 from .heatmaps import daam_maps
 
-__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity", "sensitivity_ratios",
-           "word_map_quality", "relational_edits", "mean_se", "binomial"]
+__all__ = ["attention_mass", "swap_test", "edit_sensitivity", "text_sensitivity", "text_edit_ratios",
+           "sensitivity_ratios", "word_map_quality", "relational_edits", "mean_se", "binomial"]
 
 #: The noise levels :func:`attention_mass` reports (log-SNR, nats): from nearly pure noise to nearly clean.
 MASS_LOGSNRS = (-4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
@@ -177,20 +177,21 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
     return res
 
 
-def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> dict:
-    """How far the text encoder's token states (``model.encode_prompts``, all positions) move under the edits of
-    :func:`infodecomp.data.shapes.relational_edits`, on ``n`` relational captions: per edit mean ± se of ``‖Δh‖²``, and
-    ``ratio_relation`` / ``ratio_attribute`` against the colour change (mean over captions ± se). Beside
-    :func:`edit_sensitivity` this locates a lost relation: in the text encoder (both ratios ≈ 0) or in the UNet
-    (the encoder's ratio large, ε̂'s ≈ 0). Same captions and edits as :func:`edit_sensitivity` for a ``seed``."""
-    samples = _relational_samples(n, seed, 51)
-    rng = np.random.default_rng([seed, 52])
-    edits = [shapes.relational_edits(s, rng) for s in samples]
+def text_edit_ratios(encode, samples, edits, *, batch: int = 32) -> dict:
+    """How far a text encoder's token states move under relational edits, against a colour change: the one
+    reading behind :func:`text_sensitivity` (a diffusion model's encoder) and
+    :func:`infodecomp.training.shapesclip.text_edit_change` (ShapesCLIP's).
+
+    ``encode(list[str]) -> [N, L, D]`` token states; ``samples``: ShapesWorld samples with relational captions;
+    ``edits``: per sample, ``{edit: edited caption}`` of :func:`infodecomp.data.shapes.relational_edits`, with a
+    ``colour_swap`` (one colour word changed). Captions are encoded ``batch`` at a time
+    (:func:`infodecomp.diagnostics.text_change`, all positions). Returns per edit the mean ± se over captions of
+    ``‖Δh‖²``, and ``ratio_relation`` / ``ratio_attribute``: the mean over captions ± se of the relation flip's
+    and the attribute swap's change ÷ the colour change."""
     out: dict[str, list] = {k: [] for k in edits[0]}
-    for start in range(0, n, batch):
-        chunk = range(start, min(n, start + batch))
-        d = text_change(model.encode_prompts, [samples[i].caption for i in chunk],
-                        {k: [edits[i][k] for i in chunk] for k in out})
+    for start in range(0, len(samples), batch):
+        chunk = range(start, min(len(samples), start + batch))
+        d = text_change(encode, [samples[i].caption for i in chunk], {k: [edits[i][k] for i in chunk] for k in out})
         for k in out:
             out[k].extend(d[k].tolist())
     res = {k: mean_se(v) for k, v in out.items()}
@@ -198,6 +199,19 @@ def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> d
     res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
     res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
     return res
+
+
+def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> dict:
+    """How far the text encoder's token states (``model.encode_prompts``, all positions) move under the edits of
+    :func:`infodecomp.data.shapes.relational_edits`, on ``n`` relational captions: per edit mean ± se of ``‖Δh‖²``, and
+    ``ratio_relation`` / ``ratio_attribute`` against the colour change (mean over captions ± se;
+    :func:`text_edit_ratios`). Beside :func:`edit_sensitivity` this locates a lost relation: in the text encoder
+    (both ratios ≈ 0) or in the UNet (the encoder's ratio large, ε̂'s ≈ 0). Same captions and edits as
+    :func:`edit_sensitivity` for a ``seed``."""
+    samples = _relational_samples(n, seed, 51)
+    rng = np.random.default_rng([seed, 52])
+    edits = [shapes.relational_edits(s, rng) for s in samples]
+    return text_edit_ratios(model.encode_prompts, samples, edits, batch=batch)
 
 
 #: The readings :func:`sensitivity_ratios` puts side by side: (name, where it reads the prompt).

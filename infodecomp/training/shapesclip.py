@@ -43,8 +43,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..data import shapes
-from ..diagnostics import text_change
-from ..metrics import binomial, mean_se
+from ..experiments.word_reading import text_edit_ratios
+from ..metrics import binomial
 from ..models.shapesclip import (CONFIG_FILE, WEIGHTS_FILE, ClipArchitecture, ShapesCLIP, image_batch,
                                 load_shapesclip)
 
@@ -305,23 +305,15 @@ def retrieval_accuracy(model: ShapesCLIP, twin: str, n: int = 192, *, seed: int 
 @torch.no_grad()
 def text_edit_change(encode, n: int = 192, *, seed: int = 0, batch: int = 64) -> dict:
     """How far a text encoder's token states move under a relation flip, against a colour change, on ``n``
-    held-out two-object relational captions (:func:`infodecomp.diagnostics.text_change` for the edits of
-    ``shapes.relational_edits``). ``encode(list[str]) -> [N, L, D]``. Returns per edit mean ± se, ``ratio_relation``
-    (mean over captions of flip / colour change, ± se), ``ratio_attribute`` and ``ratio_of_means``."""
+    held-out two-object relational captions (:func:`infodecomp.experiments.word_reading.text_edit_ratios` for the
+    edits of ``shapes.relational_edits``). ``encode(list[str]) -> [N, L, D]``. Returns per edit mean ± se,
+    ``ratio_relation`` (mean over captions of flip / colour change, ± se), ``ratio_attribute``, ``ratio_of_means``
+    and ``n``."""
     rng = np.random.default_rng([seed, 71])
     samples = [shapes.sample_kind(rng, "relation", 2, both_distinct=True) for _ in range(n)]
     edits = [shapes.relational_edits(s, rng) for s in samples]
-    out: dict[str, list] = {k: [] for k in edits[0]}
-    for start in range(0, n, batch):
-        chunk = range(start, min(n, start + batch))
-        d = text_change(encode, [samples[i].caption for i in chunk], {k: [edits[i][k] for i in chunk] for k in out})
-        for k in out:
-            out[k].extend(d[k].tolist())
-    res: dict = {k: mean_se(v) for k, v in out.items()}
-    colour = np.asarray(out["colour_swap"])
-    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
-    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
-    res["ratio_of_means"] = float(np.mean(out["relation_flip"]) / colour.mean())
+    res: dict = text_edit_ratios(encode, samples, edits, batch=batch)
+    res["ratio_of_means"] = res["relation_flip"]["value"] / res["colour_swap"]["value"]
     res["n"] = n
     return res
 
