@@ -470,6 +470,23 @@ def information_bars(values: Mapping[str, tuple[float, float]], *, title: str | 
     return fig
 
 
+def _panel_row(panels: Sequence[tuple[str, np.ndarray, str]], *, height: float, title: str,
+               fontsize: float) -> Figure:
+    """One row of image panels under a title, as the probe's figures show them: ``panels`` = ``(name, uint8
+    [H, W, 3] image, note under it)``, each 2.2 inches wide and ``height`` inches tall, without ticks."""
+    fig = Figure(figsize=(2.2 * len(panels), height))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, img, note) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(note, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    return fig
+
+
 def _draws_note(taken: Mapping[str, int], cap: int, met: Mapping[str, bool] | None) -> tuple[str, str]:
     """A probe title's account of its draws: ``(draws, verdict)``, e.g. ``("16 log-SNR draws", "")`` for fixed
     draws, ``("MI 8, CMI 32 of at most 32 log-SNR draws", ", target met by MI, not CMI")`` under a precision
@@ -504,22 +521,13 @@ def probe_figure(result, intervention=None, *, size: int = 256) -> matplotlib.fi
                    (intervention.kind, np.asarray(intervention.edited), intervention.edit_prompt),
                    ("change", heat_overlay(intervention.reconstruction, intervention.change, size=size),
                     f"Σ {intervention.change_total:.3g}")]
-    fig = Figure(figsize=(2.2 * len(panels), 2.6))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, img, note) in zip(axes, panels):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(note, fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
     s = result.settings
     lam_lo, lam_hi = s.logsnr_range
     met = None if result.target_met is None else {"MI": result.mi_target_met, "CMI": result.cmi_target_met}
     draws, verdict = _draws_note({"MI": result.mi_samples, "CMI": result.cmi_samples}, s.n_samples, met)
-    fig.suptitle(f"“{result.prompt}”: word “{result.word}” ({draws} on [{lam_lo:.1f}, {lam_hi:.1f}]{verdict}, "
-                 "± 1 s.e.)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _panel_row(panels, height=2.6, fontsize=9,
+                      title=f"“{result.prompt}”: word “{result.word}” ({draws} on [{lam_lo:.1f}, {lam_hi:.1f}]"
+                            f"{verdict}, ± 1 s.e.)")
 
 
 # -- does the model read its words? (notebook 00) ------------------------------------------------------------
@@ -693,21 +701,12 @@ def probe_pair_figure(pair, *, redundancy: str = "ccs", estimator: str = "orthog
                        heat_overlay(pair.image, maps[atom], lo=-bound, hi=bound, size=size, cmap="RdBu_r",
                                     alpha=0.75),
                        f"{v:.2f} ± {se:.2f} nats"))
-    fig = Figure(figsize=(2.2 * len(panels), 2.7))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, img, note) in zip(axes, panels):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(note, fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
     s = pair.settings
     lo, hi = s.logsnr_range
     est = "i^o" if estimator == "orthogonal" else "i^s"
     draws, verdict = _draws_note({"all": pair.n_samples}, s.n_samples,
                                  None if pair.target_met is None else {"i1, i2, i12": pair.target_met})
-    fig.suptitle(f"“{pair.prompt}”: “{pair.word1}” + “{pair.word2}”, c = “{pair.conditions[0]}” "
-                 f"({redundancy.upper()}, {est}, {draws} on [{lo:.1f}, {hi:.1f}]{verdict}; colour ± {bound:.3g} "
-                 "nats per latent pixel)", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _panel_row(panels, height=2.7, fontsize=8,
+                      title=f"“{pair.prompt}”: “{pair.word1}” + “{pair.word2}”, c = “{pair.conditions[0]}” "
+                            f"({redundancy.upper()}, {est}, {draws} on [{lo:.1f}, {hi:.1f}]{verdict}; colour "
+                            f"± {bound:.3g} nats per latent pixel)")
