@@ -152,14 +152,31 @@ def swap_test(model, n: int = 96, *, seed: int = 0, steps: int = 25, guidance: f
 
 # ── ε̂ sensitivity to edits ─────────────────────────────────────────────────────────────────────────────
 
+def _relational_edits(n: int, seed: int) -> tuple[list[shapes.Sample], list[dict[str, str]]]:
+    """The ``n`` relational captions and their edits that :func:`edit_sensitivity` and :func:`text_sensitivity`
+    share for a ``seed`` (so the two readings compare the same edits)."""
+    samples = _relational_samples(n, seed, 51)
+    rng = np.random.default_rng([seed, 52])
+    return samples, [shapes.relational_edits(s, rng) for s in samples]
+
+
+def _edit_ratios(out: dict[str, list]) -> dict:
+    """Per-edit changes ``{edit: [n] changes}`` (with ``colour_swap``, ``relation_flip``, ``attribute_swap``) →
+    per edit mean ± se, and ``ratio_relation`` / ``ratio_attribute``: the mean over examples ± se of the edit's
+    change ÷ the colour change's."""
+    res = {k: mean_se(v) for k, v in out.items()}
+    colour = np.asarray(out["colour_swap"])
+    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
+    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
+    return res
+
+
 def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, batch: int = 32) -> dict:
     """``E‖ε̂(z|caption) − ε̂(z|edited)‖²`` for a relation flip, an attribute (colour) swap between the two
     objects and a single colour change, on ``n`` relational scenes (shared draws per scene). Returns, per
     edit, the mean ± se, and ``ratio_relation`` / ``ratio_attribute``: the mean over scenes of the edit's
     change divided by the colour change's (± se over scenes)."""
-    samples = _relational_samples(n, seed, 51)
-    rng = np.random.default_rng([seed, 52])
-    edits = [shapes.relational_edits(s, rng) for s in samples]
+    samples, edits = _relational_edits(n, seed)
     g = torch.Generator().manual_seed(seed)
     out: dict[str, list] = {k: [] for k in edits[0]}
     for start in range(0, n, batch):
@@ -169,10 +186,7 @@ def edit_sensitivity(model, n: int = 96, *, seed: int = 0, n_samples: int = 8, b
                            {k: [edits[i][k] for i in chunk] for k in out}, n_samples=n_samples, generator=g)
         for k in out:
             out[k].extend(d[k].tolist())
-    res = {k: mean_se(v) for k, v in out.items()}
-    colour = np.asarray(out["colour_swap"])
-    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
-    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
+    res = _edit_ratios(out)
     res["n_samples"] = n_samples
     return res
 
@@ -194,11 +208,7 @@ def text_edit_ratios(encode, samples, edits, *, batch: int = 32) -> dict:
         d = text_change(encode, [samples[i].caption for i in chunk], {k: [edits[i][k] for i in chunk] for k in out})
         for k in out:
             out[k].extend(d[k].tolist())
-    res = {k: mean_se(v) for k, v in out.items()}
-    colour = np.asarray(out["colour_swap"])
-    res["ratio_relation"] = mean_se(np.asarray(out["relation_flip"]) / colour)
-    res["ratio_attribute"] = mean_se(np.asarray(out["attribute_swap"]) / colour)
-    return res
+    return _edit_ratios(out)
 
 
 def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> dict:
@@ -208,9 +218,7 @@ def text_sensitivity(model, n: int = 96, *, seed: int = 0, batch: int = 32) -> d
     :func:`text_edit_ratios`). Beside :func:`edit_sensitivity` this locates a lost relation: in the text encoder
     (both ratios ≈ 0) or in the UNet (the encoder's ratio large, ε̂'s ≈ 0). Same captions and edits as
     :func:`edit_sensitivity` for a ``seed``."""
-    samples = _relational_samples(n, seed, 51)
-    rng = np.random.default_rng([seed, 52])
-    edits = [shapes.relational_edits(s, rng) for s in samples]
+    samples, edits = _relational_edits(n, seed)
     return text_edit_ratios(model.encode_prompts, samples, edits, batch=batch)
 
 
