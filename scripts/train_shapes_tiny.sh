@@ -27,7 +27,7 @@ train() { OMP_NUM_THREADS=$THREADS "$PY" -m infodecomp.training "$@"; }
 clip() { OMP_NUM_THREADS=1 "$PY" -m infodecomp.training.shapesclip "$@"; }
 
 STEPS3=${STEPS3:-1200}
-STEPS4=${STEPS4:-3000}
+STEPS4=${STEPS4:-5000}
 V2_FROM_GIT=${V2_FROM_GIT:-0}
 VAE_COMMIT=${VAE_COMMIT:-a1ce1ff}   # shapes-tiny v1, whose VAE v2 and v3 keep
 V2_COMMIT=${V2_COMMIT:-39fa29e}     # the last commit holding shapes-tiny v2
