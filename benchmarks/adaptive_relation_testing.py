@@ -17,6 +17,12 @@ the i^o run) by a pilot on ``--pilot-examples`` separate examples of each setup 
 reported, not charged to the examples); ``--qmc`` then stratifies the fitted density. The fixed run keeps the
 paper's sampling: it is the faithful-cost baseline.
 
+Each setup ends with an oracle bound: the rows an oracle that knows each rival's standardized i^s margin would
+spend, with a single z-test per rival and no null prompt (:func:`oracle`), against the fixed run's rows. It is
+computed on the fixed run's draws (the paper's i.i.d. sampling) and, when the adaptive runs draw otherwise (a fitted
+proposal, ``--qmc``, ``--antithetic``), also on a fixed run drawn their way (extra rows, not charged to any run): a
+ratio R above that second bound is out of reach for any stopping rule on that sampling.
+
 Denoiser rows are counted by a wrapper around the denoiser (not taken from the scorer's own bookkeeping). For each
 setup and adaptive run: the evaluations ratio fixed / adaptive, the accuracies, and the paired accuracy difference
 D ± S (adaptive minus fixed, in points; S = the standard error of the mean of the per-example differences), plus how
@@ -133,7 +139,17 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
         for m in ("info_o", "info_s"):
             pred = int(np.argmax(f.mean(m)))
             rec[f"fixed {m}"] = (counter.rows, float(pred == t), pred)
-        rec["z"], rec["oracle"] = oracle(f.units["info_s"], counter.rows)
+        rec["z"], rec["oracle"] = oracle(f.units["info_s"])
+        if adaptive["adaptive i^s"] != sampling or rule.qmc or rule.antithetic:
+            # the bound under the sampling the adaptive i^s run uses (its proposal, strata, antithetic pairs): a
+            # fixed run drawn that way gives the per-unit spread that any stopping rule on those draws faces
+            g = sequential_scores(Counter(denoiser), x, conds, null, method="info_s", evaluate_null=False,
+                                  rule=SequentialRule.fixed(rule.max_samples, block=rule.block, qmc=rule.qmc,
+                                                            antithetic=rule.antithetic),
+                                  sampling=adaptive["adaptive i^s"],
+                                  generator=torch.Generator().manual_seed(example_seed(seed, ex_id)))
+            units = g.units["info_s"]
+            rec["z adaptive"], rec["oracle adaptive"] = oracle(units, rule.max_samples // units.shape[0])
         for run, kw in RUNS.items():
             counter = Counter(denoiser)
             a = sequential_scores(counter, x, conds, null, rule=rule, sampling=adaptive[run],
@@ -151,27 +167,30 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
     return recs
 
 
-def oracle(units: np.ndarray, fixed_rows: int, level: float = 0.05, first: int = 10) -> tuple[float, int]:
-    """(|z| of the top-two i^s margin at all the fixed run's draws, the rows an oracle would need).
+def oracle(units: np.ndarray, draws_per_unit: int = 1, level: float = 0.05, first: int = 10) -> tuple[float, int]:
+    """(|z| of the top-two i^s margin at all the fixed run's units, the rows an oracle would need).
 
-    The oracle knows each rival's standardized margin (taken as the fixed run's) and evaluates the rival only until
-    a single one-sided z-test at ``level``, with no correction for repeated looks, would pass:
-    n_j = 100 (z_level / z_j)² draws, at least ``first``, at most 100. The leader is evaluated until the last rival
-    is decided, and no null prompt is evaluated. No valid sequential test can be much cheaper than this on
-    average, so it bounds what any stopping rule can save on these margins."""
+    ``units [K, M]``: the i^s scores of a fixed run, one row per independent unit (a draw; or an antithetic pair, a
+    stratified block: ``draws_per_unit`` draws each). The oracle knows each rival's standardized margin (taken as
+    the fixed run's) and evaluates the rival only until a single one-sided z-test at ``level``, with no correction
+    for repeated looks, would pass: n_j = K (z_level / z_j)² units, at least ``first`` draws, at most K units. The
+    leader is evaluated until the last rival is decided, and no null prompt is evaluated. No valid sequential test
+    on draws made this way can be much cheaper than this on average, so it bounds what any stopping rule can save
+    on these margins with this sampling."""
     from scipy import stats
 
     K, M = units.shape
     order = np.argsort(-units.mean(0))
     zq = stats.norm.ppf(1 - level)
+    first_units = -(-first // draws_per_unit)
     ns, zs = [], []
     for j in order[1:]:
         d = units[:, order[0]] - units[:, j]
         sd = d.std(ddof=1)
         z = d.mean() / (sd / np.sqrt(K)) if sd > 0 else np.inf
         zs.append(abs(z))
-        ns.append(int(np.clip(np.ceil(K * (zq / max(z, 1e-12)) ** 2), first, K)))
-    return float(zs[0]), max(ns) + sum(ns)
+        ns.append(int(np.clip(np.ceil(K * (zq / max(z, 1e-12)) ** 2), first_units, K)))
+    return float(zs[0]), draws_per_unit * (max(ns) + sum(ns))
 
 
 def report_oracle(recs):
@@ -180,6 +199,11 @@ def report_oracle(recs):
     z = np.median([r["z"] for r in recs])
     print(f"  bound: median |z| of the top-two i^s margin at 100 draws {z:.1f}; an oracle stopping each rival at its "
           f"single-test draw count (i^s, no null) would need {O:.1f} rows/example: {F / O:.2f}x")
+    if all("oracle adaptive" in r for r in recs):
+        O = np.mean([r["oracle adaptive"] for r in recs])
+        z = np.median([r["z adaptive"] for r in recs])
+        print(f"  bound under the adaptive i^s run's sampling: median |z| {z:.1f} at 100 draws; the oracle would need "
+              f"{O:.1f} rows/example: {F / O:.2f}x")
 
 
 def summary(recs, run: str, method: str):
