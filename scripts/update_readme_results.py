@@ -19,18 +19,18 @@ Usage::
     python scripts/update_readme_results.py --check    # exit 1 if it is out of date
     python scripts/update_readme_results.py --doc D.md # another file with the markers (--doc repeats)
 
-Standard library only (tools.markers), so it runs without torch.
+Standard library only (tools.markers, tools.numbers), so it runs without torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from tools.markers import replace_block, write_atomic
+from tools.numbers import format_value
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -38,24 +38,6 @@ EMPTY = "No results are recorded yet."  # the placeholder line, kept word for wo
 REPO = Path(__file__).resolve().parent.parent
 #: The one document that holds the results block.
 DOCUMENT = REPO / "docs" / "results.md"
-
-
-def format_value(value: float, stderr: float | None = None) -> str:
-    """``0.34123, 0.0104`` → ``"0.341 ± 0.010"`` (two significant digits of the stderr fix the decimals)."""
-    if stderr is None:
-        if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
-            return str(int(value))
-        return f"{value:.4g}"
-    if stderr > 0:
-        decimals = max(0, 1 - math.floor(math.log10(stderr)))
-        # A standard error far below the value's own precision (a proportion of 48/48, say) would ask for a
-        # dozen decimals; four significant digits of the value are enough, and the stderr then reads as 0.000.
-        if value != 0:
-            decimals = min(decimals, max(3, 3 - math.floor(math.log10(abs(value)))))
-        else:
-            decimals = min(decimals, 3)
-        return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
-    return f"{value:.4g} ± 0"
 
 
 def provenance_summary(prov: dict) -> str:
