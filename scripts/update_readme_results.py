@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate the results tables of docs/results.md from the notebooks' recorded numbers.
+"""Regenerate the results tables of docs/results.md and docs/pid.md from the notebooks' recorded numbers.
 
 Reads every ``figures/<model>/<notebook-stem>.json`` (written by ``infodecomp.results.record``) and rewrites the
 part of docs/results.md between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``; nothing else
@@ -13,13 +13,17 @@ in the file changes. The results live only there: the README links to them. One 
 
 followed by the Markdown tables the notebook wrote beside its numbers (``figures/<model>/<stem>*.md``).
 
+docs/pid.md's block between ``<!-- pid-table:start -->`` and ``<!-- pid-table:end -->`` is notebook 09's
+decomposition on the embedded model (``figures/shapes-tiny/09_pid_two_words.json``), one row per case and
+estimator (tools/pid_table.py). A document may hold either block or both.
+
 Usage::
 
-    python scripts/update_readme_results.py            # rewrite docs/results.md
-    python scripts/update_readme_results.py --check    # exit 1 if it is out of date
+    python scripts/update_readme_results.py            # rewrite docs/results.md and docs/pid.md
+    python scripts/update_readme_results.py --check    # exit 1 if one is out of date
     python scripts/update_readme_results.py --doc D.md # another file with the markers (--doc repeats)
 
-Standard library only (tools.markers, tools.numbers), so it runs without torch.
+Standard library only (tools.markers, tools.numbers, tools.pid_table), so it runs without torch.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import sys
 from pathlib import Path
 
+from tools import pid_table
 from tools.markers import replace_block, write_atomic
 from tools.numbers import format_value
 
@@ -36,8 +41,8 @@ START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 EMPTY = "No results are recorded yet."  # the placeholder line, kept word for word
 REPO = Path(__file__).resolve().parent.parent
-#: The one document that holds the results block.
-DOCUMENT = REPO / "docs" / "results.md"
+#: The documents rewritten by default: the results page (the results block) and the PID page (its table).
+DOCUMENTS = (REPO / "docs" / "results.md", REPO / "docs" / "pid.md")
 
 
 def provenance_summary(prov: dict) -> str:
@@ -109,21 +114,40 @@ def updated_text(text: str, figures: Path) -> str:
         raise SystemExit(f"the file must contain exactly one {START!r} followed by one {END!r} ({err})") from err
 
 
+def refreshed(text: str, figures: Path) -> str:
+    """``text`` with each generated block it holds (the results block, the PID table) rendered anew; a text
+    with neither is refused."""
+    blocks = [(START, END, updated_text), (pid_table.PID_START, pid_table.PID_END, pid_table.updated_text)]
+    present = [(start, end, update) for start, end, update in blocks if start in text or end in text]
+    if not present:
+        raise SystemExit("the file must contain " + " or ".join(f"{start!r} … {end!r}" for start, end, _ in blocks))
+    for start, end, update in present:
+        try:
+            text = update(text, figures)
+        except ValueError as err:  # the PID table's malformed markers or incomplete record
+            raise SystemExit(f"{start} … {end}: {err}") from err
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--doc", type=Path, action="append", default=None,
-                        help="a file with the markers to update (repeatable; default: docs/results.md)")
+                        help="a file with the markers to update (repeatable; default: docs/results.md and "
+                             "docs/pid.md)")
     parser.add_argument("--figures", type=Path, default=REPO / "figures", help="folder of <model>/<stem>.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
     args = parser.parse_args(argv)
-    docs = args.doc if args.doc is not None else [DOCUMENT]
+    docs = args.doc if args.doc is not None else list(DOCUMENTS)
     for doc in docs:
         if not doc.is_file():
             raise SystemExit(f"no file at {doc}")
     stale = []
     for path in docs:
         old = path.read_text(encoding="utf-8")
-        new = updated_text(old, args.figures)
+        try:
+            new = refreshed(old, args.figures)
+        except SystemExit as err:
+            raise SystemExit(f"{path}: {err}") from err
         if args.check:
             if new != old:
                 stale.append(path)

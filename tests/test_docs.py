@@ -341,17 +341,20 @@ def _script_check(script: str) -> subprocess.CompletedProcess:
 
 def test_the_results_live_only_on_the_results_page():
     """docs/results.md holds the generated results block, and it is what scripts/update_readme_results.py renders
-    from figures/<model>/*.json now; the README does not repeat it (it links there). Both hold a claims block for
-    the claims generator, and it is current."""
+    from figures/<model>/*.json now; the README does not repeat it (it links there). docs/pid.md holds notebook
+    09's table, rendered and checked by the same script. Both hold a claims block for the claims generator, and it
+    is current."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     results = (DOCS / "results.md").read_text(encoding="utf-8")
     marks = ("<!-- results:start -->", "<!-- results:end -->")
     _block(results, *marks)
+    _block((DOCS / "pid.md").read_text(encoding="utf-8"), "<!-- pid-table:start -->", "<!-- pid-table:end -->")
     assert not any(m in readme for m in marks), "the results block lives only in docs/results.md"
     assert "docs/results.md" in markdown_links(readme) or any(
         t.startswith("docs/results.md") for t in markdown_links(readme)), "the README links to the results"
     r = _script_check("update_readme_results.py")
-    assert r.returncode == 0, f"docs/results.md is out of date: run python scripts/update_readme_results.py\n{r.stderr}"
+    assert r.returncode == 0, ("docs/results.md or docs/pid.md is out of date: run python "
+                               f"scripts/update_readme_results.py\n{r.stderr}")
     for text in (readme, results):
         _block(text, "<!-- claims-table:start -->", "<!-- claims-table:end -->")
     r = _script_check("update_claims.py")

@@ -129,7 +129,7 @@ def test_tools_and_the_document_scripts_import_only_the_standard_library():
     probe = (
         "import runpy, sys\n"
         "before = set(sys.modules)\n"
-        "import tools, tools.markers, tools.claims, tools.cost_plan\n"
+        "import tools, tools.markers, tools.numbers, tools.claims, tools.cost_plan, tools.pid_table\n"
         f"for path in {list(DOC_SCRIPTS)!r}:\n"
         "    runpy.run_path(path, run_name='not_main')\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"

@@ -3,6 +3,8 @@
 * :mod:`tools.markers`: generated blocks in Markdown files (the text between ``<!-- name:start -->`` and
   ``<!-- name:end -->``), rewritten atomically and checked for staleness;
 * :mod:`tools.numbers`: how a recorded ``value ± stderr`` is written in the generated tables;
+* :mod:`tools.pid_table`: notebook 09's partial information decomposition as the table of docs/pid.md
+  (``scripts/update_readme_results.py``, beside docs/results.md's results block);
 * :mod:`tools.claims`: the paper's claims as paired differences with a verdict, rendered as the claims table of
   the README and docs/results.md (``scripts/update_claims.py``);
 * :mod:`tools.cost_plan`: the cost plan of ``infodecomp.experiments.costs`` as the table of docs/running.md, with
