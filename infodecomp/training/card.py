@@ -32,6 +32,8 @@ def recipe_text(cfg: dict) -> str:
         parts.append("cross-attention at 16×16")
     if cfg.get("text_encoder_from"):
         parts.append(f"frozen text encoder from {cfg['text_encoder_from']}")
+    if cfg.get("init_from"):
+        parts.append(f"UNet started from {cfg['init_from']}")
     return "; ".join(parts) if parts else "v1 recipe (all tokens attended, natural mix)"
 
 
