@@ -29,13 +29,12 @@ Standard library only (tools.markers, tools.numbers, tools.pid_table), so it run
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from tools import pid_table
 from tools.markers import replace_block, write_atomic
-from tools.numbers import format_value
+from tools.numbers import format_value, read_record
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -82,11 +81,9 @@ def render(figures: Path) -> str:
     tables = []
     for path in sorted(files, key=lambda p: (p.stem, p.parent.name)):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"{path}: not valid JSON ({err})") from err
-        if not isinstance(data, dict):
-            raise SystemExit(f"{path}: expected a JSON object of name -> value")
+            data = read_record(path)
+        except ValueError as err:
+            raise SystemExit(str(err)) from err
         prov = data.get("_provenance", {})
         summary = _cell(provenance_summary({"model": path.parent.name, **prov}))
         lines = [f"#### `{path.stem}` — `{path.parent.name}`", "", "| name | value ± stderr | provenance |",

@@ -155,3 +155,12 @@ def test_the_notebooks_record_cell_writes_each_quantity_once_in_the_layout_the_t
     assert len(numbers) == len(KINDS) * 2 * (len(pid_table.SHARED) + 2 * len(pid_table.ATOMS)) + 1
     assert "colour-shape_orthogonal_i1" in record and "colour-shape_orthogonal_ccs_i1" not in record
     assert "| colour, shape of one object | i^o | 1.50 ± 0.50 |" in pid_table.pid_markdown(record)
+
+
+@pytest.mark.parametrize("text, match", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object")])
+def test_a_record_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path, text, match):
+    path = tmp_path / "shapes-tiny" / "09_pid_two_words.json"
+    path.parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"09_pid_two_words\.json: {match}"):
+        pid_table.render(tmp_path)

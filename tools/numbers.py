@@ -1,14 +1,16 @@
-"""How a recorded estimate is written in the generated tables of the README and docs/: ``value ± stderr`` with
-as many decimals as the standard error supports.
+"""How a recorded estimate is read (:func:`read_record`) and written in the generated tables of the README and
+docs/ (:func:`format_value`: ``value ± stderr`` with as many decimals as the standard error supports).
 
 Standard library only, like the rest of tools/.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
-__all__ = ["format_value"]
+__all__ = ["format_value", "read_record"]
 
 
 def format_value(value: float, stderr: float | None = None) -> str:
@@ -27,3 +29,16 @@ def format_value(value: float, stderr: float | None = None) -> str:
             decimals = min(decimals, 3)
         return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
     return f"{value:.4g} ± 0"
+
+
+def read_record(path: str | Path) -> dict:
+    """A notebook's record (``figures/<model>/<notebook>.json``, written by ``infodecomp.results.Recorder``): a JSON
+    object of name → value. ``ValueError`` naming the file when it is not valid JSON or not an object."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object of name -> value, got {type(record).__name__}")
+    return record

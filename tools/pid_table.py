@@ -17,12 +17,11 @@ Standard library only, like the rest of tools/ (``scripts/update_readme_results.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from .markers import replace_block
-from .numbers import format_value
+from .numbers import format_value, read_record
 
 __all__ = ["PID_START", "PID_END", "RECORD", "pid_markdown", "updated_text"]
 
@@ -134,12 +133,7 @@ def render(figures: str | Path) -> str:
     path = Path(figures) / RECORD
     if not path.is_file():
         return MISSING.format(record=RECORD.as_posix())
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: expected a JSON object of name -> value")
+    record = read_record(path)
     try:
         return pid_markdown(record)
     except ValueError as err:
