@@ -23,6 +23,7 @@ from infodecomp import analytic
 from infodecomp.experiments import clip_baseline
 from infodecomp.experiments import relation_testing as rt
 from infodecomp.logsnr import LogSNRSampling
+from infodecomp.proposals import FittedLogSNRSampling, fitted_proposal
 from infodecomp.models.identity import model_identity
 from infodecomp.results import ResultStore, SettingsMismatchError
 from infodecomp.testing import RecordingDenoiser, free_port
@@ -64,11 +65,18 @@ def _mixture_examples(world, n, seed):
     return x, torch.stack([wrong, labels], 1), g
 
 
-def test_scores_agree_with_the_exact_estimands(mworld):
+@pytest.mark.parametrize("proposal", ["paper", "fitted"])
+def test_scores_agree_with_the_exact_estimands(mworld, proposal):
     """Each candidate's i^o and i^s agree with the exact value on the clipped range within their standard
-    errors, and the paired margin's stderr is calibrated (checked as a z-score)."""
+    errors, and the paired margin's stderr is calibrated (checked as a z-score): with the paper's truncated logistic
+    and with a proposal fitted to the i^o margin on other examples (the corrected protocol's, exact weights)."""
     x, conds, g = _mixture_examples(mworld, 4, seed=3)
     sampling = LogSNRSampling(clip=3.0)
+    if proposal == "fitted":
+        xp, cp, _ = _mixture_examples(mworld, 8, seed=30)
+        sampling = fitted_proposal(mworld, xp, cp, mworld.null(8), quantity="margin_o", n_points=48,
+                                   generator=torch.Generator().manual_seed(31))
+        assert sampling.support == LogSNRSampling(clip=3.0).support and sampling.rule == "fitted"
     lo, hi = sampling.support
     null = mworld.null(1)[0]
     z_o, z_s, z_margin = [], [], []
@@ -379,6 +387,46 @@ def test_end_to_end_on_shapes_twins_through_the_store(tiny_model, tmp_path):
     with pytest.raises(SettingsMismatchError):
         rt.run(tiny_model, rt.load_dataset("vg-relation", 3), dataset="vg-relation", store=path,
                settings=rt.RelationSettings(protocol="faithful", **FAST), progress=False)
+
+
+def test_the_corrected_protocol_draws_from_a_proposal_fitted_to_its_margin(tiny_model, tmp_path, capsys):
+    data = rt.load_dataset("coco-order", 3, seed=0)
+    faithful = rt.RelationSettings(**FAST)
+    assert rt.with_proposal(tiny_model, data, faithful, "auto") == faithful  # faithful: the paper's sampling
+    corrected = rt.RelationSettings(protocol="corrected", score="standard", **FAST)
+    assert rt.with_proposal(tiny_model, data, corrected, "paper").sampling == LogSNRSampling.corrected()
+    fitted = rt.with_proposal(tiny_model, data, corrected, "auto", dataset="coco-order", n_rows=2,
+                              store_root=tmp_path)
+    q = fitted.proposal
+    assert isinstance(q, FittedLogSNRSampling) and fitted.sampling is q and q.quantity == "margin_s"
+    assert q.support == corrected.sampling.support and q.rule == "fitted"
+    first = capsys.readouterr().out
+    assert "a pilot on 2 rows, 1,152 UNet evaluations" in first  # 2 rows × 96 log-SNRs × (5 captions + null)
+    again = rt.with_proposal(tiny_model, data, corrected, "fitted", dataset="coco-order", n_rows=2,
+                             store_root=tmp_path)
+    assert again.proposal == q and "cached in" in capsys.readouterr().out
+    # the proposal is part of the store's identity, and the rows are scored with it
+    assert rt.store_path(tmp_path, tiny_model, "coco-order", fitted, 0) != \
+        rt.store_path(tmp_path, tiny_model, "coco-order", corrected, 0)
+    frame = rt.run(tiny_model, data, dataset="coco-order", settings=fitted, seed=0, store_root=tmp_path,
+                   batch_size=2, progress=False)
+    assert len(frame) == 3 and np.isfinite(np.stack(frame["info_s"])).all()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m, d: rt.with_proposal(m, d, rt.RelationSettings(**FAST), "fitted"), "corrected protocol"),
+    (lambda m, d: rt.with_proposal(m, d, rt.RelationSettings(protocol="corrected", **FAST), "mmg"), "one of"),
+    (lambda m, d: rt.RelationSettings(proposal=_uniform_proposal(3.0), **FAST), "corrected protocol"),
+    (lambda m, d: rt.RelationSettings(protocol="corrected", proposal=_uniform_proposal(4.0), **FAST), "covers"),
+])
+def test_a_proposal_the_settings_cannot_use_is_refused(tiny_model, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(tiny_model, rt.load_dataset("vg-relation", 2, seed=0))
+
+
+def _uniform_proposal(clip):
+    lo, hi = 1.0 - 2.0 * clip, 1.0 + 2.0 * clip
+    return FittedLogSNRSampling(rule="fitted", clip=clip, edges=(lo, 1.0, hi), probs=(0.5, 0.5))
 
 
 class Interrupted(Exception):

@@ -63,6 +63,7 @@ from torch import Tensor
 from ..data.shapes import ShapesTwin
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
+from ..proposals import FittedLogSNRSampling, ProposalCache, fitted_proposal
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
 from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, markdown_table, run_sharded, save_tables
@@ -74,7 +75,7 @@ __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
     "example_frame", "accuracy_tables", "min_group_size", "add_scores", "compare_methods", "table1", "PAPER_TABLE1",
-    "paper_rows", "group_table",
+    "paper_rows", "group_table", "PROPOSALS", "PILOT_ROWS", "with_proposal",
     "load_dataset", "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
 ]
 
@@ -129,6 +130,10 @@ class RelationSettings:
         behind. ``n_samples`` is then the cap and must equal ``adaptive.max_samples``. None (default): the fixed
         ``n_samples`` draws of the paper. The i^o, i^s and −MMSE rows all come from the same evaluations, but only
         the ``score``'s row is decided by the test (the others use each candidate's draws until it was dropped).
+    proposal: a log-SNR proposal fitted to the model and the deciding margin (:func:`fitted_settings`, corrected
+        protocol only): the draws come from it instead of the truncated logistic, with exact importance weights,
+        so every score stays unbiased for the same range (loc ± clip·scale, which must be the proposal's). It is
+        part of a store's identity. None (default): the paper's truncated logistic.
     """
 
     protocol: str = "faithful"
@@ -142,6 +147,7 @@ class RelationSettings:
     tie_policy: str | None = None
     resize: str = "bicubic"
     adaptive: SequentialRule | None = None
+    proposal: FittedLogSNRSampling | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -174,6 +180,21 @@ class RelationSettings:
             if self.adaptive.max_samples != self.n_samples:
                 raise ValueError(f"with adaptive, n_samples is the cap: it must equal adaptive.max_samples "
                                  f"({self.adaptive.max_samples}), got n_samples={self.n_samples}")
+        if self.proposal is not None:
+            if not isinstance(self.proposal, FittedLogSNRSampling):
+                raise TypeError(f"proposal must be a FittedLogSNRSampling (rt.fitted_settings) or None, got "
+                                f"{type(self.proposal).__name__}")
+            if self.protocol != "corrected":
+                raise ValueError("a fitted log-SNR proposal is an option of the corrected protocol; the faithful "
+                                 "protocol keeps the paper's truncated logistic (set protocol='corrected')")
+            if self.proposal.rule != "fitted":
+                raise ValueError(f"proposal must be i.i.d. (rule 'fitted'), got {self.proposal.rule!r}; stratify "
+                                 "with SequentialRule(qmc=True)")
+            want = (float(self.loc), float(self.scale), self.effective_clip)
+            have = (self.proposal.loc, self.proposal.scale, self.proposal.clip)
+            if not np.allclose(want, have):
+                raise ValueError(f"the proposal covers loc, scale, clip = {have}, the settings {want}: fit it for "
+                                 "these settings (rt.fitted_settings)")
         self.sampling  # validates loc / scale / clip
 
     @property
@@ -195,7 +216,10 @@ class RelationSettings:
 
     @property
     def sampling(self) -> LogSNRSampling:
-        """The log-SNR rule: truncated logistic, loc ± clip·scale (faithful clip 4 = ``LogSNRSampling.faithful()``)."""
+        """The log-SNR rule: the fitted ``proposal`` when there is one, else the truncated logistic, loc ± clip·scale
+        (faithful clip 4 = ``LogSNRSampling.faithful()``)."""
+        if self.proposal is not None:
+            return self.proposal
         return LogSNRSampling(rule="logistic", loc=float(self.loc), scale=float(self.scale), clip=self.effective_clip)
 
     def resolved(self) -> dict:
@@ -425,6 +449,78 @@ def _expand(s: CandidateScores, index: list[int]) -> CandidateScores:
         s, orthogonal=pick(s.orthogonal), orthogonal_stderr=pick(s.orthogonal_stderr), standard=pick(s.standard),
         standard_stderr=pick(s.standard_stderr), mmse=pick(s.mmse), mmse_stderr=pick(s.mmse_stderr),
         blocks={k: v[:, ix] for k, v in s.blocks.items()})
+
+
+# ─────────────────────────────────────── the corrected protocol's sampling ───────────────────────────────────────
+
+PROPOSALS = ("auto", "paper", "fitted")
+PILOT_ROWS = 8
+
+
+def with_proposal(model, rows: Sequence[Mapping], settings: RelationSettings, proposal: str = "auto", *,
+                  dataset: str = "", n_rows: int = PILOT_ROWS, seed: int = 0, store_root: str | Path | None = None,
+                  chunk_size: int = 256, verbose: bool = True) -> RelationSettings:
+    """``settings`` with the log-SNR sampling of ``proposal``: "paper" (the truncated logistic, as given),
+    "fitted" (corrected protocol only: a proposal fitted to the model and to the margin the settings decide by,
+    i^s → "margin_s", i^o → "margin_o", by a pilot on the first ``n_rows`` rows with the most distinct captions),
+    or "auto" (fitted under the corrected protocol, the paper's under the faithful one). The fitted proposal is the
+    corrected protocol's sampling for relation testing because it is what measured cheapest on the ShapesWorld
+    twins (docs/running.md#adaptive-relation-testing).
+
+    The pilot's draws are not reused by the scores (the rows are scored afterwards with fresh draws): the weights
+    are exact for the proposal however it was fitted, so the scores stay unbiased. With ``store_root`` the fitted
+    proposal is cached in ``<store_root>/proposals.json`` (:class:`~infodecomp.proposals.ProposalCache`), keyed by
+    the model's identity, the dataset, the pilot's rows and the settings, so a rerun reuses it and its stores.
+    """
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    if not isinstance(settings, RelationSettings):
+        raise TypeError(f"settings must be RelationSettings, got {type(settings).__name__}")
+    if proposal == "auto":
+        proposal = "fitted" if settings.protocol == "corrected" else "paper"
+    if proposal == "paper":
+        return dataclasses.replace(settings, proposal=None)
+    if settings.protocol != "corrected":
+        raise ValueError("proposal 'fitted' is an option of the corrected protocol; the faithful protocol keeps the "
+                         "paper's truncated logistic (use 'auto' or 'paper', or protocol='corrected')")
+    n_rows = int(n_rows)
+    if n_rows < 1:
+        raise ValueError(f"n_rows (the pilot's rows) must be >= 1, got {n_rows}")
+    head = [rows[i] for i in range(min(len(rows), 4 * n_rows))]
+    check_rows(head)
+    distinct = [len(set(r["captions"])) for r in head]
+    M = max(distinct, default=0)
+    pilot = [r for r, m in zip(head, distinct) if m == M][:n_rows]
+    if M < 2:
+        raise ValueError(f"a proposal fitted to a margin needs rows with at least two distinct captions; the first "
+                         f"{len(head)} rows of {dataset or 'the data'} have at most {M}")
+    base = dataclasses.replace(settings, proposal=None).sampling
+    quantity = "margin_s" if settings.method == "info_s" else "margin_o"
+    cache = ProposalCache(Path(store_root) / "proposals.json") if store_root is not None else None
+    pilot_setting = {"experiment": "relation_testing", "dataset": dataset, "rows": [str(r["id"]) for r in pilot],
+                     "posterior": settings.effective_posterior, "resize": settings.resize, "seed": seed}
+    gen = torch.Generator().manual_seed(example_seed(seed, f"proposal-pilot:{dataset}"))
+    x = torch.cat([model.encode_images([r["image"]], posterior=settings.effective_posterior, generator=gen,
+                                       resize=settings.resize, size=model.resolution) for r in pilot])
+    conds = torch.stack([model.encode_prompts(list(dict.fromkeys(r["captions"])), truncate=True)
+                         for r in pilot]).to(x.device)
+    null = model.encode_prompts([""], truncate=True).to(x.device).expand(len(pilot), *conds.shape[2:])
+    evaluations = 0
+
+    def counted(z, logsnr, cond):
+        nonlocal evaluations
+        evaluations += int(z.shape[0])
+        return model.denoiser(z, logsnr, cond)
+
+    fitted = fitted_proposal(counted, x, conds, null, quantity=quantity, cache=cache,
+                             identity=model_identity(model), setting=pilot_setting, base=base,
+                             chunk_size=chunk_size, generator=gen)
+    if verbose:
+        how = (f"a pilot on {len(pilot)} rows, {evaluations:,} UNet evaluations" if evaluations
+               else f"cached in {cache.path}")
+        print(f"log-SNR proposal for {dataset or 'the data'}: fitted to {quantity} ({how}; largest weight "
+              f"{fitted.max_weight:.0f})")
+    return dataclasses.replace(settings, proposal=fitted)
 
 
 # ─────────────────────────────────────────── the resumable loop ───────────────────────────────────────────
