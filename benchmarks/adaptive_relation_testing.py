@@ -99,10 +99,11 @@ def twin_examples(model, dataset: str, n: int, seed: int):
     for i in range(len(data)):
         r = data[i]
         x = model.encode_images([r["image"]], posterior="mean", resize="bicubic", size=model.resolution)[0]
-        caps = list(dict.fromkeys(r["captions"]))  # identical captions would tie exactly; none in the twins
-        if len(caps) != len(r["captions"]):
-            raise ValueError(f"{dataset} row {r['id']!r} repeats a caption; the benchmark expects distinct ones")
-        out.append((r["id"], x, model.encode_prompts(caps, truncate=True), null, int(r["true_index"])))
+        # as relation testing scores them (rt.score_rows): each distinct caption once; a perturbation that equals
+        # the true caption is the true caption (the order twins have a few: a shuffle can give back the original)
+        caps = list(dict.fromkeys(r["captions"]))
+        true = caps.index(r["captions"][int(r["true_index"])])
+        out.append((r["id"], x, model.encode_prompts(caps, truncate=True), null, true))
     return model.denoiser, out
 
 
@@ -111,6 +112,8 @@ def proposals_for(denoiser, pilot, proposal: str, stratified: bool, seed: int) -
     examples (same M as the benchmarked ones; never the benchmarked examples themselves)."""
     if proposal == "paper":
         return {run: LogSNRSampling() for run in RUNS}
+    M = max(p[2].shape[0] for p in pilot)
+    pilot = [p for p in pilot if p[2].shape[0] == M]  # the few with a repeated caption have fewer candidates
     x = torch.stack([p[1] for p in pilot])
     conds = torch.stack([p[2] for p in pilot])
     null = torch.stack([p[3] for p in pilot])
@@ -159,8 +162,10 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
             rec[run] = (counter.rows, float(a.prediction == t), a.prediction)
         recs.append(rec)
     dt = time.perf_counter() - t0
-    M = examples[0][2].shape[0]
-    print(f"\n[{name}] {len(examples)} examples, M = {M} candidates, {dt:.0f} s")
+    Ms = [e[2].shape[0] for e in examples]
+    fewer = sum(m < max(Ms) for m in Ms)
+    print(f"\n[{name}] {len(examples)} examples, M = {max(Ms)} candidates"
+          f"{f' ({fewer} with fewer: repeated captions)' if fewer else ''}, {dt:.0f} s")
     for run in RUNS:
         report(run, recs, FIXED_METHOD[run])
     report_oracle(recs)
