@@ -3,6 +3,13 @@
 #
 #   bash scripts/train_shapes_tiny.sh                 # from scratch: ≈ 5 h alone on 2 CPU cores
 #   V2_FROM_GIT=1 bash scripts/train_shapes_tiny.sh   # v2's UNet taken from git instead of retrained: ≈ 2 h
+#   WORK=runs/repro OUT=runs/repro/shapes-tiny ABLATIONS=0 V2_FROM_GIT=1 bash scripts/train_shapes_tiny.sh
+#                                                     # a reproduction beside the committed model, not over it
+#
+# WORK (default runs/train) holds the training runs, OUT (default the embedded model's folder) receives the model.
+# ABLATIONS=0 leaves out re-evaluating the ablations' pipelines for the card's table (when they are under WORK/v3).
+# Each stage runs with the thread count it was trained with (ShapesCLIP and phase 3: one; the others: OMP_NUM_THREADS,
+# default 2), since the arithmetic, and so the weights, depend on it.
 #
 # v3 is a UNet conditioned on a frozen, contrastively pretrained text encoder, as Stable Diffusion 2.1's UNet is on
 # OpenCLIP's. Its steps, in order (checkpoints every 250 steps; rerunning the script resumes where it stopped):
@@ -24,6 +31,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 THREADS=${OMP_NUM_THREADS:-2}
 train() { OMP_NUM_THREADS=$THREADS "$PY" -m infodecomp.training "$@"; }
+train1() { OMP_NUM_THREADS=1 "$PY" -m infodecomp.training "$@" --threads 1; }
 clip() { OMP_NUM_THREADS=1 "$PY" -m infodecomp.training.shapesclip "$@"; }
 
 STEPS3=${STEPS3:-1200}
@@ -31,11 +39,13 @@ STEPS4=${STEPS4:-5000}
 V2_FROM_GIT=${V2_FROM_GIT:-0}
 VAE_COMMIT=${VAE_COMMIT:-a1ce1ff}   # shapes-tiny v1, whose VAE v2 and v3 keep
 V2_COMMIT=${V2_COMMIT:-39fa29e}     # the last commit holding shapes-tiny v2
-CLIP=runs/train/v3/shapesclip-hard
-P=runs/train/shapes-tiny-phase
-OUT=infodecomp/assets/shapes-tiny
+WORK=${WORK:-runs/train}
+CLIP=$WORK/v3/shapesclip-hard
+P=$WORK/shapes-tiny-phase
+OUT=${OUT:-infodecomp/assets/shapes-tiny}
+ABLATIONS=${ABLATIONS:-1}
 EVALS=$OUT/ablations
-VAE=runs/train/v1-pipeline
+VAE=$WORK/v1-pipeline
 RECIPE="--text-mask words --relation-boost 0.2 --counterfactual 1.0"
 SCHEDULE="--lr-decay cosine --lr-final 0.02"
 
@@ -70,8 +80,8 @@ fi
 # 3. v3: phase 3 swaps in the frozen ShapesCLIP text encoder, phase 4 continues
 FROZEN="$RECIPE --text-encoder-from $CLIP/export"
 RUN3="--work-dir ${P}3 --seed 0 --vae-steps 0 --unet-steps $STEPS3 $SCHEDULE --init-from ${P}2/pipeline $FROZEN"
-RUN4="--work-dir runs/train/shapes-tiny --seed 1 --vae-steps 0 --unet-steps $STEPS4 $SCHEDULE --init-from ${P}3/pipeline $FROZEN"
-train train $RUN3 --threads "$THREADS"
+RUN4="--work-dir $WORK/shapes-tiny --seed 1 --vae-steps 0 --unet-steps $STEPS4 $SCHEDULE --init-from ${P}3/pipeline $FROZEN"
+train1 train $RUN3
 [ -f "${P}3/pipeline/model_index.json" ] || train export $RUN3 --no-ema --out "${P}3/pipeline"
 train train $RUN4 --threads "$THREADS"
 
@@ -79,8 +89,8 @@ train train $RUN4 --threads "$THREADS"
 find "$OUT" -mindepth 1 -maxdepth 1 ! -name ablations -exec rm -rf {} +
 train export $RUN4 --no-ema --out "$OUT"
 clip ship "$CLIP/export" "$OUT"
-ABL=(runs/train/v3/{E-plain,F-hard,G-hard-nomask,H-warm}/pipeline)
-if [ -f "${ABL[0]}/model_index.json" ]; then
+ABL=($WORK/v3/{E-plain,F-hard,G-hard-nomask,H-warm}/pipeline)
+if [ "$ABLATIONS" = 1 ] && [ -f "${ABL[0]}/model_index.json" ]; then
   train compare "${ABL[@]}" --n 96 --seed 1 --out "$OUT/ablations.json" --note "$(cat scripts/shapes_tiny_v3_ablations.note)"
 fi
 train evaluate "$OUT" --write-card --n "${EVAL_N:-192}" --steps 50 --guidance "${GUIDANCE:-3.0}" --seed 0
