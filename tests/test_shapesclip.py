@@ -106,6 +106,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_state(uninterrupted, tmp_path
         sc.ClipTrainer(replace(TINY, negatives=()), tmp_path)
 
 
+def test_a_checkpoint_that_cannot_be_read_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"(?s)cannot be read as a ShapesCLIP checkpoint.*delete it to start over"):
+        sc.ClipTrainer(TINY, tmp_path)
+
+
 def test_export_loads_back_with_the_same_embeddings(uninterrupted, tmp_path):
     out = uninterrupted.export(tmp_path / "export")
     assert (out / "text_encoder" / "model.safetensors").is_file() and (out / sc.WEIGHTS_FILE).is_file()

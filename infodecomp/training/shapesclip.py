@@ -47,6 +47,7 @@ from ..experiments.word_reading import text_edit_ratios
 from ..metrics import binomial
 from ..models.shapesclip import (CONFIG_FILE, WEIGHTS_FILE, ClipArchitecture, ShapesCLIP, image_batch,
                                 load_shapesclip)
+from .checkpoints import read_checkpoint, write_checkpoint
 
 #: The kinds of hard negative, in the order they are drawn for a caption.
 NEGATIVE_KINDS = ("relation_flip", "swap", "attribute_swap", "shuffle")
@@ -183,18 +184,12 @@ class ClipTrainer:
     def _save(self):
         blob = {"config": _config_dict(self.cfg), "state": self.state, "model": self.model.state_dict(),
                 "opt": self.opt.state_dict()}
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, self.ckpt_path)
+        write_checkpoint(self.ckpt_path, blob)
 
     def _load(self):
         if not self.ckpt_path.exists():
             return
-        try:  # tensors, dicts, lists and numbers only: reading a checkpoint never runs code
-            blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"{self.ckpt_path} cannot be read as a ShapesCLIP checkpoint ({type(err).__name__}: "
-                             f"{err}); delete it to start over, or use another --work-dir") from err
+        blob = read_checkpoint(self.ckpt_path, "a ShapesCLIP checkpoint")
         free = ("steps", "threads", "checkpoint_every")
         mine = {k: v for k, v in _config_dict(self.cfg).items() if k not in free}
         saved = {k: v for k, v in blob["config"].items() if k not in free}

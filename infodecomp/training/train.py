@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ..data import shapes
 from ..text import word_token_mask
 from ..tokenizer import load_clip_tokenizer
+from .checkpoints import read_checkpoint, write_checkpoint
 
 __all__ = ["MODEL_SETTINGS_FILE", "SD_BETAS", "TEXT_MASKS", "TrainConfig", "Trainer", "batch_rng", "build_components",
            "lr_at"]
@@ -192,18 +192,12 @@ class Trainer:
             "vae": self.vae.state_dict(), "unet": self.unet.state_dict(), "text": self.text_encoder.state_dict(),
             "vae_opt": self.vae_opt.state_dict(), "unet_opt": self.unet_opt.state_dict(), "ema": self.ema,
         }
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, self.ckpt_path)
+        write_checkpoint(self.ckpt_path, blob)
 
     def _load(self):
         if not self.ckpt_path.exists():
             return
-        try:  # tensors, dicts, lists and numbers only: a checkpoint never runs code when it is read
-            blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"{self.ckpt_path} cannot be read as a training checkpoint ({type(err).__name__}: "
-                             f"{err}); delete it to start over, or use another --work-dir") from err
+        blob = read_checkpoint(self.ckpt_path, "a training checkpoint")
         saved = blob["config"]
         # The UNet step count may grow on resume (train longer), and threads / checkpoint interval are free;
         # every other setting must match. Settings added after a checkpoint was written take their defaults.
