@@ -33,6 +33,7 @@ import json
 import math
 import os
 import tempfile
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -43,8 +44,8 @@ from .checks import count, real
 from .estimators import mmse_curve
 from .logsnr import LogSNRSampling
 
-__all__ = ["FITTED_RULES", "QUANTITIES", "FittedLogSNRSampling", "ProposalCache", "fit_proposal",
-           "pilot_second_moment", "fitted_proposal"]
+__all__ = ["FITTED_RULES", "QUANTITIES", "SAMPLINGS", "PILOT_ROWS", "FittedLogSNRSampling", "ProposalCache",
+           "fit_proposal", "pilot_second_moment", "fitted_proposal", "resolve_sampling", "stratified"]
 
 FITTED_RULES = ("fitted", "fitted_qmc")
 QUANTITIES = ("info_o", "info_s", "pixel_info_o", "pixel_info_s", "margin_o", "margin_s")
@@ -293,3 +294,36 @@ def fitted_proposal(denoiser, x: Tensor, conds: Tensor, ref: Tensor, *, quantity
     if cache is not None:
         cache.put(identity, quantity, q, setting)
     return q
+
+
+# ─────────────────────────────────────── the corrected protocol's sampling ───────────────────────────────────────
+
+#: The log-SNR sampling a notebook asks for: "paper" (the truncated logistic, i.i.d.), "fitted" (a proposal fitted
+#: to the model and the quantity by a pilot, stratified: :func:`stratified`), "auto" (fitted under the corrected
+#: protocol, the paper's under the faithful one).
+SAMPLINGS = ("auto", "paper", "fitted")
+#: Rows of a dataset a pilot runs on (its first ones; their draws are not reused by the estimates).
+PILOT_ROWS = 8
+
+
+def resolve_sampling(sampling: str, protocol: str) -> str:
+    """``"paper"`` or ``"fitted"`` for a notebook's ``sampling`` under ``protocol``; ``ValueError`` for an unknown
+    name, or a fitted proposal asked of the faithful protocol (which keeps the paper's sampling)."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if sampling == "auto":
+        return "fitted" if protocol == "corrected" else "paper"
+    if sampling == "fitted" and protocol != "corrected":
+        raise ValueError(f"a fitted log-SNR proposal is an option of the corrected protocol; the {protocol!r} "
+                         "protocol keeps the paper's sampling (use sampling='auto' or 'paper')")
+    return sampling
+
+
+def stratified(proposal: FittedLogSNRSampling, n: int, lattice: int = 10) -> FittedLogSNRSampling:
+    """``proposal`` stratified for estimates of ``n`` draws per call (rule ``"fitted_qmc"``): ``n / L`` randomly
+    shifted lattices of L points, L the largest divisor of ``n`` that is at most ``lattice`` and leaves at least two
+    lattices (their spread is the standard error). benchmarks/estimator_efficiency.py measured lattices of 10
+    (100 → 10 × 10, 32 → 4 × 8, 8 → 2 × 4, 7 → 7 × 1: i.i.d.)."""
+    n, lattice = count(n, "n", minimum=2), count(lattice, "lattice")
+    points = max(d for d in range(1, lattice + 1) if n % d == 0 and n // d >= 2)
+    return dataclasses.replace(proposal, rule="fitted_qmc", replicates=n // points)

@@ -56,6 +56,8 @@ def provenance_summary(prov: dict) -> str:
     for key, label in (("protocol", "protocol"), ("seed", "seed"), ("n_samples", "samples")):
         if prov.get(key) is not None:
             parts.append(f"{label} {prov[key]}")
+    if prov.get("sampling") == "fitted":  # the paper's truncated logistic otherwise
+        parts.append("fitted log-SNR proposal")
     return ", ".join(parts)
 
 

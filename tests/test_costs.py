@@ -228,6 +228,19 @@ def test_the_running_page_block_is_current():
     assert r.returncode == 0, r.stderr
 
 
+def test_the_readme_says_the_saving_the_plan_computes():
+    """The README's front-door figure for the corrected protocol is the generated plan's, not a stale copy."""
+    import re
+
+    plan = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    saving = re.search(r"instead of ([\d,]+) \(([\d.]+)× fewer\)", plan)
+    assert saving, "docs/running.md has no 'What a GPU user saves' line"
+    faithful = int(saving.group(1).replace(",", ""))
+    assert f"the faithful protocol is {faithful / 1e6:.1f} M UNet evaluations" in readme
+    assert f"need {saving.group(2)}× fewer for the same accuracy" in readme
+
+
 def test_the_running_page_says_which_notebooks_shard_and_the_critical_path():
     text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
     rows = C.paper_plan()

@@ -92,3 +92,33 @@ def test_two_processes_store_the_maps_of_one_and_a_killed_shard_resumes(tiny_mod
     maps = heatmaps.run(tiny_model, rows, store=tmp_path / "two", **kw)
     assert calls == [2, 2, 1] and maps.cmi.shape == (7, *tiny_model.latent_shape[1:])
     assert maps.attention is not None and maps.cmi.dtype == torch.float32
+
+
+def test_the_corrected_maps_draw_from_a_stratified_proposal_fitted_to_the_cmi_map(tiny_model, tmp_path, monkeypatch):
+    from infodecomp.experiments import heatmaps
+    from infodecomp.proposals import FittedLogSNRSampling
+
+    ds = twin("coco-it", 3, 0)
+    rows = [ds[i] for i in range(3)]
+    kw = dict(dataset="coco-it", n_samples=4, attention=False, batch_size=3, seed=1, store_root=tmp_path,
+              progress=False)
+    seen = []
+    real_maps = heatmaps.word_heatmaps
+    monkeypatch.setattr(heatmaps, "word_heatmaps", lambda *a, **k: seen.append(k["sampling"]) or real_maps(*a, **k))
+    fitted = heatmaps.run_heatmaps(tiny_model, rows, sampling="auto", **kw)
+    q = seen[-1]
+    assert isinstance(q, FittedLogSNRSampling) and q.quantity == "pixel_info_o"
+    assert (q.rule, q.replicates, q.support) == ("fitted_qmc", 2, (-5.0, 7.0))  # 4 draws: 2 lattices of 2
+    assert fitted.settings["sampling"] == q.to_dict() and (tmp_path / "proposals.json").exists()
+    frame = fitted.merge(3, arrays=False)
+    assert frame["cmi_stderr"].notna().all() and (frame["cmi_stderr"] > 0).all()
+    paper = heatmaps.run_heatmaps(tiny_model, rows, sampling="paper", **kw)
+    assert seen[-1] is None and "sampling" not in paper.settings and paper.path != fitted.path
+    # the cached proposal is reused: a second run finds its store complete and computes nothing
+    n = len(seen)
+    heatmaps.run_heatmaps(tiny_model, rows, sampling="fitted", **kw)
+    assert len(seen) == n
+    with pytest.raises(ValueError, match="corrected protocol"):
+        heatmaps.run_heatmaps(tiny_model, rows, sampling="fitted", **{**kw, "protocol": "faithful"})
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        heatmaps.run_heatmaps(tiny_model, rows, sampling="mmg", **kw)

@@ -88,6 +88,17 @@ def test_table_iou_and_whole_image_baseline(tmp_path):
     assert store.array("cmi").dtype == np.float16 and store.array("cmi").shape == (8, H, H)
 
 
+def test_the_fitted_sampling_keeps_the_maps_where_the_word_is_and_is_recorded(tmp_path):
+    rows = toy_rows(6)
+    store = run_localization(ToyModel(), rows, tmp_path / "s", n_samples=8, batch_size=3, attention=False,
+                             sampling="auto", store_root=tmp_path, dataset_name="toy")
+    q = store.settings["sampling"]
+    assert (q["rule"], q["replicates"], q["quantity"]) == ("fitted_qmc", 2, "pixel_info_o")
+    assert (tmp_path / "proposals.json").exists()
+    table = localization_table(store, rows, methods=("cmi", "mi"))
+    assert table.loc["cmi", "miou_faithful"] > 0.8
+
+
 def test_resume_gives_the_same_maps_and_table(tmp_path):
     rows = toy_rows(6)
     full = run_localization(ToyModel(), rows, tmp_path / "a", n_samples=4, batch_size=2, attention=False)

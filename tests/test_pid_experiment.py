@@ -57,3 +57,15 @@ def test_the_run_holds_every_estimate_and_the_maps_of_the_first_rows(tiny_model,
     pid.run(tiny_model, other, n_samples=2, batch_size=4, seed=0, keep_maps=0, store_root=tmp_path,
             progress=False)
     assert len(list(tmp_path.glob("*/pid/*"))) == 2
+
+
+def test_the_fitted_sampling_is_a_stratified_proposal_and_part_of_the_store(tiny_model, rows, tmp_path):
+    kw = dict(n_samples=4, batch_size=6, seed=0, store_root=tmp_path, progress=False)
+    fitted = pid.run_pid(tiny_model, rows, sampling="auto", **kw)
+    q = fitted.settings["sampling"]
+    assert (q["rule"], q["replicates"], q["quantity"]) == ("fitted_qmc", 2, "info_o")
+    paper = pid.run_pid(tiny_model, rows, **kw)
+    assert "sampling" not in paper.settings and paper.path != fitted.path
+    a, b = fitted.merge(6, arrays=False), paper.merge(6, arrays=False)
+    column = "orthogonal.mmi.i12"
+    assert a[column].notna().all() and not a[column].equals(b[column])

@@ -104,6 +104,9 @@ def test_a_target_and_another_dtype_are_said_in_the_heading():
     heading = pid_table.pid_markdown(record).splitlines()[0]
     assert "dtype bfloat16" in heading
     assert "until i1, i2 and i12 reach a standard error of 0.5 nats, at most 48 (57 rows met it)" in heading
+    record["_provenance"].update(target_stderr=None, sampling="fitted")
+    heading = pid_table.pid_markdown(record).splitlines()[0]
+    assert "48 log-SNR draws per row from a stratified proposal fitted to i1, i2 and i12" in heading
 
 
 def test_the_script_writes_and_checks_the_block(tmp_path):
@@ -133,7 +136,7 @@ def test_the_script_writes_and_checks_the_block(tmp_path):
 def test_the_notebooks_record_cell_writes_each_quantity_once_in_the_layout_the_table_reads(tmp_path):
     """Notebook 09's last cell, run on a summary of pid.summary's shape: the shared quantities are recorded once per
     case and estimator, the atoms once per redundancy, and the table renders from the file it wrote."""
-    from infodecomp import plotting, results
+    from infodecomp import plotting, proposals, results
 
     nb = nbformat.read(str(REPO / "notebooks" / "09_pid_two_words.ipynb"), as_version=4)
     cell = nb.cells[-1]
@@ -145,7 +148,8 @@ def test_the_notebooks_record_cell_writes_each_quantity_once_in_the_layout_the_t
                 for q in pid_table.SHARED + pid_table.ATOMS:
                     rows.append({"kind": kind, "estimator": estimator, "redundancy": redundancy, "quantity": q,
                                  "value": 1.5, "stderr": 0.5, "n": 20})
-    namespace = {"results": results, "plotting": plotting, "summary": pd.DataFrame(rows), "OUT_DIR": str(tmp_path),
+    namespace = {"results": results, "plotting": plotting, "proposals": proposals, "SAMPLING": "auto",
+                 "summary": pd.DataFrame(rows), "OUT_DIR": str(tmp_path),
                  "model_name": "shapes-tiny", "MODEL": "shapes-tiny", "model": types.SimpleNamespace(version="sha"),
                  "N_ITEMS": 20, "N_SAMPLES": 48, "SEED": 0, "TARGET_STDERR": None, "TARGET_RELATIVE": None,
                  "run": types.SimpleNamespace(evaluations=11_520, target_met=None)}
@@ -155,6 +159,7 @@ def test_the_notebooks_record_cell_writes_each_quantity_once_in_the_layout_the_t
     assert len(numbers) == len(KINDS) * 2 * (len(pid_table.SHARED) + 2 * len(pid_table.ATOMS)) + 1
     assert "colour-shape_orthogonal_i1" in record and "colour-shape_orthogonal_ccs_i1" not in record
     assert "| colour, shape of one object | i^o | 1.50 ± 0.50 |" in pid_table.pid_markdown(record)
+    assert record["_provenance"]["sampling"] == "fitted"  # "auto" is recorded as what it resolved to
 
 
 @pytest.mark.parametrize("text, match", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object")])

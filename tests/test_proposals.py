@@ -16,7 +16,7 @@ from infodecomp import analytic as A
 from infodecomp import estimators as E
 from infodecomp.logsnr import LogSNRSampling
 from infodecomp.proposals import (FittedLogSNRSampling, ProposalCache, fit_proposal, fitted_proposal,
-                                  pilot_second_moment)
+                                  pilot_second_moment, resolve_sampling, stratified)
 
 LO, HI = -5.0, 7.0
 
@@ -250,3 +250,20 @@ def test_terms_to_precision_bad_input(iworld):
         E.terms_to_precision(iworld, x, cond[:, None], ref, target=0.1, coef=[1.0, 1.0])
     with pytest.raises(ValueError, match="conds must be a tensor"):
         E.terms_to_precision(iworld, x, cond[:, 0, 0, 0], ref, target=0.1)
+
+
+@pytest.mark.parametrize("n, lattices", [(100, 10), (32, 4), (8, 2), (7, 7), (50, 5), (2, 2)])
+def test_stratified_splits_the_draws_into_lattices_of_at_most_ten_points(n, lattices):
+    q = FittedLogSNRSampling(rule="fitted", edges=(LO, 1.0, HI), probs=(0.5, 0.5))
+    s = stratified(q, n)
+    assert (s.rule, s.replicates, s.n_groups(n)) == ("fitted_qmc", lattices, lattices)
+    assert (s.edges, s.probs) == (q.edges, q.probs)  # the same density: the weights stay exact
+
+
+def test_the_sampling_names_resolve_by_protocol_and_refuse_what_cannot_be():
+    assert resolve_sampling("auto", "corrected") == "fitted" and resolve_sampling("auto", "faithful") == "paper"
+    assert resolve_sampling("paper", "corrected") == "paper"
+    with pytest.raises(ValueError, match="option of the corrected protocol"):
+        resolve_sampling("fitted", "faithful")
+    with pytest.raises(ValueError, match="one of"):
+        resolve_sampling("stratified", "corrected")

@@ -689,6 +689,9 @@ def test_readme_tables_say_a_reduced_precision():
     assert script.provenance_summary({"model_id": "m", "dtype": "float32", "seed": 0}) == "model m, seed 0"
     assert script.provenance_summary({"model_id": "m", "dtype": "bfloat16", "reduced_precision": "…"}) == \
         "model m, dtype bfloat16 (reduced precision: biased, see docs/models.md#precision)"
+    assert script.provenance_summary({"model_id": "m", "protocol": "corrected", "sampling": "fitted"}) == \
+        "model m, protocol corrected, fitted log-SNR proposal"
+    assert script.provenance_summary({"model_id": "m", "sampling": "paper"}) == "model m"
 
 
 def test_a_resumed_run_refuses_rows_of_other_examples_at_the_same_indices(tmp_path):

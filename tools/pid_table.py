@@ -82,6 +82,8 @@ def _heading(record: Mapping, prov: Mapping) -> str:
             draws += f" ({record['rows_met_target']} rows met it)"
     else:
         draws = f"{prov['n_samples']} log-SNR draws per row"
+    if prov.get("sampling") == "fitted":
+        draws += " from a stratified proposal fitted to i1, i2 and i12"
     dtype = f", dtype {prov['dtype']}" if prov.get("dtype") not in (None, "float32") else ""
     return (f"Model `{model}` (revision {prov['revision']}){dtype}, {prov['protocol']} protocol, seed {prov['seed']}, "
             f"{prov['n_items']} {rows} per case, {draws} ({record['unet_evaluations']:,} UNet evaluations); "

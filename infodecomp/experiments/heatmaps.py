@@ -47,6 +47,7 @@ from ..estimators import information_to_precision, pointwise_information
 from ..logsnr import LogSNRSampling
 from ..checks import count, real
 from ..models.identity import model_identity
+from ..proposals import PILOT_ROWS, FittedLogSNRSampling, ProposalCache, fitted_proposal, resolve_sampling, stratified
 from ..results import ResultStore, example_seed, run_sharded
 from ..results.sharding import aligned_batch
 from ..text import token_positions
@@ -376,11 +377,41 @@ def _f16(t: Tensor) -> Tensor:
     return t.detach().cpu().to(torch.float16)
 
 
+def map_proposal(model, data: Sequence[Mapping], *, dataset: str, store_root: str | Path | None = "runs",
+                 seed: int = 0, n_rows: int = PILOT_ROWS) -> FittedLogSNRSampling:
+    """The corrected protocol's log-SNR proposal for the maps of ``data`` (i.i.d. rule "fitted"; :func:`run_heatmaps`
+    stratifies it): fitted to the squared integrand of the CMI map (caption against context, summed over pixels,
+    :func:`~infodecomp.proposals.pilot_second_moment`) by a pilot on the first ``n_rows`` rows, and cached in
+    ``<store_root>/proposals.json`` by the model's identity, the dataset, the rows and the seed. The MI maps use the
+    same proposal (its weights are exact for any quantity). A pilot costs ``n_rows`` × 96 × 2 UNet evaluations."""
+    rows = [data[i] for i in range(min(len(data), count(n_rows, "n_rows")))]
+    st = protocol_settings("corrected")
+    gen = torch.Generator().manual_seed(example_seed(seed, f"proposal-pilot:{dataset}"))
+    x = model.encode_images([r["image"] for r in rows], posterior=st["posterior"], generator=gen, resize="bicubic",
+                            size=model.resolution)
+    enc = model.encode_prompts([r["caption"] for r in rows] + [r["context"] for r in rows]).to(x.device)
+    cache = ProposalCache(Path(store_root) / "proposals.json") if store_root is not None else None
+    setting = {"experiment": "heatmaps", "dataset": dataset, "rows": [str(r["id"]) for r in rows], "seed": seed}
+    return fitted_proposal(model.denoiser, x, enc[:len(rows), None], enc[len(rows):], quantity="pixel_info_o",
+                           cache=cache, identity=model_identity(model), setting=setting,
+                           base=LogSNRSampling(clip=st["clip"]), generator=gen)
+
+
+def map_sampling(model, data: Sequence[Mapping], sampling: str, protocol: str, *, dataset: str, draws: int,
+                 store_root: str | Path | None = "runs", seed: int = 0) -> FittedLogSNRSampling | None:
+    """The maps' log-SNR sampling for ``sampling`` (:data:`~infodecomp.proposals.SAMPLINGS`) under ``protocol``: None
+    for the paper's truncated logistic, or :func:`map_proposal` stratified for estimates of ``draws`` draws per call
+    (``n_samples``, or a precision target's block: :func:`~infodecomp.proposals.stratified`)."""
+    if resolve_sampling(sampling, protocol) == "paper":
+        return None
+    return stratified(map_proposal(model, data, dataset=dataset, store_root=store_root, seed=seed), draws)
+
+
 def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int = 32, protocol: str = "corrected",
                  mi_cond: str = "label", attention: bool = True, attention_samples: int | None = None, seed: int = 0,
                  batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
                  target_stderr: float | None = None, relative_stderr: float | None = None, block: int | None = None,
-                 progress: bool = True, state=None, process_index: int | None = None,
+                 sampling: str = "paper", progress: bool = True, state=None, process_index: int | None = None,
                  num_processes: int | None = None) -> ResultStore:
     """The MI / CMI maps (and the Attention+Information map when ``attention``) of every row of ``data``, in a
     resumable store; shards over the processes of a launch (every process returns when all are done).
@@ -391,6 +422,10 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         n_samples, protocol, mi_cond, attention, attention_samples: as :func:`word_heatmaps`.
         target_stderr, relative_stderr, block: a precision target (corrected protocol only; ``n_samples`` is then
             the cap), as :func:`word_heatmaps`; part of the store's identity when given.
+        sampling: the maps' log-SNR draws (:data:`~infodecomp.proposals.SAMPLINGS`): "paper" (the truncated
+            logistic), "fitted" (corrected protocol: a proposal fitted to the CMI map's integrand by a pilot on the
+            first :data:`~infodecomp.proposals.PILOT_ROWS` rows, stratified, cached in
+            ``<store_root>/proposals.json``; part of the store's identity), or "auto" (fitted if corrected).
         seed: aligned batch ``b`` draws from :func:`batch_generator` ``(seed, b)``.
         batch_size: rows per :func:`word_heatmaps` call and per write; part of the store's identity (it decides
             which rows share a generator).
@@ -413,12 +448,16 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         raise ValueError(f"dataset must be a non-empty name, got {dataset!r}")
     if len(data) == 0:
         raise ValueError(f"dataset {dataset!r} has no rows")
+    proposal = map_sampling(model, data, sampling, protocol, dataset=dataset,
+                            draws=precision["block"] if precision else n_samples, store_root=store_root, seed=seed)
     # other rows under the same name (a ShapesWorld twin and the real table, say) are refused by their ids
     # (run_sharded checks the stored rows' ids against the examples at their indices), never mixed
     settings = {"experiment": "heatmaps", "dataset": dataset, "n_rows": len(data), "n_samples": n_samples,
                 "protocol": protocol, "mi_cond": mi_cond, "attention": bool(attention),
                 "attention_samples": (attention_samples or n_samples) if attention else None,
                 "batch_size": batch_size, **precision}  # the target only when given: older stores keep their name
+    if proposal is not None:  # likewise the sampling
+        settings["sampling"] = proposal.to_dict()
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, "heatmaps", dataset, settings, seed,
                                                           protocol=protocol)
@@ -428,7 +467,7 @@ def run_heatmaps(model, data: Sequence[Mapping], *, dataset: str, n_samples: int
         b, idx, rows = aligned_batch(data, todo, given, batch_size)
         hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond,
                            attention=attention, attention_samples=attention_samples,
-                           generator=batch_generator(seed, b), **precision)
+                           generator=batch_generator(seed, b), sampling=proposal, **precision)
         out = []
         for k, (i, r) in enumerate(zip(idx, rows)):
             if i not in todo:

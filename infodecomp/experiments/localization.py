@@ -34,8 +34,8 @@ from ..metrics import IoUSweep, upsample_bilinear, whole_image_iou
 from ..models.identity import model_identity
 from ..results import ResultStore, run_sharded
 from ..results.sharding import aligned_batch
-from .heatmaps import (batch_generator, daam_maps, precision_columns, precision_settings, protocol_settings,
-                       word_heatmaps)
+from .heatmaps import (batch_generator, daam_maps, map_sampling, precision_columns, precision_settings,
+                       protocol_settings, word_heatmaps)
 from .stores import store_path
 
 #: Map names a store can hold, in Table 3's order (CMI, MI, Attention = DAAM, Attention+Information).
@@ -61,8 +61,9 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
                      attention: bool = True, attention_samples: int | None = None, daam_steps: int | None = None,
                      daam_guidance_scale: float | None = 1.0, dataset_name: str | None = None,
                      store_root: str | Path = "runs", target_stderr: float | None = None,
-                     relative_stderr: float | None = None, block: int | None = None, progress: bool = True,
-                     state=None, process_index: int | None = None, num_processes: int | None = None) -> ResultStore:
+                     relative_stderr: float | None = None, block: int | None = None, sampling: str = "paper",
+                     progress: bool = True, state=None, process_index: int | None = None,
+                     num_processes: int | None = None) -> ResultStore:
     """Compute and store maps for ``dataset`` rows (all, or ``indices``); rows already stored are skipped.
 
     The store: ``store_dir``, or, when it is None, the folder :func:`~infodecomp.experiments.stores.store_path`
@@ -90,6 +91,10 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
     (corrected protocol only; ``n_samples`` is then the cap: :func:`~infodecomp.experiments.heatmaps.word_heatmaps`),
     recorded in the store's settings when given; each row then also keeps the draws each map used and whether it
     met the target (:data:`~infodecomp.experiments.heatmaps.PRECISION_COLUMNS`).
+
+    ``sampling``: the maps' log-SNR draws, "paper", "fitted" or "auto" (corrected protocol: a stratified proposal
+    fitted to the CMI map, :func:`~infodecomp.experiments.heatmaps.map_sampling`), recorded in the store's settings
+    when fitted.
     """
     st = protocol_settings(protocol)
     n_samples = count(n_samples, "n_samples")
@@ -107,6 +112,10 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
         settings["daam_steps"] = int(daam_steps)
         settings["daam_guidance_scale"] = None if daam_guidance_scale is None else float(daam_guidance_scale)
     settings.update(precision)  # only under a target, so fixed-draw stores keep their identity
+    proposal = map_sampling(model, dataset, sampling, protocol, dataset=dataset_name or "localization",
+                            draws=precision["block"] if precision else n_samples, store_root=store_root, seed=seed)
+    if proposal is not None:  # likewise a fitted sampling
+        settings["sampling"] = proposal.to_dict()
     if store_dir is None:
         if not isinstance(dataset_name, str) or not dataset_name:
             raise ValueError("run_localization needs store_dir, or dataset_name (the dataset's name, e.g. 'coco-it') "
@@ -120,7 +129,7 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
         return _localize(model, rows, idx, set(todo), st, generator=batch_generator(seed, b), n_samples=n_samples,
                          protocol=protocol, mi_cond=mi_cond, attention=attention,
                          attention_samples=attention_samples, daam_steps=daam_steps,
-                         daam_guidance_scale=daam_guidance_scale, precision=precision)
+                         daam_guidance_scale=daam_guidance_scale, precision=precision, sampling=proposal)
 
     run_sharded(dataset, fn_batch, store, batch_size, state=state, process_index=process_index,
                 num_processes=num_processes, with_indices=True, aligned=True, indices=indices, desc="localization",
@@ -129,11 +138,12 @@ def run_localization(model, dataset: Sequence[dict], store_dir: str | Path | Non
 
 
 def _localize(model, rows, idx, wanted, st, *, generator, n_samples, protocol, mi_cond, attention, attention_samples,
-              daam_steps, daam_guidance_scale, precision=None) -> list[dict]:
+              daam_steps, daam_guidance_scale, precision=None, sampling=None) -> list[dict]:
     """The stored rows of the ``wanted`` indices of one aligned batch (``rows`` at the indices ``idx``), computed
     whole with the batch's ``generator`` (so a resumed or sharded run reproduces an uninterrupted one exactly)."""
     hm = word_heatmaps(model, rows, n_samples=n_samples, protocol=protocol, mi_cond=mi_cond, generator=generator,
-                       attention=attention, attention_samples=attention_samples, **(precision or {}))
+                       attention=attention, attention_samples=attention_samples, sampling=sampling,
+                       **(precision or {}))
     daam = None
     if daam_steps is not None:  # after the information maps, so their draws match a run without DAAM
         daam = daam_maps(model, [r["image"] for r in rows], [r["caption"] for r in rows],

@@ -40,6 +40,7 @@ from ..data import shapes
 from ..editing import sample
 from ..estimators import ESTIMATORS, InformationTerms, information_terms, terms_to_precision
 from ..models.identity import model_identity
+from ..proposals import PILOT_ROWS, ProposalCache, fitted_proposal, resolve_sampling, stratified
 from ..results import ResultStore, example_seed, run_sharded
 from ..results.sharding import aligned_batch
 from ..text import omit_word
@@ -155,10 +156,23 @@ def _key(estimator: str, redundancy: str, quantity: str) -> str:
     return f"{estimator}.{redundancy}.{quantity}"
 
 
+def _pilot_proposal(model, rows: Sequence[dict], dataset: str, store_root, seed: int):
+    """A proposal (rule "fitted") fitted to i1, i2 and i12's image-level i^o integrands on the first rows."""
+    pilot = list(rows[:PILOT_ROWS])
+    conds = [conditions(r["prompt"], r["word1"], r["word2"]) for r in pilot]
+    x = model.encode_images([r["image"] for r in pilot], resize="bicubic")
+    emb = [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
+    cache = ProposalCache(Path(store_root) / "proposals.json") if store_root is not None else None
+    setting = {"experiment": "pid", "dataset": dataset, "rows": _rows_digest(pilot), "seed": seed}
+    return fitted_proposal(model.denoiser, x, torch.stack(emb[1:], 1), emb[0], quantity="info_o", cache=cache,
+                           identity=model_identity(model), setting=setting,
+                           generator=torch.Generator().manual_seed(example_seed(seed, f"proposal-pilot:{dataset}")))
+
+
 def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int = 64, seed: int = 0,
             batch_size: int = 8, store: ResultStore | str | Path | None = None, store_root: str | Path = "runs",
             target_stderr: float | None = None, relative_stderr: float | None = None, block: int | None = None,
-            progress: bool = True, state=None, process_index: int | None = None,
+            sampling: str = "paper", progress: bool = True, state=None, process_index: int | None = None,
             num_processes: int | None = None) -> ResultStore:
     """Decompose every row on ``model`` into a resumable store (corrected protocol: VAE posterior mean, log-SNR
     clip 3), both estimators and both redundancy definitions from one set of draws. Images are resized (bicubic)
@@ -177,13 +191,23 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
     ``target_stderr`` / ``relative_stderr`` / ``block``: a precision target
     (:func:`~infodecomp.estimators.terms_to_precision`, watching i1, i2 and i12; ``n_samples`` is the cap, ``block``
     by default :func:`~infodecomp.experiments.heatmaps.precision_block`), part of the store's identity when given; each row
-    then also holds ``n_samples`` (the draws it used) and ``target_met``."""
+    then also holds ``n_samples`` (the draws it used) and ``target_met``.
+
+    ``sampling``: the log-SNR draws (:data:`~infodecomp.proposals.SAMPLINGS`; "auto" is "fitted" here): "paper" (the
+    truncated logistic) or "fitted" (a proposal fitted to the image-level i^o of i1, i2 and i12 by a pilot on the first
+    :data:`~infodecomp.proposals.PILOT_ROWS` rows, stratified, cached in ``<store_root>/proposals.json``; part of the
+    store's identity)."""
     if not rows:
         raise ValueError("run needs at least one row (an image, a prompt and two words)")
     n_samples, batch_size = count(n_samples, "n_samples"), count(batch_size, "batch_size")
     precision = precision_settings("corrected", n_samples, target_stderr, relative_stderr, block)
     settings = {"experiment": "pid", "dataset": dataset, "n_rows": len(rows), "rows": _rows_digest(rows),
                 "n_samples": n_samples, "batch_size": batch_size, "protocol": "corrected", **precision}
+    proposal = None
+    if resolve_sampling(sampling, "corrected") == "fitted":
+        proposal = stratified(_pilot_proposal(model, rows, dataset, store_root, seed),
+                              precision["block"] if precision else n_samples)
+        settings["sampling"] = proposal.to_dict()  # only when fitted: older stores keep their name
     if not isinstance(store, ResultStore):
         path = store if store is not None else store_path(store_root, model, "pid", dataset, settings, seed)
         store = ResultStore(path, settings, model=model_identity(model), seed=seed)
@@ -198,14 +222,15 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
             # i1, i2, i12 (the identity rows over the three conditions) must all reach the target
             p = terms_to_precision(model.denoiser, x, torch.stack(emb[1:], 1), emb[0],
                                    target=precision["target_stderr"], relative=precision["relative_stderr"],
-                                   block=precision["block"], max_samples=n_samples, pixelwise=True, generator=gen)
+                                   block=precision["block"], max_samples=n_samples, pixelwise=True, sampling=proposal,
+                                   generator=gen)
             out = []
             for r, t, ok in zip(chunk, p.terms, p.target_met.tolist()):
                 row = _decompose(t, [{k: r[k] for k in _META}])[0]
                 out.append({**row, "n_samples": t.n_samples, "target_met": bool(ok)})
         else:
             terms = information_terms(model.denoiser, x, torch.stack(emb[1:], 1), emb[0], n_samples=n_samples,
-                                      pixelwise=True, generator=gen)
+                                      pixelwise=True, sampling=proposal, generator=gen)
             out = _decompose(terms, [{k: r[k] for k in _META} for r in chunk])
         return [row for i, row in zip(idx, out) if i in todo]
 

@@ -63,7 +63,7 @@ from torch import Tensor
 from ..data.shapes import ShapesTwin
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
-from ..proposals import FittedLogSNRSampling, ProposalCache, fitted_proposal
+from ..proposals import PILOT_ROWS, FittedLogSNRSampling, ProposalCache, fitted_proposal, resolve_sampling
 from ..metrics import TIE_POLICIES, bootstrap, retrieval_accuracy, retrieval_outcomes
 from ..models.identity import model_identity
 from ..results import ResultStore, example_seed, markdown_table, run_sharded, save_tables
@@ -75,7 +75,7 @@ __all__ = [
     "PROTOCOLS", "SCORES", "METHODS", "METHOD_LABELS", "ARO_DATASETS", "ARO_AGGREGATION", "RelationSettings",
     "CandidateScores", "RelationTables", "score_candidates", "score_rows", "run", "store_path", "store_identity",
     "example_frame", "accuracy_tables", "min_group_size", "add_scores", "compare_methods", "table1", "PAPER_TABLE1",
-    "paper_rows", "group_table", "PROPOSALS", "PILOT_ROWS", "with_proposal",
+    "paper_rows", "group_table", "with_proposal",
     "load_dataset", "read_relation_list", "markdown_table", "save_tables", "check_rows", "default_blocks",
 ]
 
@@ -453,17 +453,13 @@ def _expand(s: CandidateScores, index: list[int]) -> CandidateScores:
 
 # ─────────────────────────────────────── the corrected protocol's sampling ───────────────────────────────────────
 
-PROPOSALS = ("auto", "paper", "fitted")
-PILOT_ROWS = 8
-
-
 def with_proposal(model, rows: Sequence[Mapping], settings: RelationSettings, proposal: str = "auto", *,
                   dataset: str = "", n_rows: int = PILOT_ROWS, seed: int = 0, store_root: str | Path | None = None,
                   chunk_size: int = 256, verbose: bool = True) -> RelationSettings:
-    """``settings`` with the log-SNR sampling of ``proposal``: "paper" (the truncated logistic, as given),
-    "fitted" (corrected protocol only: a proposal fitted to the model and to the margin the settings decide by,
-    i^s → "margin_s", i^o → "margin_o", by a pilot on the first ``n_rows`` rows with the most distinct captions),
-    or "auto" (fitted under the corrected protocol, the paper's under the faithful one). The fitted proposal is the
+    """``settings`` with the log-SNR sampling of ``proposal`` (:data:`~infodecomp.proposals.SAMPLINGS`): "paper" (the
+    truncated logistic, as given), "fitted" (corrected protocol only: a proposal fitted to the model and to the
+    margin the settings decide by, i^s → "margin_s", i^o → "margin_o", by a pilot on the first ``n_rows`` rows with
+    the most distinct captions), or "auto" (fitted under the corrected protocol, the paper's under the faithful one). The fitted proposal is the
     corrected protocol's sampling for relation testing because it is what measured cheapest on the ShapesWorld
     twins (docs/running.md#adaptive-relation-testing).
 
@@ -472,17 +468,10 @@ def with_proposal(model, rows: Sequence[Mapping], settings: RelationSettings, pr
     proposal is cached in ``<store_root>/proposals.json`` (:class:`~infodecomp.proposals.ProposalCache`), keyed by
     the model's identity, the dataset, the pilot's rows and the settings, so a rerun reuses it and its stores.
     """
-    if proposal not in PROPOSALS:
-        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
     if not isinstance(settings, RelationSettings):
         raise TypeError(f"settings must be RelationSettings, got {type(settings).__name__}")
-    if proposal == "auto":
-        proposal = "fitted" if settings.protocol == "corrected" else "paper"
-    if proposal == "paper":
+    if resolve_sampling(proposal, settings.protocol) == "paper":
         return dataclasses.replace(settings, proposal=None)
-    if settings.protocol != "corrected":
-        raise ValueError("proposal 'fitted' is an option of the corrected protocol; the faithful protocol keeps the "
-                         "paper's truncated logistic (use 'auto' or 'paper', or protocol='corrected')")
     n_rows = int(n_rows)
     if n_rows < 1:
         raise ValueError(f"n_rows (the pilot's rows) must be >= 1, got {n_rows}")
