@@ -323,7 +323,10 @@ def stratified(proposal: FittedLogSNRSampling, n: int, lattice: int = 10) -> Fit
     """``proposal`` stratified for estimates of ``n`` draws per call (rule ``"fitted_qmc"``): ``n / L`` randomly
     shifted lattices of L points, L the largest divisor of ``n`` that is at most ``lattice`` and leaves at least two
     lattices (their spread is the standard error). benchmarks/estimator_efficiency.py measured lattices of 10
-    (100 → 10 × 10, 32 → 4 × 8, 8 → 2 × 4, 7 → 7 × 1: i.i.d.)."""
-    n, lattice = count(n, "n", minimum=2), count(lattice, "lattice")
+    (100 → 10 × 10, 32 → 4 × 8, 8 → 2 × 4, 7 → 7 × 1: i.i.d.). A single draw (n = 1: a smoke run) cannot be
+    stratified and keeps the i.i.d. rule."""
+    n, lattice = count(n, "n"), count(lattice, "lattice")
+    if n == 1:
+        return dataclasses.replace(proposal, rule="fitted")
     points = max(d for d in range(1, lattice + 1) if n % d == 0 and n // d >= 2)
     return dataclasses.replace(proposal, rule="fitted_qmc", replicates=n // points)

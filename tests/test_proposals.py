@@ -258,6 +258,7 @@ def test_stratified_splits_the_draws_into_lattices_of_at_most_ten_points(n, latt
     s = stratified(q, n)
     assert (s.rule, s.replicates, s.n_groups(n)) == ("fitted_qmc", lattices, lattices)
     assert (s.edges, s.probs) == (q.edges, q.probs)  # the same density: the weights stay exact
+    assert stratified(q, 1).rule == "fitted"  # one draw (a smoke run) cannot be stratified
 
 
 def test_the_sampling_names_resolve_by_protocol_and_refuse_what_cannot_be():
