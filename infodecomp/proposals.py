@@ -166,6 +166,8 @@ def fit_proposal(logsnr: Tensor, second_moment: Tensor, *, base: LogSNRSampling 
     second_moment: [N] ≥ 0 the integrand's square at each (summed over what the estimate adds up). A bin with no
     pilot point gets the mean of the others. base: the proposal whose range is kept (default the corrected paper's,
     loc 1, scale 2, clip 3). stratified: rule ``"fitted_qmc"`` (``replicates`` lattices; default base.replicates).
+    The bin probabilities are rounded to 6 decimals, so pilots that differ only in the last bits of their arithmetic
+    (the processes of a multi-GPU launch) fit the same proposal, and so write to the same store.
     """
     base = base if base is not None else LogSNRSampling()
     bins = count(bins, "bins")
@@ -189,6 +191,10 @@ def fit_proposal(logsnr: Tensor, second_moment: Tensor, *, base: LogSNRSampling 
     mean = torch.where(torch.isnan(mean), mean[~torch.isnan(mean)].mean() if bool((hits > 0).any()) else 1.0, mean)
     shape = mean.clamp_min(0).sqrt()  # sqrt(E f²) per bin (equal widths: the bin mass is ∝ it)
     fit = shape / shape.sum() if float(shape.sum()) > 0 else torch.full((bins,), 1.0 / bins, dtype=torch.float64)
+    # the fitted shape rounded to 6 decimals: the processes of a launch each run the pilot, and last-bit differences
+    # of their arithmetic must not give them different proposals (and stores); the floor is added after, exactly
+    fit = torch.round(fit, decimals=6)
+    fit = fit / fit.sum() if float(fit.sum()) > 0 else torch.full((bins,), 1.0 / bins, dtype=torch.float64)
     probs = (1 - floor) * fit + floor / bins
     probs = probs / probs.sum()
     return FittedLogSNRSampling(rule="fitted_qmc" if stratified else "fitted", loc=base.loc, scale=base.scale,

@@ -268,3 +268,12 @@ def test_the_sampling_names_resolve_by_protocol_and_refuse_what_cannot_be():
         resolve_sampling("fitted", "faithful")
     with pytest.raises(ValueError, match="one of"):
         resolve_sampling("stratified", "corrected")
+
+
+def test_pilots_that_differ_in_the_last_bits_fit_the_same_proposal():
+    """Each process of a launch runs its own pilot; their proposals, and so their stores' names, must agree."""
+    lam = torch.linspace(LO, HI, 96, dtype=torch.float64)
+    m2 = 1.0 + torch.sin(lam).abs()
+    q = fit_proposal(lam, m2)
+    assert fit_proposal(lam, m2 * (1 + 1e-12)) == q and fit_proposal(lam, m2 + 1e-13) == q
+    assert abs(sum(q.probs) - 1) < 1e-12 and min(q.probs) >= 0.1 / 24 - 1e-6
