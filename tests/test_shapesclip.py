@@ -204,3 +204,11 @@ def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninter
     np.testing.assert_allclose(shared[0].score(rows), scores)
     acc, lo, hi = clip_baseline.scores_accuracy(scores, rows)
     assert 0 <= lo <= acc <= hi <= 1
+
+
+def test_evaluate_writes_its_json_into_a_folder_that_does_not_exist_yet(uninterrupted, tmp_path, capsys):
+    """scripts/train_shapes_tiny.sh with a fresh OUT (a reproduction) writes OUT/ablations/shapesclip-hard.json."""
+    out = uninterrupted.export(tmp_path / "export")
+    target = tmp_path / "fresh" / "ablations" / "shapesclip-hard.json"
+    sc.main(["evaluate", str(out), "--n", "4", "--seed", "0", "--out", str(target)])
+    assert json.loads(target.read_text()) == json.loads(capsys.readouterr().out)

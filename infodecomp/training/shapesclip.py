@@ -361,6 +361,7 @@ def main(argv=None):
     if args.cmd == "evaluate":
         res = evaluate(load_shapesclip(args.path), args.n, seed=args.seed)
         target = Path(args.out or Path(args.path) / "evaluation.json")
+        target.parent.mkdir(parents=True, exist_ok=True)  # e.g. a fresh OUT/ablations/ in a reproduction
         target.write_text(json.dumps(res, indent=1) + "\n")
         print(json.dumps(res, indent=1))
         return
