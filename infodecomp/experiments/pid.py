@@ -156,12 +156,18 @@ def _key(estimator: str, redundancy: str, quantity: str) -> str:
     return f"{estimator}.{redundancy}.{quantity}"
 
 
+def _encode(model, rows: Sequence[dict]):
+    """The rows' latents (resized, bicubic, to the model's resolution) and the encodings of their four conditions
+    (:func:`conditions`: context, context + word 1, context + word 2, prompt), each ``[B, *C]``."""
+    conds = [conditions(r["prompt"], r["word1"], r["word2"]) for r in rows]
+    x = model.encode_images([r["image"] for r in rows], resize="bicubic")
+    return x, [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
+
+
 def _pilot_proposal(model, rows: Sequence[dict], dataset: str, store_root, seed: int):
     """A proposal (rule "fitted") fitted to i1, i2 and i12's image-level i^o integrands on the first rows."""
     pilot = list(rows[:PILOT_ROWS])
-    conds = [conditions(r["prompt"], r["word1"], r["word2"]) for r in pilot]
-    x = model.encode_images([r["image"] for r in pilot], resize="bicubic")
-    emb = [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
+    x, emb = _encode(model, pilot)
     cache = ProposalCache(Path(store_root) / "proposals.json") if store_root is not None else None
     setting = {"experiment": "pid", "dataset": dataset, "rows": _rows_digest(pilot), "seed": seed}
     return fitted_proposal(model.denoiser, x, torch.stack(emb[1:], 1), emb[0], quantity="info_o", cache=cache,
@@ -214,9 +220,7 @@ def run_pid(model, rows: Sequence[dict], *, dataset: str = "pid", n_samples: int
 
     def fn_batch(given, todo):
         b, idx, chunk = aligned_batch(rows, todo, given, batch_size)
-        conds = [conditions(r["prompt"], r["word1"], r["word2"]) for r in chunk]
-        x = model.encode_images([r["image"] for r in chunk], resize="bicubic")
-        emb = [model.encode_prompts([c[j] for c in conds]).to(x.device) for j in range(4)]
+        x, emb = _encode(model, chunk)
         gen = torch.Generator().manual_seed(example_seed(seed, b))
         if precision:
             # i1, i2, i12 (the identity rows over the three conditions) must all reach the target
