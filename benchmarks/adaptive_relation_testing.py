@@ -23,6 +23,13 @@ computed on the fixed run's draws (the paper's i.i.d. sampling) and, when the ad
 proposal, ``--qmc``, ``--antithetic``), also on a fixed run drawn their way (extra rows, not charged to any run): a
 ratio R above that second bound is out of reach for any stopping rule on that sampling.
 
+``--resolution ρ`` gives the rule an indifference zone of ρ standard errors of the margin at 100 draws
+(:class:`~infodecomp.experiments.sequential.SequentialRule` ``resolution``): near-ties stop early. The oracle bound
+above assumes a significance test (ρ = 0) and does not bound such a rule; its price is measured instead, twice: the
+accuracy against the fixed paper run (the bar), and against a fixed run on the adaptive run's own draws (the rule
+alone, without the proposal's gain). Each setup also replays that fixed run under ρ = 0…4 at the same α
+(:func:`~infodecomp.experiments.sequential.replay`: no denoiser evaluations), so the choice of ρ is shown, not hidden.
+
 Denoiser rows are counted by a wrapper around the denoiser (not taken from the scorer's own bookkeeping). For each
 setup and adaptive run: the evaluations ratio fixed / adaptive, the accuracies, and the paired accuracy difference
 D ± S (adaptive minus fixed, in points; S = the standard error of the mean of the per-example differences), plus how
@@ -35,7 +42,7 @@ conditions, the true one among them) and ``shapes-tiny`` (the embedded model on 
 
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py                           # both, defaults
     OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --setups analytic --examples 400
-    OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --proposal fitted --antithetic  # item 3
+    OMP_NUM_THREADS=1 python benchmarks/adaptive_relation_testing.py --proposal fitted --resolution 3  # item 3
 
 ``--ratios-json benchmarks/measured_ratios.json`` records the ``--primary`` run's ratio on each ShapesWorld twin
 and pooled over them (with the command, date, sizes and machine: tools/cost_plan.py's
@@ -48,6 +55,7 @@ docs/running.md#adaptive-relation-testing for the table and the reading of it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -56,7 +64,7 @@ import torch
 
 from infodecomp import analytic
 from infodecomp.experiments import relation_testing as rt
-from infodecomp.experiments.sequential import SequentialRule, sequential_scores
+from infodecomp.experiments.sequential import SequentialRule, replay, sequential_scores
 from infodecomp.logsnr import LogSNRSampling, logistic_weights
 from infodecomp.proposals import fitted_proposal
 from infodecomp.results import example_seed
@@ -143,7 +151,8 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
             pred = int(np.argmax(f.mean(m)))
             rec[f"fixed {m}"] = (counter.rows, float(pred == t), pred)
         rec["z"], rec["oracle"] = oracle(f.units["info_s"])
-        if adaptive["adaptive i^s"] != sampling or rule.qmc or rule.antithetic:
+        own = f  # the fixed run on the adaptive i^s run's draws (the same draws unless it samples otherwise)
+        if adaptive["adaptive i^s"] != sampling or rule.qmc or rule.antithetic or rule.block != 10:
             # the bound under the sampling the adaptive i^s run uses (its proposal, strata, antithetic pairs): a
             # fixed run drawn that way gives the per-unit spread that any stopping rule on those draws faces
             g = sequential_scores(Counter(denoiser), x, conds, null, method="info_s", evaluate_null=False,
@@ -153,6 +162,13 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
                                   generator=torch.Generator().manual_seed(example_seed(seed, ex_id)))
             units = g.units["info_s"]
             rec["z adaptive"], rec["oracle adaptive"] = oracle(units, rule.max_samples // units.shape[0])
+            own = g
+        # the rule alone: against the fixed run on its own draws, and replayed there for other resolutions
+        pred = int(np.argmax(own.mean("info_s")))
+        rec["fixed own info_s"] = (own.n_evaluations, float(pred == t), pred)
+        for rho in sweep(rule):
+            r = replay(own.units["info_s"], dataclasses.replace(rule, resolution=rho))
+            rec[f"replay {rho}"] = (r.n_evaluations, float(r.prediction == t), r.prediction)
         for run, kw in RUNS.items():
             counter = Counter(denoiser)
             a = sequential_scores(counter, x, conds, null, rule=rule, sampling=adaptive[run],
@@ -168,8 +184,35 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
           f"{f' ({fewer} with fewer: repeated captions)' if fewer else ''}, {dt:.0f} s")
     for run in RUNS:
         report(run, recs, FIXED_METHOD[run])
+    report_rule(recs, rule)
     report_oracle(recs)
     return recs
+
+
+#: resolutions ρ replayed on the fixed run's draws at the rule's α (no denoiser evaluations), with the rule's own
+SWEEP = (0.0, 1.0, 2.0, 3.0, 4.0)
+
+
+def sweep(rule: SequentialRule) -> list[float]:
+    return sorted({*SWEEP, rule.resolution})
+
+
+def report_rule(recs, rule: SequentialRule):
+    """The adaptive i^s rule against the fixed run on its own draws (the proposal's gain left out), and replays
+    of that fixed run under other resolutions ρ."""
+    _, _, acc_f, acc_a, D, S, changed = summary(recs, "adaptive i^s", "info_s", fixed="fixed own info_s")
+    print(f"  the rule alone, against the fixed run on its own draws: accuracy {acc_f:5.1f}% -> {acc_a:5.1f}%; "
+          f"difference {D:+.2f} ± {S:.2f} points; decision changed on {changed:.1f}%")
+    F = np.mean([r["fixed info_s"][0] for r in recs])
+    cells = []
+    for rho in sweep(rule):
+        _, A, _, acc, D, S, _ = summary(recs, f"replay {rho}", "info_s")
+        cells.append(f"ρ {rho:g}: {F / A:4.2f}x ({D:+.1f} ± {S:.1f})")
+    print(f"  replayed at α {rule.alpha:g}; ratio and accuracy difference against the fixed paper run, as the bar: "
+          + "; ".join(cells))
+    same = np.mean([r[f"replay {rule.resolution}"][0::2] == r["adaptive i^s"][0::2] for r in recs])
+    print(f"  the replay at ρ {rule.resolution:g} matches the live adaptive i^s run (rows and decision) on "
+          f"{100 * same:.1f}% of examples")
 
 
 def oracle(units: np.ndarray, draws_per_unit: int = 1, level: float = 0.05, first: int = 10) -> tuple[float, int]:
@@ -211,14 +254,15 @@ def report_oracle(recs):
               f"{O:.1f} rows/example: {F / O:.2f}x")
 
 
-def summary(recs, run: str, method: str):
-    ev_f = np.array([r[f"fixed {method}"][0] for r in recs], float)
+def summary(recs, run: str, method: str, fixed: str | None = None):
+    fixed = fixed or f"fixed {method}"
+    ev_f = np.array([r[fixed][0] for r in recs], float)
     ev_a = np.array([r[run][0] for r in recs], float)
-    c_f = np.array([r[f"fixed {method}"][1] for r in recs])
+    c_f = np.array([r[fixed][1] for r in recs])
     c_a = np.array([r[run][1] for r in recs])
     d = 100 * (c_a - c_f)
     s = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-    changed = np.mean([r[run][2] != r[f"fixed {method}"][2] for r in recs])
+    changed = np.mean([r[run][2] != r[fixed][2] for r in recs])
     return ev_f.mean(), ev_a.mean(), 100 * c_f.mean(), 100 * c_a.mean(), float(d.mean()), s, 100 * changed
 
 
@@ -237,6 +281,8 @@ def main(argv=None):
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--block", type=int, default=10)
     ap.add_argument("--first-look", type=int, default=10)
+    ap.add_argument("--resolution", type=float, default=0.0,
+                    help="ρ: also drop rivals that cannot beat the leader by more than ρ standard errors at the cap")
     ap.add_argument("--qmc", action="store_true", help="randomized-QMC log-SNR blocks in the adaptive runs")
     ap.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (ε, −ε) in the adaptive runs")
     ap.add_argument("--primary", default="adaptive i^s", choices=list(RUNS), help="the run of the last line")
@@ -249,7 +295,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     rule = SequentialRule(alpha=args.alpha, block=args.block, first_look=args.first_look, qmc=args.qmc,
-                          antithetic=args.antithetic)
+                          antithetic=args.antithetic, resolution=args.resolution)
     sampling = LogSNRSampling()  # the corrected protocol: truncated logistic, loc 1, scale 2, clip 3
     print(f"torch threads {torch.get_num_threads()}; log-SNR {sampling}; adaptive runs' proposal {args.proposal}; "
           f"rule {rule}; seed {args.seed}")
@@ -279,6 +325,7 @@ def main(argv=None):
             print(f"\n[{setup}, pooled, {len(recs)} examples]")
             for run in RUNS:
                 report(run, recs, FIXED_METHOD[run])
+            report_rule(recs, rule)
             report_oracle(recs)
     print(f"\n[pooled over every setup, {len(everything)} examples]")
     for run in RUNS:
@@ -300,7 +347,8 @@ def record(args, ap, recs, argv):
     if not twins:
         print("--ratios-json: the ShapesWorld twins were not run; nothing recorded")
         return
-    how = (f"{args.primary} (α {args.alpha}, {args.proposal} log-SNR proposal"
+    how = (f"{args.primary} (α {args.alpha}{f', resolution {args.resolution:g}' if args.resolution else ''}, "
+           f"{args.proposal} log-SNR proposal"
            f"{', stratified' if args.qmc else ''}{', antithetic' if args.antithetic else ''}) against the fixed "
            "100-draw run")
     ratios = {}

@@ -15,7 +15,7 @@ import torch
 
 from infodecomp import analytic
 from infodecomp.experiments import relation_testing as rt
-from infodecomp.experiments.sequential import SequentialRule, sequential_scores
+from infodecomp.experiments.sequential import SequentialRule, replay, sequential_scores
 from infodecomp.logsnr import LogSNRSampling
 
 
@@ -47,6 +47,8 @@ def _gen(seed=0):
     (dict(indifference=-1.0), "indifference"), (dict(indifference=math.inf), "indifference"),
     (dict(qmc="yes"), "qmc"), (dict(antithetic=1), "antithetic"), (dict(block=5, first_look=5, antithetic=True), "even"),
     (dict(block=2, first_look=2, antithetic=True), "2 independent units"),
+    (dict(resolution=-0.5), "resolution"), (dict(resolution=math.nan), "resolution"),
+    (dict(resolution=True), "resolution"),
 ])
 def test_bad_rules_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -151,6 +153,88 @@ def test_identical_candidates_tie_and_the_indifference_zone_stops_near_ties():
                              rule=SequentialRule(indifference=10.0))
     assert plain.n_samples == 100 and not plain.decided  # a true tie with noise: no significance, the cap
     assert wide.decided and wide.n_samples == 10  # both within 10 nats of each other: either is fine
+
+
+def test_the_resolution_zone_is_rho_standard_errors_at_the_cap():
+    """Two candidates, differences d with a known mean and spread at the first look: the rival is dropped exactly
+    when mean(d) > c·sd/√n − ρ·sd/√(units at the cap)."""
+    from scipy import stats
+
+    n, rho = 10, 1.5
+    rule = SequentialRule(alpha=0.05, resolution=rho)
+    base = np.array([1.0, -1.0] * (n // 2))  # mean 0, sd √(n/(n−1))
+    sd = float(np.std(base, ddof=1))
+    c = float(stats.t.ppf(1 - 0.05 / 10, n - 1))
+    edge = c * sd / math.sqrt(n) - rho * sd / math.sqrt(100)
+    for shift, dropped in ((edge + 1e-6, True), (edge - 1e-6, False)):
+        u = np.stack([base + shift, np.zeros(n)], axis=1)  # candidate 0 leads by `shift` on average
+        assert rule.look(u, [0, 1]) == ([0] if dropped else [0, 1])
+    # ρ = 0 is the plain test: the same margin is not enough
+    assert SequentialRule(alpha=0.05).look(np.stack([base + edge + 1e-6, np.zeros(n)], axis=1), [0, 1]) == [0, 1]
+    # the cap is counted in units (antithetic pairs: 50 of them at 100 draws), and δ adds to the zone
+    rule = SequentialRule(alpha=0.05, block=20, first_look=20, antithetic=True, indifference=0.1, resolution=rho)
+    c5 = float(stats.t.ppf(1 - 0.05 / 5, n - 1))  # 10 pairs at the first look, K = 5 looks
+    edge = c5 * sd / math.sqrt(n) - 0.1 - rho * sd / math.sqrt(50)
+    for shift, dropped in ((edge + 1e-6, True), (edge - 1e-6, False)):
+        u = np.stack([base + shift, np.zeros(n)], axis=1)
+        assert rule.look(u, [0, 1]) == ([0] if dropped else [0, 1])
+
+
+def test_a_resolution_stops_true_ties_early_and_keeps_clear_winners():
+    d = 3
+    null = torch.zeros(d)
+    conds = torch.eye(d)[:2]  # the same expected i^o: a true tie with noisy differences
+    plain = [sequential_scores(CoordinateDenoiser(), torch.zeros(d), conds, null, generator=_gen(s))
+             for s in range(20)]
+    zoned = [sequential_scores(CoordinateDenoiser(), torch.zeros(d), conds, null, generator=_gen(s),
+                               rule=SequentialRule(resolution=4.0)) for s in range(20)]
+    assert np.mean([p.n_samples for p in plain]) > 90  # the plain test runs a tie to the cap
+    assert np.mean([z.n_samples for z in zoned]) < 60  # within what the fixed run could resolve: stopped
+    # a clear winner is still the winner, at the first look
+    gap = torch.tensor([[1.0, 1.0, 1.0], [0.2, 0.2, 0.2]])
+    s = sequential_scores(ConstantDenoiser(), torch.zeros(d), gap, null, rule=SequentialRule(resolution=2.0),
+                          generator=_gen())
+    assert s.prediction == 0 and s.n_samples == 10
+
+
+@pytest.mark.parametrize("rule", [
+    SequentialRule(alpha=0.1), SequentialRule(alpha=0.05, resolution=1.0), SequentialRule(block=5, first_look=15),
+    SequentialRule(indifference=0.05, block=20, first_look=20),
+    SequentialRule(block=5, first_look=10, qmc=True, resolution=0.5),
+    SequentialRule(block=10, first_look=10, antithetic=True),
+], ids=["plain", "resolution", "block5", "indifference", "qmc", "antithetic"])
+@pytest.mark.parametrize("evaluate_null", [False, True], ids=["i_s", "i_o"])
+def test_replay_on_a_fixed_run_equals_the_live_rule(mworld, rule, evaluate_null):
+    """The live rule's prediction, draws and rows equal the replay's on the fixed run drawn the same way."""
+    x, _ = mworld.sample(6, generator=_gen(5))
+    conds = torch.stack([mworld.component_labels[k] for k in range(4)])
+    null = mworld.null(1)[0]
+    method = "info_o" if evaluate_null else "info_s"
+    fixed = SequentialRule.fixed(rule.max_samples, block=rule.block, qmc=rule.qmc, antithetic=rule.antithetic)
+    for b in range(6):
+        kw = dict(method=method, evaluate_null=evaluate_null)
+        f = sequential_scores(mworld, x[b], conds, null, rule=fixed, generator=_gen(b), **kw)
+        live = sequential_scores(mworld, x[b], conds, null, rule=rule, generator=_gen(b), **kw)
+        r = replay(f.units[method], rule, evaluate_null=evaluate_null)
+        assert (r.prediction, r.decided, r.n_samples, r.n_evaluations) == (
+            live.prediction, live.decided, live.n_samples, live.n_evaluations)
+
+
+def test_replay_refuses_what_it_cannot_replay():
+    with pytest.raises(ValueError, match=r"\[U, M\]"):
+        replay(np.zeros((100, 1)), SequentialRule())
+    with pytest.raises(ValueError, match="100 units"):
+        replay(np.zeros((50, 3)), SequentialRule())
+    u = np.zeros((100, 2))
+    u[40, 1] = np.nan  # a candidate dropped by an adaptive run: not a fixed run
+    with pytest.raises(ValueError, match="missing values"):
+        replay(u, SequentialRule())
+    with pytest.raises(ValueError, match=r"same must be \[M, M\]"):
+        replay(np.zeros((100, 2)), SequentialRule(), same=np.eye(3, dtype=bool))
+    with pytest.raises(ValueError, match="evaluate_null"):
+        replay(np.zeros((100, 2)), SequentialRule(), evaluate_null="yes")
+    with pytest.raises(TypeError, match="SequentialRule"):
+        replay(np.zeros((100, 2)), {"alpha": 0.05})
 
 
 def test_qmc_blocks_are_the_units(mworld):

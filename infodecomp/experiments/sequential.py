@@ -12,15 +12,27 @@ The rule (:class:`SequentialRule`), for one example with M candidates:
 2. At a look after n draws, the *leader* L is the active candidate with the highest mean score. For every other
    active candidate j, the paired differences d = s_L − s_j over the n draws give t = mean(d) / (sd(d)/√n).
    j is dropped when t > c − δ/(sd(d)/√n), where c is the one-sided Student-t quantile with n − 1 degrees of
-   freedom at level α / (K (M − 1)), K the number of looks, and δ ≥ 0 the indifference zone (``indifference``,
-   nats; 0 = plain significance).
+   freedom at level α / (K (M − 1)), K the number of looks, and δ ≥ 0 the indifference zone: ``indifference``
+   (nats) plus ``resolution`` ρ times sd(d)/√N, the margin's standard error at the cap of N draws (0 and 0 =
+   plain significance).
 3. The example stops when one candidate is left (its prediction) or at ``max_samples`` (the leader then).
 
 **Error rate.** Each drop is a one-sided paired t-test of "μ_L > μ_j − δ". The best candidate (highest expected
 score) is dropped only if one of at most K (M − 1) such tests rejects wrongly, so by the union bound (Bonferroni
 over looks and rivals) P(the prediction is worse than the best candidate by more than δ) ≤ α, under the t-test's
-normal approximation of the mean of n per-draw differences. The benchmark (benchmarks/adaptive_relation_testing.py)
-reports how often the adaptive decision differs from the fixed 100-draw decision on the same draws.
+normal approximation of the mean of n per-draw differences.
+
+**Resolution.** The fixed run decides a near-tie (a margin of a standard error or two at N draws) by its noise, and
+the plain rule (δ = 0) runs every such case to the cap to do as much. With ``resolution`` ρ the zone is measured in
+the fixed run's own precision: the rule then promises a prediction within ρ standard errors (at N draws) of the
+best, with probability ≥ 1 − α, and stops near-ties early. The zone is estimated (sd(d) at the look), so the promise
+is approximate; how much accuracy it costs against the fixed run is measured, not assumed. It also caps the draws:
+once c/√U < ρ/√U_cap the threshold is below zero and every rival goes, so no example takes more than about
+(c/ρ)² of the cap (ρ = 3 and two candidates: about 80 of 100 draws).
+
+The benchmark (benchmarks/adaptive_relation_testing.py) reports how often the adaptive decision differs from the
+fixed 100-draw decision on the same draws; :func:`replay` evaluates a rule on a fixed run's stored draws without
+evaluating the denoiser again.
 
 **Units.** With i.i.d. log-SNR draws a unit is one draw. With ``qmc=True`` each block is one randomized-QMC lattice
 of ``block`` log-SNR points with one random shift (:class:`~infodecomp.logsnr.LogSNRSampling` ``logistic_qmc``),
@@ -52,7 +64,7 @@ from torch import Tensor
 from ..estimators import information_scores
 from ..logsnr import LogSNRSampling
 
-__all__ = ["SequentialRule", "SequentialScores", "sequential_scores", "SEQUENTIAL_METHODS"]
+__all__ = ["SequentialRule", "SequentialScores", "sequential_scores", "replay", "Replay", "SEQUENTIAL_METHODS"]
 
 #: The scores the rule can decide by (higher = better): i^o, i^s, −MMSE (the names of relation_testing.METHODS).
 SEQUENTIAL_METHODS = ("info_o", "info_s", "mmse")
@@ -68,12 +80,17 @@ def _count(name: str, v, minimum: int = 1) -> int:
 class SequentialRule:
     """When to stop scoring an example (see the module docstring for the test and its error rate).
 
-    alpha: the error rate: P(the prediction is worse than the best candidate by more than ``indifference``) ≤ alpha.
+    alpha: the error rate: P(the prediction is worse than the best candidate by more than the zone δ + ρ·se at the
+        cap, ``indifference`` + ``resolution`` standard errors) ≤ alpha.
         0 switches the rule off (every example takes ``max_samples`` draws: the fixed protocol on the same draws).
     block: draws between two looks. first_look: draws before the first look (a multiple of ``block``; with
         ``qmc`` at least two blocks). max_samples: the cap (the paper's 100; a multiple of ``block``).
     indifference: δ ≥ 0 in nats of the score: rivals that cannot be better than the leader by more than δ are
         dropped too. 0 (default): only significantly worse rivals are dropped.
+    resolution: ρ ≥ 0, an indifference zone relative to the fixed run's precision: δ grows by ρ times the standard
+        error the margin would have at ``max_samples`` draws (its per-unit spread / √(units at the cap)). A rival
+        is then dropped once it cannot be better than the leader by more than the fixed run could resolve, so
+        near-ties, which the fixed run decides by its noise, stop early. 0 (default): off.
     qmc: each block is one randomized-QMC lattice of log-SNR points (the unit of the test is then a block).
     antithetic: draws come in antithetic pairs (λ, ε) and (λ, −ε) (``block`` even); the unit of the test is then
         a pair (or, with ``qmc``, still a block). The linear term of the noise cancels from i^s differences.
@@ -86,6 +103,7 @@ class SequentialRule:
     indifference: float = 0.0
     qmc: bool = False
     antithetic: bool = False
+    resolution: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 <= self.alpha < 1:
@@ -110,8 +128,13 @@ class SequentialRule:
             raise ValueError(f"indifference must be a finite number >= 0 (nats), got {self.indifference!r}")
         if not isinstance(self.qmc, bool):
             raise ValueError(f"qmc must be True or False, got {self.qmc!r}")
+        if (isinstance(self.resolution, bool) or not isinstance(self.resolution, numbers.Real)
+                or not self.resolution >= 0 or not math.isfinite(self.resolution)):
+            raise ValueError(f"resolution must be a finite number >= 0 (standard errors of the margin at "
+                             f"max_samples draws), got {self.resolution!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "indifference", float(self.indifference))
+        object.__setattr__(self, "resolution", float(self.resolution))
 
     @classmethod
     def fixed(cls, max_samples: int = 100, *, block: int = 10, qmc: bool = False,
@@ -140,13 +163,40 @@ class SequentialRule:
         level = self.alpha / (len(self.looks) * (n_candidates - 1))
         return float(stats.t.ppf(1.0 - level, n_units - 1))
 
+    def look(self, units: np.ndarray, active: list[int], same: np.ndarray | None = None) -> list[int]:
+        """The candidates kept at a look: ``units [U, M]`` the deciding score's units so far (every ``active``
+        candidate has all U), ``same [M, M]`` exact duplicates (never dropped for each other). The leader is the
+        active candidate with the highest mean; a rival j goes when mean(d) > c·se − δ − ρ·sd/√U_cap for the
+        paired differences d = s_leader − s_j (module docstring)."""
+        U, M = units.shape
+        means = [units[:, j].mean() for j in active]
+        leader = active[int(np.argmax(means))]
+        crit = self.critical(U, M)
+        cap_units = self.units(self.max_samples)
+        keep = []
+        for j in active:
+            if j == leader or (same is not None and same[leader, j]):
+                keep.append(j)
+                continue
+            d = units[:, leader] - units[:, j]
+            sd = float(np.std(d, ddof=1))
+            se = sd / math.sqrt(U)
+            zone = self.indifference + self.resolution * sd / math.sqrt(cap_units)
+            if se > 0 and float(np.mean(d)) > crit * se - zone:
+                continue
+            if se == 0 and float(np.mean(d)) > 0 and self.alpha > 0:  # an exact, noiseless difference
+                continue
+            keep.append(j)
+        return keep
+
 
 @dataclass(frozen=True)
 class SequentialScores:
     """The result of :func:`sequential_scores` for one example (candidates in the order given).
 
     method: the score that decided. prediction: the index of the chosen candidate. decided: True when the test
-    left one candidate (possibly at the cap); False when the cap was reached with rivals left (the leader wins). n_samples: draws taken; n_evaluations: denoiser rows used.
+    left one candidate (possibly at the cap); False when the cap was reached with rivals left (the leader wins).
+    n_samples: draws taken; n_evaluations: denoiser rows used.
     units: ``{method: [U, M]}`` per-unit values of every score computed (NaN once a candidate was dropped);
     "info_o" and the null's terms only when the null was evaluated. n_draws: [M] draws each candidate was evaluated
     on. dropped_at: [M] the draw count of the look that dropped it (0: never dropped).
@@ -269,23 +319,8 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
         n_draws[active] += b
         if n not in looks:
             continue
-        u = np.concatenate(chunks[method])  # [U, M]
-        means = np.array([u[:, j].mean() for j in active])
-        leader = active[int(np.argmax(means))]
-        crit = rule.critical(u.shape[0], M)
-        keep = []
-        for j in active:
-            if j == leader or same[leader, j]:
-                keep.append(j)
-                continue
-            d = u[:, leader] - u[:, j]
-            se = float(np.std(d, ddof=1)) / math.sqrt(d.size)
-            if se > 0 and float(np.mean(d)) > crit * se - rule.indifference:
-                dropped_at[j] = n
-            elif se == 0 and float(np.mean(d)) > 0 and rule.alpha > 0:  # an exact, noiseless difference
-                dropped_at[j] = n
-            else:
-                keep.append(j)
+        keep = rule.look(np.concatenate(chunks[method]), active, same)
+        dropped_at[sorted(set(active) - set(keep))] = n
         active = keep
         if all(same[active[0], j] for j in active):  # one candidate (or exact copies of it) left
             decided = True
@@ -297,3 +332,63 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
     return SequentialScores(method=method, prediction=int(prediction), decided=decided, n_samples=int(n),
                             n_evaluations=int(evaluations), units=units, n_draws=n_draws, dropped_at=dropped_at,
                             null_evaluated=bool(evaluate_null))
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What the rule would have done on a fixed run's draws (:func:`replay`): the prediction, whether the test
+    decided it, the draws taken and the denoiser rows they cost."""
+
+    prediction: int
+    decided: bool
+    n_samples: int
+    n_evaluations: int
+
+
+def replay(units: np.ndarray, rule: SequentialRule, *, evaluate_null: bool = False,
+           same: np.ndarray | None = None) -> Replay:
+    """Run ``rule`` on the stored units of a fixed run instead of on a denoiser.
+
+    units ``[U, M]``: the deciding score of M candidates on U units of a run with the rule switched off and drawn
+    the same way (:meth:`SequentialRule.fixed` with the same block, qmc and antithetic; the ``units`` of its
+    :class:`SequentialScores`), U ≥ the cap's units. Draws come in the same order whatever the active set, so
+    :func:`sequential_scores` with ``rule`` and the same generator would see exactly these values: the replay
+    gives its prediction and cost without a single denoiser evaluation (a sweep over rules costs one fixed run).
+    The units must be the rule's kind (draws, antithetic pairs or lattice blocks): that cannot be checked here.
+    same ``[M, M]``: exact duplicate candidates, never dropped for each other (default: identical columns; the
+    live scorer compares the conditions). evaluate_null: count the null prompt's row per draw (the i^o rule), else
+    the i^s rule's rows (the first active candidate is the reference)."""
+    u = np.asarray(units, dtype=np.float64)
+    if not isinstance(rule, SequentialRule):
+        raise TypeError(f"rule must be a SequentialRule, got {type(rule).__name__}")
+    if u.ndim != 2 or u.shape[1] < 2:
+        raise ValueError(f"units must be [U, M] with M >= 2 candidates, got shape {u.shape}")
+    if not isinstance(evaluate_null, bool):
+        raise ValueError(f"evaluate_null must be True or False, got {evaluate_null!r}")
+    need = rule.units(rule.max_samples)
+    if u.shape[0] < need:
+        raise ValueError(f"units must hold the {need} units of {rule.max_samples} draws (a fixed run); got "
+                         f"{u.shape[0]} rows")
+    if not np.isfinite(u[:need]).all():
+        raise ValueError("units have missing values (NaN or inf): every candidate must be scored on every unit, "
+                         "as in a fixed run (an adaptive run leaves NaN after a candidate is dropped)")
+    M = u.shape[1]
+    if same is None:
+        same = (u[:need, :, None] == u[:need, None, :]).all(0)
+    same = np.asarray(same, dtype=bool)
+    if same.shape != (M, M):
+        raise ValueError(f"same must be [M, M] = [{M}, {M}], got shape {same.shape}")
+    active, n, rows, decided = list(range(M)), 0, 0, False
+    looks = set(rule.looks)
+    while n < rule.max_samples:
+        rows += rule.block * (len(active) + (1 if evaluate_null else 0))
+        n += rule.block
+        if n not in looks:
+            continue
+        active = rule.look(u[:rule.units(n)], active, same)
+        if all(same[active[0], j] for j in active):
+            decided = True
+            break
+    finals = [u[:rule.units(n), j].mean() for j in active]
+    return Replay(prediction=active[int(np.argmax(finals))], decided=decided, n_samples=n, n_evaluations=rows)
+
