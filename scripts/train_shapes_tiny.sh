@@ -47,6 +47,15 @@ ABLATIONS=${ABLATIONS:-1}
 EVALS=$OUT/ablations
 VAE=$WORK/v1-pipeline
 RECIPE="--text-mask words --relation-boost 0.2 --counterfactual 1.0"
+
+# Step 4 empties OUT (all but ablations/): it must not be, or hold, a training run's folder.
+out_real=$(realpath -m "$OUT")
+for d in "$WORK" "$WORK/v3" "$CLIP" "$VAE" "${P}1" "${P}2" "${P}3" "${P}4"; do
+  case "$(realpath -m "$d")/" in
+    "$out_real"/*) echo "OUT=$OUT holds the training run $d, which step 4 would delete; choose another OUT" >&2
+                   exit 2 ;;
+  esac
+done
 SCHEDULE="--lr-decay cosine --lr-final 0.02"
 
 if [ ! -f "$VAE/vae/diffusion_pytorch_model.safetensors" ]; then
@@ -80,7 +89,7 @@ fi
 # 3. v3: phase 3 swaps in the frozen ShapesCLIP text encoder, phase 4 continues
 FROZEN="$RECIPE --text-encoder-from $CLIP/export"
 RUN3="--work-dir ${P}3 --seed 0 --vae-steps 0 --unet-steps $STEPS3 $SCHEDULE --init-from ${P}2/pipeline $FROZEN"
-RUN4="--work-dir $WORK/shapes-tiny --seed 1 --vae-steps 0 --unet-steps $STEPS4 $SCHEDULE --init-from ${P}3/pipeline $FROZEN"
+RUN4="--work-dir ${P}4 --seed 1 --vae-steps 0 --unet-steps $STEPS4 $SCHEDULE --init-from ${P}3/pipeline $FROZEN"
 train1 train $RUN3
 [ -f "${P}3/pipeline/model_index.json" ] || train export $RUN3 --no-ema --out "${P}3/pipeline"
 train train $RUN4 --threads "$THREADS"

@@ -206,6 +206,12 @@ def test_a_pipeline_ships_its_shapesclip_and_the_clip_row_scores_with_it(uninter
     assert 0 <= lo <= acc <= hi <= 1
 
 
+def test_export_refuses_an_unfinished_run(tmp_path):
+    with pytest.raises(RuntimeError, match=f"step 0 of {TINY.steps}"):
+        sc.ClipTrainer(TINY, tmp_path / "never").export(tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
 def test_evaluate_writes_its_json_into_a_folder_that_does_not_exist_yet(uninterrupted, tmp_path, capsys):
     """scripts/train_shapes_tiny.sh with a fresh OUT (a reproduction) writes OUT/ablations/shapesclip-hard.json."""
     out = uninterrupted.export(tmp_path / "export")

@@ -68,6 +68,37 @@ def test_other_settings_refuse_to_resume(uninterrupted, tmp_path):
         Trainer(replace(TINY, unet_lr=1e-2), tmp_path)
 
 
+def test_export_refuses_a_run_that_is_missing_or_unfinished(tmp_path):
+    """A reproduction once lost its last phase's checkpoint and exported its initial weights as the trained model:
+    export now refuses both a run with no checkpoint and one stopped before its last step."""
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(TINY, tmp_path / "never").export(tmp_path / "pipe")
+    Trainer(replace(TINY, unet_steps=1), tmp_path / "run").train()
+    with pytest.raises(RuntimeError, match="step 1 of 3"):
+        Trainer(TINY, tmp_path / "run").export(tmp_path / "pipe")
+    assert not (tmp_path / "pipe").exists()
+    Trainer(replace(TINY, unet_steps=1), tmp_path / "run").export(tmp_path / "pipe")  # as it is, when asked
+    assert (tmp_path / "pipe" / "model_index.json").exists()
+
+
+def test_the_training_script_refuses_an_out_that_holds_a_training_run(tmp_path):
+    """scripts/train_shapes_tiny.sh empties OUT before exporting into it: an OUT holding a run is refused first."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "work"
+    for out in (work, work / "shapes-tiny-phase4", tmp_path):
+        r = subprocess.run(["bash", "scripts/train_shapes_tiny.sh"], cwd=root, capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "WORK": str(work), "OUT": str(out), "PY": "false"})
+        assert r.returncode == 2 and "which step 4 would delete" in r.stderr, (out, r.stderr)
+    assert not work.exists()  # refused before writing anything
+    # a separate OUT passes the check (and then fails at the first training command, PY=false)
+    r = subprocess.run(["bash", "scripts/train_shapes_tiny.sh"], cwd=root, capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "WORK": str(work), "OUT": str(tmp_path / "out"), "PY": "false"})
+    assert r.returncode != 2 and "would delete" not in r.stderr
+
+
 def test_export_writes_a_loadable_pipeline(uninterrupted, tmp_path):
     from infodecomp.models import load_model
 

@@ -238,7 +238,12 @@ class ClipTrainer:
 
     def export(self, out: str | Path) -> Path:
         """Write the text encoder as a diffusers/transformers component (``out/text_encoder``, safetensors) and the
-        rest of the model (projection, image tower) as ``out/shapesclip.safetensors`` with ``out/shapesclip.json``."""
+        rest of the model (projection, image tower) as ``out/shapesclip.safetensors`` with ``out/shapesclip.json``.
+        Only a finished run is exported (else the initial weights would go out under the trained model's name)."""
+        if self.state["step"] < self.cfg.steps:
+            raise RuntimeError(f"{self.work_dir}: training stopped at step {self.state['step']} of {self.cfg.steps} "
+                               f"(no checkpoint: step 0); run `train` again to finish it (it resumes), or pass the "
+                               f"--steps it reached to export it as it is")
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.model.text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)

@@ -326,6 +326,15 @@ class Trainer:
     def export(self, out: Path, *, use_ema: bool = True, note: str = ""):
         from diffusers import DDIMScheduler, StableDiffusionPipeline  # heavy: only to export
 
+        # Only a finished run is exported: a missing checkpoint would otherwise export the initial weights (the
+        # --init-from pipeline, or random ones) under the name of the trained model.
+        if not self.ckpt_path.exists():
+            raise FileNotFoundError(f"{self.ckpt_path}: no checkpoint, so nothing trained to export; run `train` "
+                                    f"with the same settings first")
+        if self.state["stage"] != "unet" or self.state["step"] < self.cfg.unet_steps:
+            raise RuntimeError(f"{self.ckpt_path} stopped at stage {self.state['stage']!r}, step "
+                               f"{self.state['step']} of {self.cfg.unet_steps}: run `train` again to finish it (it "
+                               f"resumes), or pass the --unet-steps it reached to export it as it is")
         if use_ema and self.ema is not None:
             self.unet.load_state_dict({k[5:]: v for k, v in self.ema.items() if k.startswith("unet.")})
             self.text_encoder.load_state_dict({k[5:]: v for k, v in self.ema.items() if k.startswith("text.")})
