@@ -144,7 +144,8 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
     for ex_id, x, conds, null, t in examples:
         rec = {"setup": setup}
         counter = Counter(denoiser)
-        f = sequential_scores(counter, x, conds, null, method="info_o", rule=SequentialRule.fixed(rule.max_samples),
+        fixed = SequentialRule.fixed(rule.max_samples)
+        f = sequential_scores(counter, x, conds, null, method="info_o", rule=fixed,
                               sampling=sampling, evaluate_null=True,
                               generator=torch.Generator().manual_seed(example_seed(seed, ex_id)))
         for m in ("info_o", "info_s"):
@@ -152,7 +153,7 @@ def bench(name: str, denoiser, examples, rule: SequentialRule, sampling: LogSNRS
             rec[f"fixed {m}"] = (counter.rows, float(pred == t), pred)
         rec["z"], rec["oracle"] = oracle(f.units["info_s"])
         own = f  # the fixed run on the adaptive i^s run's draws (the same draws unless it samples otherwise)
-        if adaptive["adaptive i^s"] != sampling or rule.qmc or rule.antithetic or rule.block != 10:
+        if adaptive["adaptive i^s"] != sampling or rule.qmc or rule.antithetic or rule.block != fixed.block:
             # the bound under the sampling the adaptive i^s run uses (its proposal, strata, antithetic pairs): a
             # fixed run drawn that way gives the per-unit spread that any stopping rule on those draws faces
             g = sequential_scores(Counter(denoiser), x, conds, null, method="info_s", evaluate_null=False,
@@ -206,7 +207,7 @@ def report_rule(recs, rule: SequentialRule):
     F = np.mean([r["fixed info_s"][0] for r in recs])
     cells = []
     for rho in sweep(rule):
-        _, A, _, acc, D, S, _ = summary(recs, f"replay {rho}", "info_s")
+        _, A, _, _, D, S, _ = summary(recs, f"replay {rho}", "info_s")
         cells.append(f"ρ {rho:g}: {F / A:4.2f}x ({D:+.1f} ± {S:.1f})")
     print(f"  replayed at α {rule.alpha:g}; ratio and accuracy difference against the fixed paper run, as the bar: "
           + "; ".join(cells))

@@ -76,6 +76,16 @@ def _count(name: str, v, minimum: int = 1) -> int:
     return int(v)
 
 
+def _leader(units: np.ndarray, active: list[int]) -> int:
+    """The active candidate with the highest mean over ``units [U, M]`` (the first one on a tie)."""
+    return active[int(np.argmax([units[:, j].mean() for j in active]))]
+
+
+def _settled(active: list[int], same: np.ndarray) -> bool:
+    """One candidate (or exact copies of it) is left."""
+    return all(same[active[0], j] for j in active)
+
+
 @dataclass(frozen=True)
 class SequentialRule:
     """When to stop scoring an example (see the module docstring for the test and its error rate).
@@ -169,8 +179,7 @@ class SequentialRule:
         active candidate with the highest mean; a rival j goes when mean(d) > c·se − δ − ρ·sd/√U_cap for the
         paired differences d = s_leader − s_j (module docstring)."""
         U, M = units.shape
-        means = [units[:, j].mean() for j in active]
-        leader = active[int(np.argmax(means))]
+        leader = _leader(units, active)
         crit = self.critical(U, M)
         cap_units = self.units(self.max_samples)
         keep = []
@@ -322,13 +331,11 @@ def sequential_scores(denoiser, x: Tensor, conds: Tensor, null: Tensor, *, metho
         keep = rule.look(np.concatenate(chunks[method]), active, same)
         dropped_at[sorted(set(active) - set(keep))] = n
         active = keep
-        if all(same[active[0], j] for j in active):  # one candidate (or exact copies of it) left
+        if _settled(active, same):
             decided = True
             break
     units = {m: np.concatenate(v) for m, v in chunks.items()}
-    u = units[method]
-    finals = [u[:, j].mean() for j in active]  # the survivors share every unit
-    prediction = active[int(np.argmax(finals))]
+    prediction = _leader(units[method], active)  # the survivors share every unit
     return SequentialScores(method=method, prediction=int(prediction), decided=decided, n_samples=int(n),
                             n_evaluations=int(evaluations), units=units, n_draws=n_draws, dropped_at=dropped_at,
                             null_evaluated=bool(evaluate_null))
@@ -386,9 +393,8 @@ def replay(units: np.ndarray, rule: SequentialRule, *, evaluate_null: bool = Fal
         if n not in looks:
             continue
         active = rule.look(u[:rule.units(n)], active, same)
-        if all(same[active[0], j] for j in active):
+        if _settled(active, same):
             decided = True
             break
-    finals = [u[:rule.units(n), j].mean() for j in active]
-    return Replay(prediction=active[int(np.argmax(finals))], decided=decided, n_samples=n, n_evaluations=rows)
+    return Replay(prediction=_leader(u[:rule.units(n)], active), decided=decided, n_samples=n, n_evaluations=rows)
 
